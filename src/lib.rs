@@ -1,0 +1,21 @@
+//! dsync: mailbox synchronization between Dovecot-compatible mail stores.
+//!
+//! Crate layout, from the command line down:
+//! - `cli`: argument parsing and dispatch (the `dsync` binary is a thin shim).
+//! - `config`, `location`: Dovecot's configuration syntax and mail locations.
+//! - `brain`: the sync engine (the leader side decides, see `protocol-spec/`).
+//! - `server`: the follower side, serving one store over the protocol.
+//! - `protocol`: frames, items, codec, version negotiation.
+//! - `transport`: in-process duplex or a child process (ssh or any command).
+//! - `maildir`: the Maildir store, byte-compatible with Dovecot.
+//! - `model`: the mail model every part shares.
+
+pub mod brain;
+pub mod cli;
+pub mod config;
+pub mod location;
+pub mod maildir;
+pub mod model;
+pub mod protocol;
+pub mod server;
+pub mod transport;
