@@ -1,2 +1,406 @@
-//! (in progress)
-pub fn main() -> i32 { 0 }
+//! The command line: `dsync [options] mirror|backup LOCATION2`, and
+//! `dsync [options] server` for the remote side.
+
+use crate::brain::backup::{self, Direction};
+use crate::brain::plan::Filter;
+use crate::brain::remote::Remote;
+use crate::brain::Report;
+use crate::config::{self, Config};
+use crate::location::{self, Expand, Location2, MailLocation};
+use crate::maildir::MaildirStore;
+use crate::model::MailboxName;
+use crate::protocol::{self, connection::BoxRead, connection::BoxWrite};
+use crate::server::{self, ServerOptions, StoreOpener};
+use crate::{transport, user};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit code for usage errors (sysexits' EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+/// Exit code when the sync succeeded but some changes could not be made.
+pub const EXIT_INCOMPLETE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dsync",
+    version,
+    about = "Mailbox synchronization: mirror or back up one user's mail between two locations",
+    after_help = "LOCATION2 is a mail location (maildir:~/Backup), host or user@host (ssh), \
+                  or a whole command line that starts a remote `dsync server`.\n\
+                  Exit codes: 0 synced; 2 synced but some changes could not be made (run again); \
+                  1 failed; 64 usage error."
+)]
+struct Cli {
+    #[command(flatten)]
+    opts: Opts,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+struct Opts {
+    /// Read the configuration from FILE (default: /etc/dovecot/dovecot.conf)
+    #[arg(short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Replace characters that a mailbox name cannot hold on the other side with CHAR
+    #[arg(short = 'C', value_name = "CHAR")]
+    alt_char: Option<char>,
+    /// Debug messages
+    #[arg(short = 'D')]
+    debug: bool,
+    /// Full sync: compare every mailbox even if its state looks unchanged
+    #[arg(short = 'f')]
+    full: bool,
+    /// Sync only this mailbox (repeatable)
+    #[arg(short = 'm', value_name = "MAILBOX")]
+    mailboxes: Vec<String>,
+    /// Override a configuration setting (repeatable)
+    #[arg(short = 'o', value_name = "SETTING=VALUE")]
+    overrides: Vec<String>,
+    /// Reverse the backup direction: LOCATION2 is backed up to the local location
+    #[arg(short = 'R')]
+    reverse: bool,
+    /// Sync this user's mail (looked up in the system's user database)
+    #[arg(short = 'u', value_name = "USER")]
+    user: Option<String>,
+    /// Verbose messages
+    #[arg(short = 'v')]
+    verbose: bool,
+}
+
+impl Opts {
+    /// Options may come before or after the command word; merge both.
+    fn merge(mut self, o: Opts) -> Opts {
+        self.config = o.config.or(self.config);
+        self.alt_char = o.alt_char.or(self.alt_char);
+        self.debug |= o.debug;
+        self.full |= o.full;
+        self.mailboxes.extend(o.mailboxes);
+        self.overrides.extend(o.overrides);
+        self.reverse |= o.reverse;
+        self.user = o.user.or(self.user);
+        self.verbose |= o.verbose;
+        self
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Two-way synchronization: changes on either side are merged
+    Mirror {
+        #[command(flatten)]
+        opts: Opts,
+        #[arg(value_name = "LOCATION2", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        location2: Vec<String>,
+    },
+    /// One-way: make LOCATION2 an exact copy (or, with -R, the local location a copy of LOCATION2)
+    Backup {
+        #[command(flatten)]
+        opts: Opts,
+        #[arg(value_name = "LOCATION2", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        location2: Vec<String>,
+    },
+    /// Serve the protocol on stdin/stdout (started by the other side over ssh)
+    Server {
+        #[command(flatten)]
+        opts: Opts,
+    },
+}
+
+/// Parses the command line, runs, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    0
+                }
+                _ => {
+                    let _ = e.print();
+                    EXIT_USAGE
+                }
+            };
+        }
+    };
+    let (opts, job) = match cli.command {
+        Cmd::Mirror { opts, location2 } => (cli.opts.merge(opts), Job::Mirror(location2)),
+        Cmd::Backup { opts, location2 } => (cli.opts.merge(opts), Job::Backup(location2)),
+        Cmd::Server { opts } => (cli.opts.merge(opts), Job::Server),
+    };
+    init_logging(&opts);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dsync: error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let role = if matches!(job, Job::Server) {
+        "dsync server"
+    } else {
+        "dsync"
+    };
+    match runtime.block_on(run(opts, job)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{role}: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                EXIT_USAGE
+            } else {
+                1
+            }
+        }
+    }
+}
+
+enum Job {
+    Mirror(Vec<String>),
+    Backup(Vec<String>),
+    Server,
+}
+
+/// A mistake in the command line found after parsing (bad `-o`, say).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn init_logging(opts: &Opts) {
+    let level = if opts.debug {
+        tracing::Level::DEBUG
+    } else if opts.verbose {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Settings and the user every job starts from.
+struct Setup {
+    config: Config,
+    user: user::User,
+}
+
+fn setup(opts: &Opts) -> Result<Setup> {
+    let mut overrides = Vec::new();
+    for o in &opts.overrides {
+        overrides
+            .push(config::parse_override(o).map_err(|e| UsageError(format!("-o {o}: {e:#}")))?);
+    }
+    if let Some(c) = opts.alt_char {
+        overrides.push(("dsync_alt_char".to_string(), c.to_string()));
+    }
+    let config = Config::load(opts.config.as_deref(), &overrides)?;
+    let user = match &opts.user {
+        Some(name) => user::lookup(name)?,
+        None => user::current()?,
+    };
+    Ok(Setup { config, user })
+}
+
+fn io_timeout(config: &Config) -> Duration {
+    let secs = config
+        .get("dsync_io_timeout")
+        .and_then(|s| s.trim_end_matches('s').parse().ok())
+        .unwrap_or(600);
+    Duration::from_secs(secs)
+}
+
+async fn run(opts: Opts, job: Job) -> Result<i32> {
+    match job {
+        Job::Server => serve_stdio(&opts).await,
+        Job::Backup(location2) => sync(&opts, &location2, Mode::Backup).await,
+        Job::Mirror(location2) => sync(&opts, &location2, Mode::Mirror).await,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Backup,
+    Mirror,
+}
+
+/// Opens a mail location as a store; `create` makes a missing one.
+fn open_store(loc: &MailLocation, config: &Config, create: bool) -> Result<MaildirStore> {
+    match loc {
+        MailLocation::Maildir(m) => {
+            MaildirStore::open(crate::maildir::options_from(m, config), create)
+        }
+        MailLocation::Mbox(m) => bail!(
+            "mbox locations ({}) are not supported yet; use a maildir: location",
+            m.root.display()
+        ),
+    }
+}
+
+async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
+    if mode == Mode::Mirror {
+        bail!(
+            "`dsync mirror` is not implemented yet in this version; use `dsync backup` (one-way)"
+        );
+    }
+    let Setup { config, user } = setup(opts)?;
+    let ex = Expand {
+        user: &user.name,
+        home: &user.home,
+    };
+    let loc1 = location::parse_mail_location(config.mail_location(), &ex)
+        .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
+    let loc2 = location::parse_location2(location2, &ex)
+        .map_err(|e| UsageError(format!("LOCATION2: {e:#}")))?;
+    let sep = config.inbox_namespace().separator;
+    let mut names = Vec::new();
+    for m in &opts.mailboxes {
+        names.push(
+            MailboxName::parse(m, sep)
+                .ok_or_else(|| UsageError(format!("-m {m:?}: not a valid mailbox name")))?,
+        );
+    }
+    let filter = Filter(names);
+    let dir = if opts.reverse {
+        Direction::Pull
+    } else {
+        Direction::Push
+    };
+    let mut local = open_store(&loc1, &config, dir == Direction::Pull)
+        .with_context(|| format!("opening the local mail location {}", config.mail_location()))?;
+    let timeout = io_timeout(&config);
+
+    let (read, write, peer, server_task, child) = match loc2 {
+        Location2::Local(loc) => {
+            let ((r1, w1), (r2, w2)) = transport::in_process();
+            let config2 = config.clone();
+            let opener: StoreOpener = Box::new(move |create| open_store(&loc, &config2, create));
+            let task = tokio::spawn(server::serve(
+                r2,
+                w2,
+                opener,
+                ServerOptions {
+                    local_copy: true,
+                    timeout,
+                },
+            ));
+            (r1, w1, "LOCATION2".to_string(), Some(task), None)
+        }
+        Location2::Ssh { user: ruser, host } => {
+            let mut argv = vec!["ssh".to_string(), host.clone(), "dsync".to_string()];
+            if let Some(u) = ruser {
+                argv.extend(["-u".to_string(), u]);
+            }
+            argv.push("server".to_string());
+            let t = transport::spawn(&argv, &format!("{host}: "))?;
+            (
+                t.read,
+                t.write,
+                format!("remote dsync on {host}"),
+                None,
+                Some(t.child),
+            )
+        }
+        Location2::Command(mut argv) => {
+            if argv.last().map(String::as_str) != Some("server") {
+                argv.push("server".to_string());
+            }
+            let t = transport::spawn(&argv, "remote: ")?;
+            (
+                t.read,
+                t.write,
+                format!("remote dsync ({})", argv.join(" ")),
+                None,
+                Some(t.child),
+            )
+        }
+    };
+    let result = lead(&mut local, read, write, &peer, timeout, dir, &filter).await;
+    if let Some(task) = server_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if result.is_ok() => return Err(e.context("the LOCATION2 side failed")),
+            Ok(Err(e)) => tracing::debug!("LOCATION2 side: {e:#}"),
+            Err(e) => bail!("the LOCATION2 side crashed: {e}"),
+        }
+    }
+    if let Some(mut child) = child {
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+    let report = result?;
+    tracing::info!(
+        "done: {} copied, {} expunged, {} updated",
+        report.copied,
+        report.expunged,
+        report.updated
+    );
+    if !report.incomplete.is_empty() {
+        eprintln!(
+            "dsync: {} change(s) could not be made because the mail changed during the run; running dsync again will finish the job",
+            report.incomplete.len()
+        );
+        return Ok(EXIT_INCOMPLETE);
+    }
+    Ok(0)
+}
+
+async fn lead(
+    local: &mut MaildirStore,
+    read: BoxRead,
+    write: BoxWrite,
+    peer: &str,
+    timeout: Duration,
+    dir: Direction,
+    filter: &Filter,
+) -> Result<Report> {
+    let (tx, rx) = protocol::connect(read, write, peer, timeout);
+    let mut remote = Remote::handshake(tx, rx, vec![]).await?;
+    remote
+        .open(dir == Direction::Push)
+        .await
+        .context("opening the LOCATION2 mail store")?;
+    let report = backup::run(local, &mut remote, dir, filter).await?;
+    remote.quit().await?;
+    tracing::debug!("sent {} bytes to {peer}", remote.bytes_sent());
+    Ok(report)
+}
+
+async fn serve_stdio(opts: &Opts) -> Result<i32> {
+    let Setup { config, user } = setup(opts)?;
+    let ex = Expand {
+        user: &user.name,
+        home: &user.home,
+    };
+    let loc = location::parse_mail_location(config.mail_location(), &ex)
+        .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
+    let timeout = io_timeout(&config);
+    let opener: StoreOpener = Box::new(move |create| open_store(&loc, &config, create));
+    server::serve(
+        Box::new(tokio::io::stdin()),
+        Box::new(tokio::io::stdout()),
+        opener,
+        ServerOptions {
+            local_copy: false,
+            timeout,
+        },
+    )
+    .await?;
+    Ok(0)
+}

@@ -19,3 +19,4 @@ pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod transport;
+pub mod user;

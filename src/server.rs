@@ -1,1 +1,405 @@
-//! (in progress)
+//! The follower: serves one mail store over the protocol (`dsync server`,
+//! or the in-process peer of a local run). It decides nothing; it reports
+//! its state and applies what the leader sends, in order.
+
+use crate::maildir::{MailboxUpdate, MaildirStore};
+use crate::model::MailboxName;
+use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
+use crate::protocol::{self, Command, ErrorKind, Frame, Reply, CHUNK_SIZE};
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use std::io::Read;
+use std::time::Duration;
+use tokio::task::block_in_place;
+
+pub struct ServerOptions {
+    /// Offer the `local-copy` feature (the leader may name files to copy).
+    pub local_copy: bool,
+    pub timeout: Duration,
+}
+
+/// Opens the store once the leader says whether a missing one may be created.
+pub type StoreOpener = Box<dyn FnOnce(bool) -> Result<MaildirStore> + Send>;
+
+struct Server {
+    tx: Sender,
+    rx: Receiver,
+    opener: Option<StoreOpener>,
+    store: Option<MaildirStore>,
+    selected: Option<MailboxName>,
+    /// The first failure of a command that has no reply of its own; it is
+    /// reported instead of the next reply, so the leader learns of it at
+    /// its next synchronisation point.
+    deferred: Option<String>,
+}
+
+/// Runs the follower until the leader says QUIT or closes the stream.
+pub async fn serve(
+    read: BoxRead,
+    write: BoxWrite,
+    opener: StoreOpener,
+    opts: ServerOptions,
+) -> Result<()> {
+    let (tx, rx) = protocol::connect(read, write, "the local dsync", opts.timeout);
+    let mut s = Server {
+        tx,
+        rx,
+        opener: Some(opener),
+        store: None,
+        selected: None,
+        deferred: None,
+    };
+    s.handshake(opts.local_copy).await?;
+    loop {
+        let Some(frame) = s.rx.recv().await? else {
+            // The leader went away without QUIT: nothing half-done is
+            // committed, so the store is as valid as before.
+            bail!("the local dsync closed the connection before the sync finished");
+        };
+        let cmd = match frame {
+            Frame::Line(fields) => Command::parse(&fields)?,
+            Frame::Data(_) => bail!("unexpected message data outside of a SAVE"),
+        };
+        if cmd == Command::Quit {
+            // A failed change with no reply of its own is reported here.
+            s.deferred_error().await?;
+            s.reply(Reply::Bye).await?;
+            s.tx.flush().await?;
+            return Ok(());
+        }
+        s.dispatch(cmd).await?;
+    }
+}
+
+impl Server {
+    async fn handshake(&mut self, local_copy: bool) -> Result<()> {
+        let fields = protocol::connection::expect_line(&mut self.rx).await?;
+        let (min, max) = match Command::parse(&fields) {
+            Ok(Command::Hello { min, max, .. }) => (min, max),
+            _ => bail!("the peer did not start with a dsync-rs HELLO; is it a dsync of this kind?"),
+        };
+        let version = max.min(protocol::MAX_VERSION);
+        if version < min.max(protocol::MIN_VERSION) {
+            let text = format!(
+                "protocol version mismatch: local dsync speaks versions {min}..{max}, remote dsync speaks {}..{}",
+                protocol::MIN_VERSION,
+                protocol::MAX_VERSION
+            );
+            self.reply(Reply::Error {
+                kind: ErrorKind::Fail,
+                text: text.clone(),
+            })
+            .await?;
+            self.tx.flush().await?;
+            bail!(text);
+        }
+        let mut features = Vec::new();
+        if local_copy {
+            features.push(protocol::FEATURE_LOCAL_COPY.to_string());
+        }
+        self.reply(Reply::Hello { version, features }).await?;
+        self.tx.flush().await
+    }
+
+    async fn reply(&mut self, r: Reply) -> Result<()> {
+        self.tx.send_line(r.to_fields()).await
+    }
+
+    /// Sends the deferred error in place of a reply, if there is one.
+    async fn deferred_error(&mut self) -> Result<bool> {
+        if let Some(text) = self.deferred.take() {
+            self.reply(Reply::Error {
+                kind: ErrorKind::Fail,
+                text,
+            })
+            .await?;
+            self.tx.flush().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn defer(&mut self, e: anyhow::Error) {
+        tracing::debug!("deferred error: {e:#}");
+        self.deferred.get_or_insert_with(|| format!("{e:#}"));
+    }
+
+    fn store(&mut self) -> Result<&mut MaildirStore> {
+        self.store
+            .as_mut()
+            .ok_or_else(|| anyhow!("protocol error: the store was not opened"))
+    }
+
+    fn selected(&self) -> Result<&MailboxName> {
+        self.selected
+            .as_ref()
+            .ok_or_else(|| anyhow!("protocol error: no mailbox selected"))
+    }
+
+    async fn dispatch(&mut self, cmd: Command) -> Result<()> {
+        match cmd {
+            Command::Open { create } => {
+                let opener = self
+                    .opener
+                    .take()
+                    .ok_or_else(|| anyhow!("protocol error: OPEN sent twice"))?;
+                match block_in_place(|| opener(create)) {
+                    Ok(store) => {
+                        self.store = Some(store);
+                        self.reply(Reply::Ok).await?;
+                    }
+                    Err(e) => self.reply(fail(e)).await?,
+                }
+                self.tx.flush().await?;
+            }
+            Command::List => {
+                if self.deferred_error().await? {
+                    return Ok(());
+                }
+                match block_in_place(|| -> Result<_> {
+                    let store = self.store()?;
+                    Ok((store.list_mailboxes()?, store.subscriptions()?))
+                }) {
+                    Ok((boxes, subs)) => {
+                        for b in boxes {
+                            self.reply(Reply::Box(b)).await?;
+                        }
+                        for s in subs {
+                            self.reply(Reply::Sub(s)).await?;
+                        }
+                        self.reply(Reply::End).await?;
+                    }
+                    Err(e) => self.reply(fail(e)).await?,
+                }
+                self.tx.flush().await?;
+            }
+            Command::Select(name) => self.selected = Some(name),
+            Command::Snapshot => {
+                if self.deferred_error().await? {
+                    return Ok(());
+                }
+                let name = self.selected()?.clone();
+                match block_in_place(|| self.store()?.snapshot(&name)) {
+                    Ok(snap) => {
+                        self.reply(Reply::Box(snap.info)).await?;
+                        for m in snap.messages {
+                            self.reply(Reply::Msg(m)).await?;
+                        }
+                        self.reply(Reply::End).await?;
+                    }
+                    Err(e) => self.reply(fail(e)).await?,
+                }
+                self.tx.flush().await?;
+            }
+            Command::Fetch(uid) => {
+                let name = self.selected()?.clone();
+                self.send_body(&name, uid).await?;
+            }
+            Command::Create {
+                guid,
+                uidvalidity,
+                name,
+            } => {
+                if let Err(e) =
+                    block_in_place(|| self.store()?.create_mailbox(&name, guid, uidvalidity))
+                {
+                    self.defer(e);
+                }
+            }
+            Command::Delete(name) => {
+                if let Err(e) = block_in_place(|| self.store()?.delete_mailbox(&name)) {
+                    self.defer(e);
+                }
+            }
+            Command::Rename(to) => {
+                let from = self.selected()?.clone();
+                match block_in_place(|| self.store()?.rename_mailbox(&from, &to)) {
+                    Ok(()) => self.selected = Some(to),
+                    Err(e) => self.defer(e),
+                }
+            }
+            Command::Sub(_) | Command::SubsCommit => self.subscriptions(cmd).await?,
+            Command::Begin => self.transaction().await?,
+            Command::Hello { .. } => bail!("protocol error: HELLO sent twice"),
+            other => bail!(
+                "protocol error: {} outside of a BEGIN..COMMIT transaction",
+                other.to_fields()[0]
+            ),
+        }
+        Ok(())
+    }
+
+    /// SUB lines accumulate the complete new set; SUBS-COMMIT writes it.
+    async fn subscriptions(&mut self, first: Command) -> Result<()> {
+        let mut names = Vec::new();
+        let mut cmd = first;
+        loop {
+            match cmd {
+                Command::Sub(name) => names.push(name),
+                Command::SubsCommit => break,
+                other => bail!(
+                    "protocol error: {:?} inside a subscription list",
+                    other.to_fields()[0]
+                ),
+            }
+            cmd = Command::parse(&protocol::connection::expect_line(&mut self.rx).await?)?;
+        }
+        if let Err(e) = block_in_place(|| self.store()?.set_subscriptions(&names)) {
+            self.defer(e);
+        }
+        Ok(())
+    }
+
+    async fn send_body(&mut self, name: &MailboxName, uid: u32) -> Result<()> {
+        let opened = block_in_place(|| self.store()?.open_message(name, uid));
+        let (mut file, size) = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // Expunged or moved by someone else since the snapshot: the
+                // leader skips it and reports that a rerun is needed.
+                return self
+                    .reply(Reply::NoBody {
+                        uid,
+                        reason: format!("{e:#}"),
+                    })
+                    .await;
+            }
+        };
+        self.reply(Reply::Body { uid, size }).await?;
+        let mut sent = 0u64;
+        loop {
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            let n = block_in_place(|| file.read(&mut buf))
+                .with_context(|| format!("reading message UID {uid} in {name}"))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            sent += n as u64;
+            self.tx.send_data(Bytes::from(buf)).await?;
+        }
+        if sent != size {
+            tracing::warn!("message UID {uid} in {name} changed size while being read");
+        }
+        self.tx.send_data(Bytes::new()).await
+    }
+
+    /// BEGIN … COMMIT on the selected mailbox. Errors inside poison the
+    /// transaction: the rest is read and discarded, COMMIT answers ERROR and
+    /// nothing of it is committed.
+    async fn transaction(&mut self) -> Result<()> {
+        let name = self.selected()?.clone();
+        let mut deferred = self.deferred.take();
+        let Server { rx, store, .. } = self;
+        let mut txn: Option<MailboxUpdate<'_>> = None;
+        if deferred.is_none() {
+            let opened = match store.as_mut() {
+                Some(store) => block_in_place(|| store.update(&name)),
+                None => Err(anyhow!("protocol error: the store was not opened")),
+            };
+            match opened {
+                Ok(t) => txn = Some(t),
+                Err(e) => deferred = Some(format!("{e:#}")),
+            }
+        }
+        loop {
+            let fields = protocol::connection::expect_line(rx).await?;
+            let cmd = Command::parse(&fields)?;
+            if cmd == Command::Commit {
+                break;
+            }
+            let result = apply(rx, txn.as_mut().filter(|_| deferred.is_none()), cmd).await?;
+            if let Err(e) = result {
+                deferred.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+        let outcome = match (deferred, txn) {
+            (Some(text), _) => Err(text),
+            (None, Some(t)) => block_in_place(|| t.commit()).map_err(|e| format!("{e:#}")),
+            (None, None) => Err("transaction without a mailbox".to_string()),
+        };
+        let reply = match outcome {
+            Ok(()) => Reply::Ok,
+            Err(text) => Reply::Error {
+                kind: ErrorKind::Fail,
+                text: format!("{name}: {text}"),
+            },
+        };
+        self.reply(reply).await?;
+        self.tx.flush().await
+    }
+}
+
+fn fail(e: anyhow::Error) -> Reply {
+    Reply::Error {
+        kind: ErrorKind::Fail,
+        text: format!("{e:#}"),
+    }
+}
+
+/// Applies one transaction command. The outer `Result` is a broken
+/// connection (fatal); the inner one a failure of this change (deferred).
+/// With `txn == None` (poisoned) the command's data is consumed and dropped.
+async fn apply(
+    rx: &mut Receiver,
+    txn: Option<&mut MailboxUpdate<'_>>,
+    cmd: Command,
+) -> Result<Result<()>> {
+    let Some(txn) = txn else {
+        if let Command::Save(_) = cmd {
+            while !expect_data(rx).await?.is_empty() {}
+        }
+        return Ok(Ok(()));
+    };
+    Ok(match cmd {
+        Command::Save(rec) => {
+            let mut handle = match block_in_place(|| txn.save_begin(&rec)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    while !expect_data(rx).await?.is_empty() {}
+                    return Ok(Err(e));
+                }
+            };
+            let mut result = Ok(());
+            loop {
+                let chunk = expect_data(rx).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                if let (Some(h), Ok(())) = (handle.as_mut(), &result) {
+                    result = block_in_place(|| txn.write_chunk(h, &chunk));
+                }
+            }
+            match (result, handle) {
+                (Ok(()), Some(h)) => block_in_place(|| txn.save_finish(h)),
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Ok(()),
+            }
+        }
+        Command::CopyFile { path, record } => {
+            block_in_place(|| txn.save_copy_of(&record, std::path::Path::new(&path)))
+        }
+        Command::Flags {
+            uid,
+            flags,
+            keywords,
+        } => block_in_place(|| txn.set_flags(uid, flags, &keywords)),
+        Command::Date { uid, secs } => {
+            txn.set_internal_date(uid, secs);
+            Ok(())
+        }
+        Command::Expunge(uid) => block_in_place(|| txn.expunge(uid)),
+        Command::Header {
+            guid,
+            uidvalidity,
+            uidnext,
+        } => {
+            txn.set_header(guid, uidvalidity, uidnext);
+            Ok(())
+        }
+        other => Err(anyhow!(
+            "protocol error: {} inside a transaction",
+            other.to_fields()[0]
+        )),
+    })
+}

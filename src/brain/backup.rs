@@ -1,0 +1,325 @@
+//! Executes a one-way sync: reads both sides, plans (see `plan`), and
+//! applies the plan to whichever side is the destination, streaming bodies
+//! across the protocol in the right direction.
+
+use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
+use super::remote::{Fetched, Remote};
+use super::Report;
+use crate::maildir::MaildirStore;
+use crate::model::MailboxName;
+use crate::protocol::{Command, CHUNK_SIZE, FEATURE_LOCAL_COPY};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::io::Read;
+use tokio::task::block_in_place;
+
+/// Which way the mail flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The local store is the source, the follower's the destination.
+    Push,
+    /// The follower's store is the source (`-R`).
+    Pull,
+}
+
+/// How many bodies may be requested ahead of the one being saved. Enough to
+/// hide a round trip, small enough that replies never pile up unboundedly.
+const FETCH_WINDOW: usize = 256;
+
+pub async fn run(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    dir: Direction,
+    filter: &Filter,
+) -> Result<Report> {
+    let mut report = Report::default();
+    remote.send(Command::List).await?;
+    remote.flush().await?;
+    let local_list =
+        block_in_place(|| -> Result<_> { Ok((local.list_mailboxes()?, local.subscriptions()?)) })?;
+    let remote_list = remote
+        .read_list()
+        .await
+        .context("listing the remote mailboxes")?;
+    let ((src_boxes, src_subs), (dst_boxes, dst_subs)) = match dir {
+        Direction::Push => (local_list, remote_list),
+        Direction::Pull => (remote_list, local_list),
+    };
+    for name in &filter.0 {
+        if !src_boxes.iter().any(|b| &b.name == name) {
+            anyhow::bail!("mailbox {name} (given with -m) does not exist in the source");
+        }
+    }
+    let (ops, pairings) = plan::plan_tree(&src_boxes, &dst_boxes, filter);
+    for op in &ops {
+        tracing::info!("{op:?}");
+        match dir {
+            Direction::Push => send_tree_op(remote, op).await?,
+            Direction::Pull => block_in_place(|| apply_tree_op(local, op))?,
+        }
+    }
+
+    // Ask for every remote snapshot at once (one round trip), then read
+    // them all before any body moves, so replies arrive in request order.
+    let remote_wanted: Vec<&Pairing> = pairings
+        .iter()
+        .filter(|p| dir == Direction::Pull || p.dst.is_some())
+        .collect();
+    for p in &remote_wanted {
+        remote.send(Command::Select(p.src.name.clone())).await?;
+        remote.send(Command::Snapshot).await?;
+    }
+    remote.flush().await?;
+    let mut remote_snaps = VecDeque::new();
+    for p in &remote_wanted {
+        let snap = remote
+            .read_snapshot()
+            .await
+            .with_context(|| format!("reading mailbox {} on {}", p.src.name, remote.peer))?;
+        remote_snaps.push_back(snap);
+    }
+
+    let mut pending_commits = Vec::new();
+    for p in &pairings {
+        let name = &p.src.name;
+        let (src, dst) = match dir {
+            Direction::Push => {
+                let src = block_in_place(|| local.snapshot(name))
+                    .with_context(|| format!("reading mailbox {name}"))?;
+                let dst = if p.dst.is_some() {
+                    remote_snaps.pop_front()
+                } else {
+                    None
+                };
+                (src, dst)
+            }
+            Direction::Pull => {
+                let src = remote_snaps.pop_front().expect("one snapshot per pairing");
+                let dst = match p.dst {
+                    Some(_) => Some(
+                        block_in_place(|| local.snapshot(name))
+                            .with_context(|| format!("reading mailbox {name}"))?,
+                    ),
+                    None => None,
+                };
+                (src, dst)
+            }
+        };
+        let plan = plan::plan_mailbox(&src, dst.as_ref());
+        if plan.is_empty() {
+            continue;
+        }
+        tracing::info!(
+            "{name}: {} to copy, {} to expunge, {} flag and {} date changes",
+            plan.saves.len(),
+            plan.expunge.len(),
+            plan.flags.len(),
+            plan.dates.len()
+        );
+        report.copied += plan.saves.len() as u64;
+        report.expunged += plan.expunge.len() as u64;
+        report.updated += (plan.flags.len() + plan.dates.len()) as u64;
+        match dir {
+            Direction::Push => {
+                push_mailbox(local, remote, name, &plan, &mut report).await?;
+                pending_commits.push(name.clone());
+            }
+            Direction::Pull => pull_mailbox(local, remote, name, &plan, &mut report).await?,
+        }
+    }
+    for name in pending_commits {
+        remote
+            .expect_ok()
+            .await
+            .with_context(|| format!("committing mailbox {name} on {}", remote.peer))?;
+    }
+
+    let subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter);
+    let mut current = dst_subs.clone();
+    current.sort();
+    current.dedup();
+    if subs != current {
+        match dir {
+            Direction::Push => {
+                for s in subs {
+                    remote.send(Command::Sub(s)).await?;
+                }
+                remote.send(Command::SubsCommit).await?;
+            }
+            Direction::Pull => block_in_place(|| local.set_subscriptions(&subs))?,
+        }
+    }
+    Ok(report)
+}
+
+async fn send_tree_op(remote: &mut Remote, op: &TreeOp) -> Result<()> {
+    match op {
+        TreeOp::Delete(name) => remote.send(Command::Delete(name.clone())).await,
+        TreeOp::Rename { from, to } => {
+            remote.send(Command::Select(from.clone())).await?;
+            remote.send(Command::Rename(to.clone())).await
+        }
+        TreeOp::Create {
+            name,
+            guid,
+            uidvalidity,
+        } => {
+            remote
+                .send(Command::Create {
+                    guid: *guid,
+                    uidvalidity: *uidvalidity,
+                    name: name.clone(),
+                })
+                .await
+        }
+    }
+}
+
+fn apply_tree_op(store: &mut MaildirStore, op: &TreeOp) -> Result<()> {
+    match op {
+        TreeOp::Delete(name) => store.delete_mailbox(name),
+        TreeOp::Rename { from, to } => store.rename_mailbox(from, to),
+        TreeOp::Create {
+            name,
+            guid,
+            uidvalidity,
+        } => store.create_mailbox(name, *guid, *uidvalidity),
+    }
+}
+
+/// Sends one mailbox's changes to the follower. The COMMIT's answer is read
+/// later, so mailboxes stream back to back without waiting.
+async fn push_mailbox(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    name: &MailboxName,
+    plan: &MailboxPlan,
+    report: &mut super::Report,
+) -> Result<()> {
+    remote.send(Command::Select(name.clone())).await?;
+    remote.send(Command::Begin).await?;
+    if let Some((guid, uidvalidity, uidnext)) = plan.header {
+        remote
+            .send(Command::Header {
+                guid,
+                uidvalidity,
+                uidnext,
+            })
+            .await?;
+    }
+    for &uid in &plan.expunge {
+        remote.send(Command::Expunge(uid)).await?;
+    }
+    for (uid, flags, keywords) in &plan.flags {
+        remote
+            .send(Command::Flags {
+                uid: *uid,
+                flags: *flags,
+                keywords: keywords.clone(),
+            })
+            .await?;
+    }
+    for &(uid, secs) in &plan.dates {
+        remote.send(Command::Date { uid, secs }).await?;
+    }
+    let local_copy = remote.has_feature(FEATURE_LOCAL_COPY);
+    for rec in &plan.saves {
+        if local_copy {
+            match block_in_place(|| local.message_path(name, rec.uid)) {
+                Ok(path) => {
+                    remote
+                        .send(Command::CopyFile {
+                            path: path.to_string_lossy().into_owned(),
+                            record: rec.clone(),
+                        })
+                        .await?
+                }
+                Err(e) => report.vanished(name, rec.uid, &e),
+            }
+            continue;
+        }
+        let (mut file, _) = match block_in_place(|| local.open_message(name, rec.uid)) {
+            Ok(f) => f,
+            Err(e) => {
+                report.vanished(name, rec.uid, &e);
+                continue;
+            }
+        };
+        remote.send(Command::Save(rec.clone())).await?;
+        loop {
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            let n = block_in_place(|| file.read(&mut buf))
+                .with_context(|| format!("reading message UID {} in {name}", rec.uid))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            remote.send_data(Bytes::from(buf)).await?;
+        }
+        remote.send_data(Bytes::new()).await?;
+    }
+    remote.send(Command::Commit).await?;
+    remote.flush().await
+}
+
+/// Applies one mailbox's changes locally, fetching bodies from the
+/// follower with up to [`FETCH_WINDOW`] requests in flight.
+async fn pull_mailbox(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    name: &MailboxName,
+    plan: &MailboxPlan,
+    report: &mut super::Report,
+) -> Result<()> {
+    let mut txn = block_in_place(|| local.update(name))
+        .with_context(|| format!("opening mailbox {name} for writing"))?;
+    if let Some((guid, uidvalidity, uidnext)) = plan.header {
+        txn.set_header(guid, uidvalidity, uidnext);
+    }
+    for &uid in &plan.expunge {
+        block_in_place(|| txn.expunge(uid))?;
+    }
+    for (uid, flags, keywords) in &plan.flags {
+        block_in_place(|| txn.set_flags(*uid, *flags, keywords))?;
+    }
+    for &(uid, secs) in &plan.dates {
+        txn.set_internal_date(uid, secs);
+    }
+    if !plan.saves.is_empty() {
+        remote.send(Command::Select(name.clone())).await?;
+    }
+    let mut requested = 0;
+    for (done, rec) in plan.saves.iter().enumerate() {
+        while requested < plan.saves.len() && requested < done + FETCH_WINDOW {
+            remote
+                .send(Command::Fetch(plan.saves[requested].uid))
+                .await?;
+            requested += 1;
+        }
+        remote.flush().await?;
+        match remote.read_fetched().await? {
+            Fetched::Gone { uid, reason } => {
+                report.vanished(name, uid, &anyhow::anyhow!(reason));
+            }
+            Fetched::Body { uid, .. } => {
+                anyhow::ensure!(
+                    uid == rec.uid,
+                    "{} sent UID {uid} where {} was expected",
+                    remote.peer,
+                    rec.uid
+                );
+                let mut handle = block_in_place(|| txn.save_begin(rec))?;
+                loop {
+                    let chunk = remote.data().await?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    block_in_place(|| txn.write_chunk(&mut handle, &chunk))?;
+                }
+                block_in_place(|| txn.save_finish(handle))?;
+            }
+        }
+    }
+    block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {name}"))
+}

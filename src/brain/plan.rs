@@ -1,0 +1,437 @@
+//! Pure planning for a one-way sync (backup): given what the source and the
+//! destination hold, the changes that make the destination equal to the
+//! source. No I/O here, so every rule is unit-tested directly.
+
+use crate::model::{
+    Flags, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
+};
+use std::collections::{HashMap, HashSet};
+
+/// A change to the destination's mailbox tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeOp {
+    Delete(MailboxName),
+    Rename {
+        from: MailboxName,
+        to: MailboxName,
+    },
+    Create {
+        name: MailboxName,
+        guid: MailboxGuid,
+        uidvalidity: u32,
+    },
+}
+
+/// Which mailboxes a run covers (`-m`); empty means all.
+#[derive(Clone, Debug, Default)]
+pub struct Filter(pub Vec<MailboxName>);
+
+impl Filter {
+    pub fn covers(&self, name: &MailboxName) -> bool {
+        self.0.is_empty() || self.0.contains(name)
+    }
+}
+
+/// One source mailbox and what the destination has for it before the run.
+#[derive(Clone, Debug)]
+pub struct Pairing {
+    pub src: MailboxInfo,
+    /// The destination mailbox holding it (by GUID, else by name), under
+    /// its name *before* the tree ops; `None` when it is created.
+    pub dst: Option<MailboxInfo>,
+}
+
+/// Plans the tree: deletes first (they free names), then renames (through
+/// temporary names when a target is still taken), then creates, parents
+/// before children.
+pub fn plan_tree(
+    src: &[MailboxInfo],
+    dst: &[MailboxInfo],
+    filter: &Filter,
+) -> (Vec<TreeOp>, Vec<Pairing>) {
+    let src: Vec<&MailboxInfo> = src.iter().filter(|b| filter.covers(&b.name)).collect();
+    let mut pairings = Vec::new();
+    let mut used = HashSet::new();
+    let dst_by_guid: HashMap<MailboxGuid, usize> =
+        dst.iter().enumerate().map(|(i, b)| (b.guid, i)).collect();
+    let dst_by_name: HashMap<&MailboxName, usize> =
+        dst.iter().enumerate().map(|(i, b)| (&b.name, i)).collect();
+    // GUID matches win over name matches: a renamed mailbox keeps its
+    // messages even if another mailbox now has its old name.
+    let mut matched: Vec<Option<usize>> = src
+        .iter()
+        .map(|s| {
+            let i = dst_by_guid.get(&s.guid).copied()?;
+            used.insert(i);
+            Some(i)
+        })
+        .collect();
+    for (k, s) in src.iter().enumerate() {
+        if matched[k].is_none() {
+            if let Some(&i) = dst_by_name.get(&s.name) {
+                if used.insert(i) {
+                    matched[k] = Some(i);
+                }
+            }
+        }
+    }
+    let mut ops = Vec::new();
+    let mut deletes: Vec<&MailboxInfo> = dst
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| !used.contains(i) && filter.covers(&b.name) && !b.name.is_inbox())
+        .map(|(_, b)| b)
+        .collect();
+    // Children before parents, so no layout ever sees a parent vanish first.
+    deletes.sort_by(|a, b| {
+        b.name
+            .parts()
+            .len()
+            .cmp(&a.name.parts().len())
+            .then(a.name.cmp(&b.name))
+    });
+    ops.extend(deletes.iter().map(|b| TreeOp::Delete(b.name.clone())));
+
+    let mut taken: HashSet<MailboxName> = dst
+        .iter()
+        .filter(|b| !deletes.iter().any(|d| d.name == b.name))
+        .map(|b| b.name.clone())
+        .collect();
+    let mut renames: Vec<(MailboxName, MailboxName)> = Vec::new();
+    for (k, s) in src.iter().enumerate() {
+        if let Some(i) = matched[k] {
+            if dst[i].name != s.name {
+                renames.push((dst[i].name.clone(), s.name.clone()));
+            }
+        }
+    }
+    // First move every renamed mailbox whose target is taken out of the way.
+    let mut second_pass = Vec::new();
+    for (from, to) in renames {
+        if taken.contains(&to) {
+            let tmp = MailboxName::from_parts(vec![format!("dsync-rename-{}", second_pass.len())])
+                .expect("non-empty name");
+            taken.remove(&from);
+            taken.insert(tmp.clone());
+            ops.push(TreeOp::Rename {
+                from,
+                to: tmp.clone(),
+            });
+            second_pass.push((tmp, to));
+        } else {
+            taken.remove(&from);
+            taken.insert(to.clone());
+            ops.push(TreeOp::Rename { from, to });
+        }
+    }
+    for (from, to) in second_pass {
+        taken.remove(&from);
+        taken.insert(to.clone());
+        ops.push(TreeOp::Rename { from, to });
+    }
+    let mut creates: Vec<&MailboxInfo> = src
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| matched[*k].is_none())
+        .map(|(_, s)| *s)
+        .collect();
+    creates.sort_by(|a, b| {
+        a.name
+            .parts()
+            .len()
+            .cmp(&b.name.parts().len())
+            .then(a.name.cmp(&b.name))
+    });
+    ops.extend(creates.iter().map(|s| TreeOp::Create {
+        name: s.name.clone(),
+        guid: s.guid,
+        uidvalidity: s.uidvalidity,
+    }));
+    for (k, s) in src.iter().enumerate() {
+        pairings.push(Pairing {
+            src: (*s).clone(),
+            dst: matched[k].map(|i| dst[i].clone()),
+        });
+    }
+    (ops, pairings)
+}
+
+/// The changes to one destination mailbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailboxPlan {
+    /// Set when the destination's GUID, UIDVALIDITY or UIDNEXT differ.
+    pub header: Option<(MailboxGuid, u32, Uid)>,
+    pub expunge: Vec<Uid>,
+    pub flags: Vec<(Uid, Flags, Vec<String>)>,
+    pub dates: Vec<(Uid, i64)>,
+    /// Source records to copy, ascending UID.
+    pub saves: Vec<MessageRecord>,
+}
+
+impl MailboxPlan {
+    pub fn is_empty(&self) -> bool {
+        self.header.is_none()
+            && self.expunge.is_empty()
+            && self.flags.is_empty()
+            && self.dates.is_empty()
+            && self.saves.is_empty()
+    }
+}
+
+/// Plans one mailbox, message by message: same UID and GUID on both sides
+/// keeps the destination's file and fixes only what differs; anything else
+/// the source lacks is expunged and anything the destination lacks (or
+/// holds a different message under that UID) is copied with the source's UID.
+pub fn plan_mailbox(src: &MailboxSnapshot, dst: Option<&MailboxSnapshot>) -> MailboxPlan {
+    let mut plan = MailboxPlan::default();
+    let s = &src.info;
+    let empty = Vec::new();
+    let (dst_msgs, same_uid_space) = match dst {
+        Some(d) => (&d.messages, d.info.uidvalidity == s.uidvalidity),
+        None => (&empty, true),
+    };
+    let header_differs = match dst {
+        Some(d) => {
+            d.info.guid != s.guid
+                || d.info.uidvalidity != s.uidvalidity
+                || d.info.uidnext != s.uidnext
+        }
+        None => false,
+    };
+    if header_differs {
+        plan.header = Some((s.guid, s.uidvalidity, s.uidnext));
+    }
+    if !same_uid_space {
+        // The destination's UIDs mean nothing under another UIDVALIDITY.
+        plan.expunge = dst_msgs.iter().map(|m| m.uid).collect();
+        plan.saves = src.messages.clone();
+        return plan;
+    }
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&src.messages, dst_msgs);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.uid == y.uid => {
+                if x.guid == y.guid && x.size == y.size {
+                    if x.flags != y.flags || x.keywords != y.keywords {
+                        plan.flags.push((x.uid, x.flags, x.keywords.clone()));
+                    }
+                    if x.internal_date != y.internal_date {
+                        plan.dates.push((x.uid, x.internal_date));
+                    }
+                } else {
+                    plan.expunge.push(y.uid);
+                    plan.saves.push(x.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.uid < y.uid => {
+                plan.saves.push(x.clone());
+                i += 1;
+            }
+            (Some(x), None) => {
+                plan.saves.push(x.clone());
+                i += 1;
+            }
+            (_, Some(y)) => {
+                plan.expunge.push(y.uid);
+                j += 1;
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+    plan
+}
+
+/// The destination's subscriptions after the run: the source's for the
+/// mailboxes the run covers, the destination's own for the rest.
+pub fn plan_subscriptions(
+    src: &[MailboxName],
+    dst: &[MailboxName],
+    filter: &Filter,
+) -> Vec<MailboxName> {
+    let mut out: Vec<MailboxName> = dst.iter().filter(|n| !filter.covers(n)).cloned().collect();
+    out.extend(src.iter().filter(|n| filter.covers(n)).cloned());
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> MailboxName {
+        MailboxName::parse(s, '/').unwrap()
+    }
+
+    fn info(n: &str, g: u8, uv: u32, next: Uid) -> MailboxInfo {
+        MailboxInfo {
+            name: name(n),
+            guid: MailboxGuid([g; 16]),
+            uidvalidity: uv,
+            uidnext: next,
+            messages: 0,
+            highest_modseq: 0,
+        }
+    }
+
+    fn msg(uid: Uid, guid: &str, flags: Flags) -> MessageRecord {
+        MessageRecord {
+            uid,
+            guid: guid.into(),
+            flags,
+            keywords: vec![],
+            internal_date: 100,
+            size: 10,
+            pop3_uidl: None,
+            pop3_order: None,
+            in_new: false,
+        }
+    }
+
+    #[test]
+    fn tree_creates_renames_deletes() {
+        let src = vec![
+            info("INBOX", 1, 1, 1),
+            info("New", 2, 5, 1),
+            info("Renamed", 3, 6, 1),
+        ];
+        let dst = vec![
+            info("INBOX", 1, 1, 1),
+            info("Old", 3, 6, 1),
+            info("Stray", 4, 7, 1),
+        ];
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default());
+        assert_eq!(
+            ops,
+            vec![
+                TreeOp::Delete(name("Stray")),
+                TreeOp::Rename {
+                    from: name("Old"),
+                    to: name("Renamed")
+                },
+                TreeOp::Create {
+                    name: name("New"),
+                    guid: MailboxGuid([2; 16]),
+                    uidvalidity: 5
+                },
+            ]
+        );
+        assert_eq!(pairs.len(), 3);
+        assert!(pairs[1].dst.is_none());
+    }
+
+    #[test]
+    fn tree_matches_by_name_when_guid_differs_and_never_deletes_inbox() {
+        let src = vec![info("INBOX", 1, 1, 1), info("A", 2, 1, 1)];
+        let dst = vec![info("INBOX", 9, 1, 1), info("A", 8, 1, 1)];
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default());
+        assert!(ops.is_empty());
+        assert_eq!(pairs[1].dst.as_ref().unwrap().guid, MailboxGuid([8; 16]));
+    }
+
+    #[test]
+    fn tree_swapped_names_go_through_a_temporary_name() {
+        let src = vec![info("A", 1, 1, 1), info("B", 2, 1, 1)];
+        let dst = vec![info("B", 1, 1, 1), info("A", 2, 1, 1)];
+        let (ops, _) = plan_tree(&src, &dst, &Filter::default());
+        assert_eq!(ops.len(), 4, "{ops:?}");
+        // Replaying the renames must end with A=guid1, B=guid2.
+        let mut state: HashMap<MailboxName, u8> = [(name("B"), 1), (name("A"), 2)].into();
+        for op in ops {
+            if let TreeOp::Rename { from, to } = op {
+                assert!(!state.contains_key(&to), "rename onto a taken name");
+                let g = state.remove(&from).unwrap();
+                state.insert(to, g);
+            }
+        }
+        assert_eq!(state[&name("A")], 1);
+        assert_eq!(state[&name("B")], 2);
+    }
+
+    #[test]
+    fn filter_limits_deletes_and_creates() {
+        let src = vec![info("INBOX", 1, 1, 1), info("A", 2, 1, 1)];
+        let dst = vec![info("INBOX", 1, 1, 1), info("Other", 3, 1, 1)];
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter(vec![name("A")]));
+        assert_eq!(
+            ops,
+            vec![TreeOp::Create {
+                name: name("A"),
+                guid: MailboxGuid([2; 16]),
+                uidvalidity: 1
+            }]
+        );
+        assert_eq!(pairs.len(), 1);
+    }
+
+    #[test]
+    fn messages_are_fixed_one_by_one() {
+        let src = MailboxSnapshot {
+            info: info("INBOX", 1, 7, 6),
+            messages: vec![
+                msg(1, "a", Flags::SEEN),
+                msg(2, "b", Flags::empty()),
+                msg(4, "d", Flags::empty()),
+                msg(5, "e", Flags::empty()),
+            ],
+        };
+        let mut changed = msg(2, "b", Flags::FLAGGED);
+        changed.internal_date = 5;
+        let dst = MailboxSnapshot {
+            info: info("INBOX", 1, 7, 6),
+            messages: vec![
+                msg(1, "a", Flags::SEEN),
+                changed,
+                msg(3, "c", Flags::empty()),
+                msg(4, "x", Flags::empty()),
+            ],
+        };
+        let plan = plan_mailbox(&src, Some(&dst));
+        assert_eq!(plan.header, None);
+        assert_eq!(plan.expunge, vec![3, 4]);
+        assert_eq!(plan.flags, vec![(2, Flags::empty(), vec![])]);
+        assert_eq!(plan.dates, vec![(2, 100)]);
+        assert_eq!(
+            plan.saves.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+    }
+
+    #[test]
+    fn identical_mailboxes_plan_nothing() {
+        let snap = MailboxSnapshot {
+            info: info("INBOX", 1, 7, 3),
+            messages: vec![msg(1, "a", Flags::SEEN), msg(2, "b", Flags::DRAFT)],
+        };
+        assert!(plan_mailbox(&snap, Some(&snap.clone())).is_empty());
+    }
+
+    #[test]
+    fn other_uidvalidity_replaces_everything_and_sets_header() {
+        let src = MailboxSnapshot {
+            info: info("INBOX", 1, 7, 2),
+            messages: vec![msg(1, "a", Flags::SEEN)],
+        };
+        let dst = MailboxSnapshot {
+            info: info("INBOX", 1, 8, 2),
+            messages: vec![msg(1, "a", Flags::SEEN)],
+        };
+        let plan = plan_mailbox(&src, Some(&dst));
+        assert_eq!(plan.header, Some((MailboxGuid([1; 16]), 7, 2)));
+        assert_eq!(plan.expunge, vec![1]);
+        assert_eq!(plan.saves.len(), 1);
+    }
+
+    #[test]
+    fn subscriptions_respect_the_filter() {
+        let subs = plan_subscriptions(
+            &[name("A"), name("B")],
+            &[name("C"), name("A")],
+            &Filter(vec![name("B"), name("C")]),
+        );
+        assert_eq!(subs, vec![name("A"), name("B")]);
+    }
+}

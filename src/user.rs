@@ -1,0 +1,79 @@
+//! The user whose mail is synced: name, home and ids from the system's
+//! passwd database (`-u USER`), or the invoking user.
+
+use anyhow::{bail, Result};
+use std::ffi::{CStr, CString};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub home: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user up by name.
+pub fn lookup(name: &str) -> Result<User> {
+    let cname = CString::new(name)?;
+    match passwd_entry(|pwd, buf, res| unsafe {
+        libc::getpwnam_r(cname.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), res)
+    })? {
+        Some(u) => Ok(u),
+        None => bail!("user {name:?} not found in the system's user database (check -u)"),
+    }
+}
+
+/// The invoking user. `$HOME` wins over the passwd entry, as for a login
+/// shell, so `~` means what the user expects.
+pub fn current() -> Result<User> {
+    let uid = unsafe { libc::getuid() };
+    let entry = passwd_entry(|pwd, buf, res| unsafe {
+        libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), res)
+    })?;
+    let mut user = entry.unwrap_or_else(|| User {
+        name: std::env::var("USER").unwrap_or_else(|_| uid.to_string()),
+        home: PathBuf::from("/"),
+        uid,
+        gid: unsafe { libc::getgid() },
+    });
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        user.home = PathBuf::from(home);
+    }
+    Ok(user)
+}
+
+fn passwd_entry(
+    call: impl Fn(*mut libc::passwd, &mut Vec<libc::c_char>, *mut *mut libc::passwd) -> libc::c_int,
+) -> Result<Option<User>> {
+    let mut buf: Vec<libc::c_char> = vec![0; 16 * 1024];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut res: *mut libc::passwd = std::ptr::null_mut();
+    let rc = call(&mut pwd, &mut buf, &mut res);
+    if rc != 0 {
+        bail!(
+            "reading the user database failed: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+    }
+    if res.is_null() {
+        return Ok(None);
+    }
+    let s = |p: *const libc::c_char| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    Ok(Some(User {
+        name: s(pwd.pw_name),
+        home: PathBuf::from(s(pwd.pw_dir)),
+        uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_exists_and_unknown_user_is_a_clear_error() {
+        assert_eq!(super::lookup("root").unwrap().uid, 0);
+        let e = super::lookup("no-such-user-dsync").unwrap_err().to_string();
+        assert!(e.contains("not found"), "{e}");
+    }
+}
