@@ -1,0 +1,530 @@
+//! Pure planning for a two-way sync (mirror) of one mailbox: a three-way
+//! merge of the two sides against their common state at the last
+//! successful sync (the *base*). No I/O here.
+//!
+//! Rules (DESIGN §3):
+//! - A UID in the base that one side lacks was expunged there: expunge it
+//!   on the other side too (expunge beats flag changes).
+//! - A UID not in the base is new on the side that has it. It keeps its UID
+//!   if the other side never used it (UID ≥ the other's UIDNEXT); otherwise
+//!   it gets a fresh UID from max(UIDNEXT) on both sides. Never reused.
+//! - The same new UID on both sides with different GUIDs is a conflict:
+//!   both messages get fresh UIDs.
+//! - Flags and keywords merge one by one against the base: the side that
+//!   changed a flag wins. Without a base, the leader's value wins.
+//! - Without a usable base (first sync, lost state, UIDVALIDITY changed)
+//!   nothing is expunged: messages are matched by GUID and the union is
+//!   kept, so lost state can never cause mass deletion.
+
+use crate::model::{Flags, MailboxGuid, MailboxSnapshot, MessageRecord, Uid};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One message as it was on both sides after the last sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseMessage {
+    pub uid: Uid,
+    pub guid: String,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+}
+
+/// A mailbox's common state after the last successful sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseMailbox {
+    pub guid: MailboxGuid,
+    pub uidvalidity: u32,
+    pub uidnext: Uid,
+    pub messages: Vec<BaseMessage>,
+}
+
+/// Where a message to be saved on a side comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The other side's message with this UID (its body crosses the wire).
+    Other(Uid),
+    /// This side's own message with this UID, taking a new UID (a
+    /// renumbering: no body moves).
+    Own(Uid),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Save {
+    /// The record as it must exist after the save (its `uid` is the new UID).
+    pub record: MessageRecord,
+    pub origin: Origin,
+}
+
+/// The changes to one side's mailbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SidePlan {
+    /// New (GUID, UIDVALIDITY, UIDNEXT) when they change.
+    pub header: Option<(MailboxGuid, u32, Uid)>,
+    pub expunge: Vec<Uid>,
+    pub flags: Vec<(Uid, Flags, Vec<String>)>,
+    pub saves: Vec<Save>,
+}
+
+impl SidePlan {
+    pub fn is_empty(&self) -> bool {
+        self.header.is_none() && self.expunge.is_empty() && self.flags.is_empty() && self.saves.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergePlan {
+    /// Changes to the leader's side.
+    pub a: SidePlan,
+    /// Changes to the follower's side.
+    pub b: SidePlan,
+    /// The common state once both plans are applied: the next run's base.
+    pub base: BaseMailbox,
+}
+
+/// Which side a message or decision belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    A,
+    B,
+}
+
+/// Builds the merge plan. `a` is the leader's side, `b` the follower's.
+pub fn merge_mailbox(base: Option<&BaseMailbox>, a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
+    let base = base.filter(|base| {
+        base.uidvalidity == a.info.uidvalidity && base.uidvalidity == b.info.uidvalidity && base.guid == a.info.guid
+    });
+    if a.info.uidvalidity != b.info.uidvalidity {
+        return merge_by_guid(a, b);
+    }
+    let mut m = Merger::new(a, b);
+    let base_map: BTreeMap<Uid, &BaseMessage> = base.map(|b| b.messages.iter().map(|m| (m.uid, m)).collect()).unwrap_or_default();
+    let am: BTreeMap<Uid, &MessageRecord> = a.messages.iter().map(|m| (m.uid, m)).collect();
+    let bm: BTreeMap<Uid, &MessageRecord> = b.messages.iter().map(|m| (m.uid, m)).collect();
+    let uids: BTreeSet<Uid> = am.keys().chain(bm.keys()).copied().collect();
+    for uid in uids {
+        let (x, y, o) = (am.get(&uid).copied(), bm.get(&uid).copied(), base_map.get(&uid).copied());
+        match (x, y, o) {
+            (Some(x), Some(y), _) if x.guid == y.guid => m.keep_both(x, y, o),
+            (Some(x), Some(y), _) => {
+                // Same UID, different messages: neither may keep it.
+                m.renumber(Side::A, x);
+                m.renumber(Side::B, y);
+            }
+            (Some(x), None, Some(o)) if o.guid == x.guid => m.plan_mut(Side::A).expunge.push(uid),
+            (None, Some(y), Some(o)) if o.guid == y.guid => m.plan_mut(Side::B).expunge.push(uid),
+            (Some(x), None, _) => m.new_on(Side::A, x),
+            (None, Some(y), _) => m.new_on(Side::B, y),
+            (None, None, _) => unreachable!("uid comes from one of the sides"),
+        }
+    }
+    m.finish(a.info.guid, a.info.uidvalidity)
+}
+
+/// The two sides have different UIDVALIDITYs (a fresh pair, or one side
+/// lost its index). The side with more messages keeps its UIDs; the other
+/// side's messages are matched by GUID; nothing is expunged.
+fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
+    let winner = if b.messages.len() > a.messages.len() { Side::B } else { Side::A };
+    let (w, l) = match winner {
+        Side::A => (a, b),
+        Side::B => (b, a),
+    };
+    let loser = other(winner);
+    let mut m = Merger::new(a, b);
+    // The loser's UIDs are meaningless under the winner's UIDVALIDITY, so
+    // fresh UIDs for the loser-only messages start above both sides.
+    m.next = m.next.max(l.info.uidnext);
+    let mut by_guid: HashMap<&str, Vec<&MessageRecord>> = HashMap::new();
+    for msg in &l.messages {
+        by_guid.entry(msg.guid.as_str()).or_default().push(msg);
+    }
+    for msg in &w.messages {
+        match by_guid.get_mut(msg.guid.as_str()).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+            Some(lm) => {
+                // Same message on both: the loser's copy takes the winner's
+                // UID; with no base to tell who changed what, the leader's
+                // flags win.
+                let leader = if winner == Side::A { msg } else { lm };
+                let (flags, keywords) = (leader.flags, leader.keywords.clone());
+                if lm.uid != msg.uid {
+                    m.plan_mut(loser).expunge.push(lm.uid);
+                    let mut rec = lm.clone();
+                    rec.uid = msg.uid;
+                    rec.flags = flags;
+                    rec.keywords = keywords.clone();
+                    m.plan_mut(loser).saves.push(Save {
+                        record: rec,
+                        origin: Origin::Own(lm.uid),
+                    });
+                } else if (lm.flags, &lm.keywords) != (flags, &keywords) {
+                    m.plan_mut(loser).flags.push((lm.uid, flags, keywords.clone()));
+                }
+                if (msg.flags, &msg.keywords) != (flags, &keywords) {
+                    m.plan_mut(winner).flags.push((msg.uid, flags, keywords.clone()));
+                }
+                m.result.insert(msg.uid, base_of(msg.uid, &msg.guid, flags, &keywords));
+            }
+            None => {
+                m.plan_mut(loser).saves.push(Save {
+                    record: msg.clone(),
+                    origin: Origin::Other(msg.uid),
+                });
+                m.result.insert(msg.uid, base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
+            }
+        }
+    }
+    for rest in by_guid.into_values().flatten() {
+        // Loser-only: renumber on the loser, copy to the winner.
+        let uid = m.take_uid();
+        m.plan_mut(loser).expunge.push(rest.uid);
+        let mut rec = rest.clone();
+        rec.uid = uid;
+        m.plan_mut(loser).saves.push(Save {
+            record: rec.clone(),
+            origin: Origin::Own(rest.uid),
+        });
+        m.plan_mut(winner).saves.push(Save {
+            record: rec,
+            origin: Origin::Other(uid),
+        });
+        m.result.insert(uid, base_of(uid, &rest.guid, rest.flags, &rest.keywords));
+    }
+    // Other(uid) for the loser refers to the winner's UID; for the winner
+    // it refers to the loser's *new* UID, which exists once the loser's
+    // plan is applied. Executors apply renumberings before copies.
+    m.finish(w.info.guid, w.info.uidvalidity)
+}
+
+fn other(s: Side) -> Side {
+    match s {
+        Side::A => Side::B,
+        Side::B => Side::A,
+    }
+}
+
+fn base_of(uid: Uid, guid: &str, flags: Flags, keywords: &[String]) -> BaseMessage {
+    BaseMessage {
+        uid,
+        guid: guid.to_string(),
+        flags,
+        keywords: keywords.to_vec(),
+    }
+}
+
+struct Merger<'s> {
+    a_snap: &'s MailboxSnapshot,
+    b_snap: &'s MailboxSnapshot,
+    a: SidePlan,
+    b: SidePlan,
+    /// Next fresh UID: above everything either side ever handed out.
+    next: Uid,
+    result: BTreeMap<Uid, BaseMessage>,
+}
+
+impl<'s> Merger<'s> {
+    fn new(a: &'s MailboxSnapshot, b: &'s MailboxSnapshot) -> Self {
+        let max_uid = a.messages.iter().chain(&b.messages).map(|m| m.uid).max().unwrap_or(0);
+        Merger {
+            a_snap: a,
+            b_snap: b,
+            a: SidePlan::default(),
+            b: SidePlan::default(),
+            next: a.info.uidnext.max(b.info.uidnext).max(max_uid + 1),
+            result: BTreeMap::new(),
+        }
+    }
+
+    fn plan_mut(&mut self, s: Side) -> &mut SidePlan {
+        match s {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    fn uidnext_of(&self, s: Side) -> Uid {
+        match s {
+            Side::A => self.a_snap.info.uidnext,
+            Side::B => self.b_snap.info.uidnext,
+        }
+    }
+
+    fn take_uid(&mut self) -> Uid {
+        let uid = self.next;
+        self.next += 1;
+        uid
+    }
+
+    /// The same message under the same UID on both sides: merge its flags.
+    fn keep_both(&mut self, x: &MessageRecord, y: &MessageRecord, o: Option<&BaseMessage>) {
+        let o = o.filter(|o| o.guid == x.guid);
+        let flags = merge_flags(x.flags, y.flags, o.map(|o| o.flags));
+        let keywords = merge_keywords(&x.keywords, &y.keywords, o.map(|o| o.keywords.as_slice()));
+        if (x.flags, &x.keywords) != (flags, &keywords) {
+            self.a.flags.push((x.uid, flags, keywords.clone()));
+        }
+        if (y.flags, &y.keywords) != (flags, &keywords) {
+            self.b.flags.push((y.uid, flags, keywords.clone()));
+        }
+        self.result.insert(x.uid, base_of(x.uid, &x.guid, flags, &keywords));
+    }
+
+    /// A message only `side` has and the base does not: new there.
+    fn new_on(&mut self, side: Side, msg: &MessageRecord) {
+        if msg.uid >= self.uidnext_of(other(side)) {
+            self.plan_mut(other(side)).saves.push(Save {
+                record: msg.clone(),
+                origin: Origin::Other(msg.uid),
+            });
+            self.result.insert(msg.uid, base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
+        } else {
+            self.renumber(side, msg);
+        }
+    }
+
+    /// Gives `side`'s message a fresh UID on both sides.
+    fn renumber(&mut self, side: Side, msg: &MessageRecord) {
+        let uid = self.take_uid();
+        let mut rec = msg.clone();
+        rec.uid = uid;
+        let own = self.plan_mut(side);
+        own.expunge.push(msg.uid);
+        own.saves.push(Save {
+            record: rec.clone(),
+            origin: Origin::Own(msg.uid),
+        });
+        self.plan_mut(other(side)).saves.push(Save {
+            record: rec,
+            origin: Origin::Other(uid),
+        });
+        self.result.insert(uid, base_of(uid, &msg.guid, msg.flags, &msg.keywords));
+    }
+
+    fn finish(mut self, guid: MailboxGuid, uidvalidity: u32) -> MergePlan {
+        let uidnext = self.next;
+        for (side, snap) in [(Side::A, self.a_snap), (Side::B, self.b_snap)] {
+            let i = &snap.info;
+            if (i.guid, i.uidvalidity, i.uidnext) != (guid, uidvalidity, uidnext) {
+                self.plan_mut(side).header = Some((guid, uidvalidity, uidnext));
+            }
+            let plan = self.plan_mut(side);
+            plan.expunge.sort_unstable();
+            plan.saves.sort_by_key(|s| s.record.uid);
+        }
+        MergePlan {
+            a: self.a,
+            b: self.b,
+            base: BaseMailbox {
+                guid,
+                uidvalidity,
+                uidnext,
+                messages: self.result.into_values().collect(),
+            },
+        }
+    }
+}
+
+/// Per-flag three-way merge: a side that changed a flag since the base
+/// wins; two booleans that both changed agree, so only a missing base can
+/// leave a conflict, which the leader (`x`) wins.
+fn merge_flags(x: Flags, y: Flags, o: Option<Flags>) -> Flags {
+    let Some(o) = o else { return x };
+    let (x, y, o) = (x.bits(), y.bits(), o.bits());
+    let changed_x = x ^ o;
+    // Bits x changed come from x; the rest from y (which equals o where y
+    // did not change them).
+    Flags::from_bits((x & changed_x) | (y & !changed_x)).expect("valid flag bits")
+}
+
+fn merge_keywords(x: &[String], y: &[String], o: Option<&[String]>) -> Vec<String> {
+    let Some(o) = o else { return x.to_vec() };
+    let all: BTreeSet<&String> = x.iter().chain(y).chain(o).collect();
+    all.into_iter()
+        .filter(|k| {
+            let (in_x, in_y, in_o) = (x.contains(k), y.contains(k), o.contains(k));
+            if in_x != in_o {
+                in_x
+            } else {
+                in_y
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MailboxInfo, MailboxName};
+    use proptest::prelude::*;
+
+    fn rec(uid: Uid, guid: &str, flags: Flags) -> MessageRecord {
+        MessageRecord {
+            uid,
+            guid: guid.into(),
+            flags,
+            keywords: vec![],
+            internal_date: 0,
+            size: 1,
+            pop3_uidl: None,
+            pop3_order: None,
+            in_new: false,
+        }
+    }
+
+    fn snap(uv: u32, next: Uid, msgs: Vec<MessageRecord>) -> MailboxSnapshot {
+        MailboxSnapshot {
+            info: MailboxInfo {
+                name: MailboxName::inbox(),
+                guid: MailboxGuid([1; 16]),
+                uidvalidity: uv,
+                uidnext: next,
+                messages: msgs.len() as u32,
+                highest_modseq: 0,
+            },
+            messages: msgs,
+        }
+    }
+
+    fn base(next: Uid, msgs: &[MessageRecord]) -> BaseMailbox {
+        BaseMailbox {
+            guid: MailboxGuid([1; 16]),
+            uidvalidity: 5,
+            uidnext: next,
+            messages: msgs.iter().map(|m| base_of(m.uid, &m.guid, m.flags, &m.keywords)).collect(),
+        }
+    }
+
+    #[test]
+    fn expunges_and_new_messages_flow_both_ways() {
+        let common = vec![rec(1, "a", Flags::empty()), rec(2, "b", Flags::empty())];
+        let o = base(3, &common);
+        let a = snap(5, 4, vec![rec(1, "a", Flags::SEEN), rec(3, "c", Flags::empty())]);
+        let b = snap(5, 3, vec![rec(1, "a", Flags::empty()), rec(2, "b", Flags::FLAGGED)]);
+        let p = merge_mailbox(Some(&o), &a, &b);
+        // 2 was expunged on A: expunge on B despite B's flag change.
+        assert_eq!(p.b.expunge, vec![2]);
+        assert_eq!(p.b.flags, vec![(1, Flags::SEEN, vec![])]);
+        assert_eq!(p.b.saves.len(), 1);
+        assert_eq!(p.b.saves[0].origin, Origin::Other(3));
+        assert!(p.a.expunge.is_empty() && p.a.saves.is_empty());
+        assert_eq!(p.base.uidnext, 4);
+    }
+
+    #[test]
+    fn uid_conflict_renumbers_both() {
+        let o = base(2, &[rec(1, "a", Flags::empty())]);
+        let a = snap(5, 3, vec![rec(1, "a", Flags::empty()), rec(2, "x", Flags::empty())]);
+        let b = snap(5, 3, vec![rec(1, "a", Flags::empty()), rec(2, "y", Flags::empty())]);
+        let p = merge_mailbox(Some(&o), &a, &b);
+        assert_eq!(p.a.expunge, vec![2]);
+        assert_eq!(p.b.expunge, vec![2]);
+        let uids: Vec<Uid> = p.base.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![1, 3, 4]);
+        assert_eq!(p.base.uidnext, 5);
+    }
+
+    #[test]
+    fn lost_state_never_deletes() {
+        let a = snap(5, 3, vec![rec(1, "a", Flags::empty())]);
+        let b = snap(5, 3, vec![rec(2, "b", Flags::empty())]);
+        let p = merge_mailbox(None, &a, &b);
+        assert!(p.a.saves.iter().all(|s| s.origin != Origin::Own(0)));
+        assert_eq!(p.base.messages.len(), 2);
+    }
+
+    #[test]
+    fn flag_merge_takes_each_sides_changes() {
+        let o = Flags::SEEN;
+        let x = Flags::SEEN.union(Flags::FLAGGED); // A added Flagged
+        let y = Flags::empty(); // B removed Seen
+        assert_eq!(merge_flags(x, y, Some(o)), Flags::FLAGGED);
+        let kw = merge_keywords(&["A".into(), "B".into()], &["B".into(), "C".into()], Some(&["B".into()]));
+        assert_eq!(kw, vec!["A".to_string(), "B".into(), "C".into()]);
+    }
+
+    /// Applies a side plan to a model of that side.
+    fn apply(side: &MailboxSnapshot, plan: &SidePlan, other: &MailboxSnapshot) -> BTreeMap<Uid, (String, Flags)> {
+        let mut m: BTreeMap<Uid, MessageRecord> = side.messages.iter().map(|r| (r.uid, r.clone())).collect();
+        let originals = m.clone();
+        for (uid, f, kw) in &plan.flags {
+            let r = m.get_mut(uid).expect("flag change on an existing message");
+            r.flags = *f;
+            r.keywords = kw.clone();
+        }
+        for uid in &plan.expunge {
+            assert!(m.remove(uid).is_some(), "expunge of a missing UID {uid}");
+        }
+        for s in &plan.saves {
+            match s.origin {
+                Origin::Own(u) => assert_eq!(originals[&u].guid, s.record.guid),
+                Origin::Other(_) => {}
+            }
+            assert!(s.record.uid >= side.info.uidnext, "save below UIDNEXT");
+            assert!(m.insert(s.record.uid, s.record.clone()).is_none(), "save over a UID");
+        }
+        let _ = other;
+        m.into_iter().map(|(u, r)| (u, (r.guid, r.flags))).collect()
+    }
+
+    proptest! {
+        /// Random independent changes on both sides of a synced pair:
+        /// after the merge both sides are identical; every message that
+        /// neither side expunged survives exactly once; nothing expunged on
+        /// either side comes back.
+        #[test]
+        fn mirror_converges_losing_nothing(
+            n in 0u32..12,
+            a_ops in proptest::collection::vec((0u8..4, 0u32..14, 0u8..32), 0..10),
+            b_ops in proptest::collection::vec((0u8..4, 0u32..14, 0u8..32), 0..10),
+        ) {
+            let common: Vec<MessageRecord> = (1..=n).map(|u| rec(u, &format!("m{u}"), Flags::empty())).collect();
+            let o = base(n + 1, &common);
+            let mut new_id = 0;
+            let mut mutate = |ops: &[(u8, u32, u8)], tag: &str| {
+                let mut msgs: BTreeMap<Uid, MessageRecord> = common.iter().map(|r| (r.uid, r.clone())).collect();
+                let mut next = n + 1;
+                let mut expunged = BTreeSet::new();
+                let mut added = Vec::new();
+                for &(op, uid, f) in ops {
+                    match op {
+                        0 => {
+                            if let Some(r) = msgs.remove(&uid) {
+                                expunged.insert(r.guid);
+                            }
+                        }
+                        1 => if let Some(r) = msgs.get_mut(&uid) { r.flags = Flags::from_bits(f).unwrap(); },
+                        _ => {
+                            new_id += 1;
+                            let g = format!("{tag}{new_id}");
+                            added.push(g.clone());
+                            msgs.insert(next, rec(next, &g, Flags::empty()));
+                            next += 1;
+                        }
+                    }
+                }
+                (snap(5, next, msgs.into_values().collect()), expunged, added)
+            };
+            let (a, a_exp, a_new) = mutate(&a_ops, "a");
+            let (b, b_exp, b_new) = mutate(&b_ops, "b");
+            let p = merge_mailbox(Some(&o), &a, &b);
+            let ra = apply(&a, &p.a, &b);
+            let rb = apply(&b, &p.b, &a);
+            prop_assert_eq!(&ra, &rb);
+            let guids: Vec<&String> = ra.values().map(|(g, _)| g).collect();
+            let unique: BTreeSet<&String> = guids.iter().copied().collect();
+            prop_assert_eq!(guids.len(), unique.len(), "duplicate message");
+            for r in &common {
+                let gone = a_exp.contains(&r.guid) || b_exp.contains(&r.guid);
+                prop_assert_eq!(unique.contains(&r.guid), !gone, "message {}", r.guid);
+            }
+            for g in a_new.iter().filter(|g| !a_exp.contains(*g)).chain(b_new.iter().filter(|g| !b_exp.contains(*g))) {
+                prop_assert!(unique.contains(g), "new message {} lost", g);
+            }
+            let base_view: BTreeMap<Uid, (String, Flags)> = p.base.messages.iter().map(|m| (m.uid, (m.guid.clone(), m.flags))).collect();
+            prop_assert_eq!(&base_view, &ra);
+            // A second merge against the new base changes nothing.
+            let a2 = snap(5, p.base.uidnext, ra.iter().map(|(u, (g, f))| rec(*u, g, *f)).collect());
+            let again = merge_mailbox(Some(&p.base), &a2, &a2.clone());
+            prop_assert!(again.a.is_empty() && again.b.is_empty());
+        }
+    }
+}
