@@ -213,7 +213,13 @@ fn setup(opts: &Opts) -> Result<Setup> {
     }
     let config = Config::load(opts.config.as_deref(), &overrides)?;
     let user = match &opts.user {
-        Some(name) => user::lookup(name)?,
+        Some(name) => {
+            let u = user::lookup(name)?;
+            // As root, act as the mail's owner so nothing we write ends up
+            // owned by root (Dovecot would then fail to touch it).
+            user::become_user(&u)?;
+            u
+        }
         None => user::current()?,
     };
     Ok(Setup { config, user })
@@ -304,11 +310,8 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
             (r1, w1, "LOCATION2".to_string(), Some(task), None)
         }
         Location2::Ssh { user: ruser, host } => {
-            let mut argv = vec!["ssh".to_string(), host.clone(), "dsync".to_string()];
-            if let Some(u) = ruser {
-                argv.extend(["-u".to_string(), u]);
-            }
-            argv.push("server".to_string());
+            let argv = remote_command(&config, &host, ruser.as_deref())?;
+            tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(&argv, &format!("{host}: "))?;
             (
                 t.read,
@@ -361,6 +364,62 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     Ok(0)
 }
 
+/// The command line that starts the remote side for `host`/`user@host`,
+/// from the `dsync_remote_cmd` setting. Variables: `%{host}`, `%{user}`
+/// (the `user@` part; words `-u %{user}` are dropped when there is none).
+fn remote_command(config: &Config, host: &str, user: Option<&str>) -> Result<Vec<String>> {
+    let template = config
+        .get("dsync_remote_cmd")
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("ssh %{host} dsync -u %{user} server");
+    let words = split_command(template)?;
+    let mut argv = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        if user.is_none() && w == "-u" && words.get(i + 1).is_some_and(|n| n.contains("%{user}")) {
+            i += 2;
+            continue;
+        }
+        if user.is_none() && w.contains("%{user}") {
+            bail!("dsync_remote_cmd uses %{{user}} but LOCATION2 names no user (write user@{host})");
+        }
+        argv.push(w.replace("%{host}", host).replace("%{user}", user.unwrap_or("")));
+        i += 1;
+    }
+    Ok(argv)
+}
+
+/// Splits a command template into words: whitespace separates, single and
+/// double quotes group, backslash escapes the next character.
+fn split_command(s: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\\') | (Some('"'), '\\') => {
+                let next = chars.next().ok_or_else(|| anyhow::anyhow!("dsync_remote_cmd ends with a backslash"))?;
+                cur.get_or_insert_with(String::new).push(next);
+            }
+            (Some(_), c) => cur.get_or_insert_with(String::new).push(c),
+            (None, '\'') | (None, '"') => {
+                quote = Some(c);
+                cur.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(cur.take()),
+            (None, c) => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quote.is_some() {
+        bail!("dsync_remote_cmd has an unterminated quote: {s}");
+    }
+    words.extend(cur);
+    Ok(words)
+}
+
 async fn lead(
     local: &mut MaildirStore,
     read: BoxRead,
@@ -403,4 +462,18 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
     )
     .await?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_commands_like_a_shell() {
+        assert_eq!(
+            split_command(r#"ssh -o "ProxyJump a b" 'x y' c\ d"#).unwrap(),
+            vec!["ssh", "-o", "ProxyJump a b", "x y", "c d"]
+        );
+        assert!(split_command("ssh 'oops").is_err());
+    }
 }

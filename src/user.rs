@@ -77,3 +77,29 @@ mod tests {
         assert!(e.contains("not found"), "{e}");
     }
 }
+
+/// Becomes `user` when running as root (`-u` on a mail server): group
+/// list, gid, then uid, so files are created with the user's ownership.
+/// A no-op when not root, where the kernel would refuse anyway.
+pub fn become_user(user: &User) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 || user.uid == 0 {
+        return Ok(());
+    }
+    let cname = CString::new(user.name.as_str())?;
+    let check = |rc: libc::c_int, what: &str| -> Result<()> {
+        if rc != 0 {
+            bail!(
+                "cannot switch to user {} ({what}): {}",
+                user.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    };
+    check(unsafe { libc::initgroups(cname.as_ptr(), user.gid as _) }, "initgroups")?;
+    check(unsafe { libc::setgid(user.gid) }, "setgid")?;
+    check(unsafe { libc::setuid(user.uid) }, "setuid")?;
+    std::env::set_var("HOME", &user.home);
+    std::env::set_var("USER", &user.name);
+    Ok(())
+}
