@@ -14,6 +14,7 @@ pub mod brain;
 pub mod cli;
 pub mod config;
 pub mod location;
+pub mod lock;
 pub mod maildir;
 pub mod model;
 pub mod protocol;
