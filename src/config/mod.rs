@@ -96,6 +96,21 @@ fn override_path(key: &str) -> Result<(Vec<(&str, &str)>, &str)> {
     Ok((path, last))
 }
 
+/// `setting` inside the sections `path` names. Unnamed sections of one
+/// kind (Debian has four `plugin { }` blocks) are searched last to first,
+/// so the value written last wins.
+fn lookup_path<'a>(section: &'a Section, path: &[(&str, &str)], setting: &str) -> Option<&'a str> {
+    let Some(((kind, name), rest)) = path.split_first() else {
+        return section.get(setting);
+    };
+    section
+        .sections()
+        .iter()
+        .rev()
+        .filter(|s| s.kind() == *kind && s.name() == *name)
+        .find_map(|s| lookup_path(s, rest, setting))
+}
+
 fn protocol_filter_applies(name: &str) -> bool {
     match name.strip_prefix('!') {
         Some(not) => not != PROTOCOL,
@@ -196,11 +211,7 @@ impl Config {
         }
         if key.contains('/') {
             let (path, setting) = override_path(key).ok()?;
-            let mut section = &self.root;
-            for (kind, name) in path {
-                section = section.section(kind, name)?;
-            }
-            return section.get(setting);
+            return lookup_path(&self.root, &path, setting);
         }
         let filtered = self
             .root
