@@ -233,6 +233,38 @@ impl Config {
         }
     }
 
+    /// The location of INBOX's namespace: its own `location` when set,
+    /// else [`Config::mail_location`] (Dovecot's rule for namespaces).
+    pub fn inbox_mail_location(&self) -> String {
+        self.inbox_namespace()
+            .location
+            .unwrap_or_else(|| self.mail_location().to_string())
+    }
+
+    /// Says where the value [`Config::get`] returns for `key` comes from,
+    /// for error messages: `-o mail_location`, `/etc/dovecot/conf.d/10-mail.conf:30`,
+    /// or `not set`.
+    pub fn where_set(&self, key: &str) -> String {
+        if self.overrides.iter().any(|(k, _)| k == key) {
+            return format!("-o {key}");
+        }
+        let setting = if key.contains('/') {
+            None
+        } else {
+            self.root
+                .sections_of("protocol")
+                .filter(|s| protocol_filter_applies(&s.name))
+                .filter_map(|s| s.setting(key))
+                .last()
+                .or_else(|| self.root.setting(key))
+        };
+        match setting.and_then(|s| s.origin.as_ref()) {
+            Some(origin) => origin.to_string(),
+            None if self.get(key).is_some() => format!("setting {key}"),
+            None => "not set".to_string(),
+        }
+    }
+
     /// The namespace with `inbox = yes` (the first, if several claim it),
     /// else one named `inbox`, else a default one (see [`Namespace`]).
     pub fn inbox_namespace(&self) -> Namespace {

@@ -396,6 +396,24 @@ fn path_lookup_searches_unnamed_sections() {
 }
 
 #[test]
+fn where_set_and_inbox_location() {
+    let d = tempfile::tempdir().unwrap();
+    let main = write(
+        d.path(),
+        "main.conf",
+        "a = 1\nmail_location = mbox:~/mail\nprotocol doveadm {\n  b = 2\n}\nnamespace inbox {\n  inbox = yes\n  location = maildir:~/NS\n}\n",
+    );
+    let c = Config::load(Some(&main), &[("c".into(), "3".into())]).unwrap();
+    assert_eq!(c.where_set("a"), format!("{}:1", main.display()));
+    assert_eq!(c.where_set("b"), format!("{}:4", main.display()));
+    assert_eq!(c.where_set("c"), "-o c");
+    assert_eq!(c.where_set("zzz"), "not set");
+    assert_eq!(c.inbox_mail_location(), "maildir:~/NS");
+    assert_eq!(parse("mail_location = mbox:~/m\n").inbox_mail_location(), "mbox:~/m");
+    assert_eq!(Config::default().inbox_mail_location(), DEFAULT_MAIL_LOCATION);
+}
+
+#[test]
 fn override_creates_namespace() {
     let mut c = Config::default();
     c.set_override("namespace/inbox/separator", ".").unwrap();
