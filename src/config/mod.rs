@@ -7,6 +7,19 @@
 //! `protocol doveadm { }` (or `protocol !other { }`) filters, then the
 //! top level. `local`/`remote`/`local_name` filters never apply (dsync has
 //! no client connection).
+//!
+//! Syntax follows Dovecot 2.3 (`config-parser.c`), with these choices:
+//! - `!include`/`!include_try` paths are relative to the including file;
+//!   wildcards (`*`, `?`) are allowed in the file name only (no `{a,b}`,
+//!   no `[...]`); matches are read in byte order, hidden files skipped.
+//! - `key = <file` is read when first asked for, and trimmed (see
+//!   [`Value::File`]).
+//! - `key = $key more` expands the setting's own earlier value; every other
+//!   `$var`, and all `%var`/`%{var}`, stay as written.
+//! - A line ending in `\` continues on the next; a blank or comment line
+//!   ends the continuation.
+//! - Sections of one kind and name merge; `namespace inbox{` without a
+//!   space is accepted.
 
 mod glob;
 mod line;

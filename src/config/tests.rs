@@ -409,8 +409,14 @@ fn where_set_and_inbox_location() {
     assert_eq!(c.where_set("c"), "-o c");
     assert_eq!(c.where_set("zzz"), "not set");
     assert_eq!(c.inbox_mail_location(), "maildir:~/NS");
-    assert_eq!(parse("mail_location = mbox:~/m\n").inbox_mail_location(), "mbox:~/m");
-    assert_eq!(Config::default().inbox_mail_location(), DEFAULT_MAIL_LOCATION);
+    assert_eq!(
+        parse("mail_location = mbox:~/m\n").inbox_mail_location(),
+        "mbox:~/m"
+    );
+    assert_eq!(
+        Config::default().inbox_mail_location(),
+        DEFAULT_MAIL_LOCATION
+    );
 }
 
 #[test]
