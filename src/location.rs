@@ -241,29 +241,102 @@ pub fn expand_vars(s: &str, ex: &Expand) -> Result<String> {
     Ok(out)
 }
 
-/// The home directory of a system user, from the password database.
-fn system_home(name: &str) -> Option<PathBuf> {
-    let cname = CString::new(name).ok()?;
+/// A password database entry: (login name, home directory).
+fn passwd_entry(by: PasswdKey) -> Option<(String, PathBuf)> {
+    // SAFETY: a zeroed passwd is a valid out-parameter for getpw*_r.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; `buf` outlives the use
-    // of `pwd`'s string fields below.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
+    let rc = match by {
+        PasswdKey::Name(name) => {
+            let cname = CString::new(name).ok()?;
+            // SAFETY: all pointers are valid for the call's duration.
+            unsafe {
+                libc::getpwnam_r(
+                    cname.as_ptr(),
+                    &mut pwd,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                )
+            }
+        }
+        // SAFETY: as above.
+        PasswdKey::Uid(uid) => unsafe {
+            libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result)
+        },
     };
-    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() || pwd.pw_name.is_null() {
         return None;
     }
-    // SAFETY: getpwnam_r succeeded, so pw_dir points into `buf`, NUL-terminated.
-    let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
-    Some(PathBuf::from(dir.to_string_lossy().into_owned()))
+    // SAFETY: on success both fields point to NUL-terminated strings in
+    // `buf`, which is still alive.
+    let (name, dir) = unsafe { (CStr::from_ptr(pwd.pw_name), CStr::from_ptr(pwd.pw_dir)) };
+    Some((
+        name.to_string_lossy().into_owned(),
+        PathBuf::from(dir.to_string_lossy().into_owned()),
+    ))
+}
+
+enum PasswdKey<'a> {
+    Name(&'a str),
+    Uid(libc::uid_t),
+}
+
+fn system_home(name: &str) -> Option<PathBuf> {
+    passwd_entry(PasswdKey::Name(name)).map(|(_, home)| home)
+}
+
+/// A user and home directory, owning what [`Expand`] borrows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub home: PathBuf,
+}
+
+impl User {
+    /// The user running this process, as Dovecot's dsync sees it without
+    /// `-u`: `$USER` and `$HOME`, each falling back to the password entry
+    /// of the real uid.
+    pub fn current() -> Result<User> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (name, home) = (env("USER"), env("HOME"));
+        if let (Some(name), Some(home)) = (&name, &home) {
+            return Ok(User {
+                name: name.clone(),
+                home: PathBuf::from(home),
+            });
+        }
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let entry = passwd_entry(PasswdKey::Uid(uid));
+        let name = name
+            .or_else(|| entry.as_ref().map(|(n, _)| n.clone()))
+            .with_context(|| format!("cannot tell who is running dsync: $USER is unset and uid {uid} has no password entry"))?;
+        let home = home
+            .map(PathBuf::from)
+            .or(entry.map(|(_, h)| h))
+            .unwrap_or_default();
+        Ok(User { name, home })
+    }
+
+    /// A system user by login name (for `-u`), from the password database.
+    pub fn system(name: &str) -> Result<User> {
+        let (_, home) = passwd_entry(PasswdKey::Name(name)).with_context(|| {
+            format!("no system user {name:?} (dsync looks users up in the password database)")
+        })?;
+        Ok(User {
+            name: name.to_string(),
+            home,
+        })
+    }
+
+    pub fn expand(&self) -> Expand<'_> {
+        Expand {
+            user: &self.name,
+            home: &self.home,
+        }
+    }
 }
 
 /// Expands `~`, `~/...` and `~user/...` at the start of a path.

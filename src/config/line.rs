@@ -209,8 +209,10 @@ pub(crate) fn parse_line(line: &str) -> Result<Line<'_>, String> {
         }
         None => {
             let (r, n): (&str, &str) =
-                take_while::<_, _, nom::error::Error<&str>>(|c| !is_white(c))(after_key)
-                    .expect("take_while cannot fail on &str");
+                take_while::<_, _, nom::error::Error<&str>>(|c| !is_white(c) && c != '{')(
+                    after_key,
+                )
+                .expect("take_while cannot fail on &str");
             (n.to_string(), r)
         }
     };
@@ -375,6 +377,14 @@ mod tests {
             Ok(Line::SectionBegin {
                 kind: "mailbox",
                 name: "a\"b".into()
+            })
+        );
+        // Dovecot wants a space before '{'; accepting it costs nothing.
+        assert_eq!(
+            p("namespace inbox{"),
+            Ok(Line::SectionBegin {
+                kind: "namespace",
+                name: "inbox".into()
             })
         );
         assert_eq!(p("}"), Ok(Line::SectionEnd));

@@ -7,6 +7,19 @@
 //! `protocol doveadm { }` (or `protocol !other { }`) filters, then the
 //! top level. `local`/`remote`/`local_name` filters never apply (dsync has
 //! no client connection).
+//!
+//! Syntax follows Dovecot 2.3 (`config-parser.c`), with these choices:
+//! - `!include`/`!include_try` paths are relative to the including file;
+//!   wildcards (`*`, `?`) are allowed in the file name only (no `{a,b}`,
+//!   no `[...]`); matches are read in byte order, hidden files skipped.
+//! - `key = <file` is read when first asked for, and trimmed (see
+//!   [`Value::File`]).
+//! - `key = $key more` expands the setting's own earlier value; every other
+//!   `$var`, and all `%var`/`%{var}`, stay as written.
+//! - A line ending in `\` continues on the next; a blank or comment line
+//!   ends the continuation.
+//! - Sections of one kind and name merge; `namespace inbox{` without a
+//!   space is accepted.
 
 mod glob;
 mod line;
@@ -94,6 +107,21 @@ fn override_path(key: &str) -> Result<(Vec<(&str, &str)>, &str)> {
         ),
     };
     Ok((path, last))
+}
+
+/// `setting` inside the sections `path` names. Unnamed sections of one
+/// kind (Debian has four `plugin { }` blocks) are searched last to first,
+/// so the value written last wins.
+fn lookup_path<'a>(section: &'a Section, path: &[(&str, &str)], setting: &str) -> Option<&'a str> {
+    let Some(((kind, name), rest)) = path.split_first() else {
+        return section.get(setting);
+    };
+    section
+        .sections()
+        .iter()
+        .rev()
+        .filter(|s| s.kind() == *kind && s.name() == *name)
+        .find_map(|s| lookup_path(s, rest, setting))
 }
 
 fn protocol_filter_applies(name: &str) -> bool {
@@ -196,11 +224,7 @@ impl Config {
         }
         if key.contains('/') {
             let (path, setting) = override_path(key).ok()?;
-            let mut section = &self.root;
-            for (kind, name) in path {
-                section = section.section(kind, name)?;
-            }
-            return section.get(setting);
+            return lookup_path(&self.root, &path, setting);
         }
         let filtered = self
             .root
@@ -219,6 +243,38 @@ impl Config {
         match self.get("mail_location") {
             Some(v) if !v.trim().is_empty() => v,
             _ => DEFAULT_MAIL_LOCATION,
+        }
+    }
+
+    /// The location of INBOX's namespace: its own `location` when set,
+    /// else [`Config::mail_location`] (Dovecot's rule for namespaces).
+    pub fn inbox_mail_location(&self) -> String {
+        self.inbox_namespace()
+            .location
+            .unwrap_or_else(|| self.mail_location().to_string())
+    }
+
+    /// Says where the value [`Config::get`] returns for `key` comes from,
+    /// for error messages: `-o mail_location`, `/etc/dovecot/conf.d/10-mail.conf:30`,
+    /// or `not set`.
+    pub fn where_set(&self, key: &str) -> String {
+        if self.overrides.iter().any(|(k, _)| k == key) {
+            return format!("-o {key}");
+        }
+        let setting = if key.contains('/') {
+            None
+        } else {
+            self.root
+                .sections_of("protocol")
+                .filter(|s| protocol_filter_applies(&s.name))
+                .filter_map(|s| s.setting(key))
+                .last()
+                .or_else(|| self.root.setting(key))
+        };
+        match setting.and_then(|s| s.origin.as_ref()) {
+            Some(origin) => origin.to_string(),
+            None if self.get(key).is_some() => format!("setting {key}"),
+            None => "not set".to_string(),
         }
     }
 

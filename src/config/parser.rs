@@ -110,7 +110,18 @@ impl Parser {
                 continue;
             }
             if stripped.is_empty() && !pending.is_empty() {
-                // A blank or comment line does not end a continuation.
+                // A blank or comment line ends a continuation. (Dovecot
+                // silently drops the collected text then; keeping it is
+                // the reading the writer more likely meant.)
+                let origin = Origin {
+                    file: file.clone(),
+                    line: pending_start,
+                };
+                let logical = std::mem::take(&mut pending);
+                if let Err(e) = self.apply(logical.trim_end(), origin, path) {
+                    result = Err(e);
+                    break;
+                }
                 continue;
             }
             let (logical, start) = if pending.is_empty() {

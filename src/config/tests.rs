@@ -75,9 +75,15 @@ fn variables_kept_and_self_reference_expanded() {
 
 #[test]
 fn continuation_lines() {
-    let c = parse("a = one \\\n   two\\\n # comment inside\n three\nb = x\n");
+    let c = parse("a = one \\\n   two\\\n three\nb = x\n");
     assert_eq!(c.get("a"), Some("one two three"));
     assert_eq!(c.get("b"), Some("x"));
+    // A blank or comment line ends the continuation.
+    let c = parse("a = one \\\n\nb = x\nc = 1 \\\n# note\nd = 2\n");
+    assert_eq!(c.get("a"), Some("one"));
+    assert_eq!(c.get("b"), Some("x"));
+    assert_eq!(c.get("c"), Some("1"));
+    assert_eq!(c.get("d"), Some("2"));
     let c = parse("a = dangling \\");
     assert_eq!(c.get("a"), Some("dangling"));
 }
@@ -379,6 +385,41 @@ fn overrides() {
 }
 
 #[test]
+fn path_lookup_searches_unnamed_sections() {
+    let c = parse("plugin {\n  a = 1\n}\nplugin {\n  b = 2\n  a = 3\n}\nservice x {\n  unix_listener y {\n    mode = 0600\n  }\n}\n");
+    assert_eq!(c.get("plugin/a"), Some("3"));
+    assert_eq!(c.get("plugin/b"), Some("2"));
+    assert_eq!(c.get("plugin/c"), None);
+    assert_eq!(c.get("service/x/unix_listener/y/mode"), Some("0600"));
+    assert_eq!(c.get("service/x/mode"), None);
+    assert_eq!(c.get("a/b/c/d"), None);
+}
+
+#[test]
+fn where_set_and_inbox_location() {
+    let d = tempfile::tempdir().unwrap();
+    let main = write(
+        d.path(),
+        "main.conf",
+        "a = 1\nmail_location = mbox:~/mail\nprotocol doveadm {\n  b = 2\n}\nnamespace inbox {\n  inbox = yes\n  location = maildir:~/NS\n}\n",
+    );
+    let c = Config::load(Some(&main), &[("c".into(), "3".into())]).unwrap();
+    assert_eq!(c.where_set("a"), format!("{}:1", main.display()));
+    assert_eq!(c.where_set("b"), format!("{}:4", main.display()));
+    assert_eq!(c.where_set("c"), "-o c");
+    assert_eq!(c.where_set("zzz"), "not set");
+    assert_eq!(c.inbox_mail_location(), "maildir:~/NS");
+    assert_eq!(
+        parse("mail_location = mbox:~/m\n").inbox_mail_location(),
+        "mbox:~/m"
+    );
+    assert_eq!(
+        Config::default().inbox_mail_location(),
+        DEFAULT_MAIL_LOCATION
+    );
+}
+
+#[test]
 fn override_creates_namespace() {
     let mut c = Config::default();
     c.set_override("namespace/inbox/separator", ".").unwrap();
@@ -518,4 +559,26 @@ mod prop {
             prop_assert_eq!(c.get(&key), Some(value.as_str()));
         }
     }
+}
+
+/// The values Dovecot 2.3.19's `doveconf -f protocol=doveadm -h` prints
+/// for the same text.
+#[test]
+fn agrees_with_doveconf_on_sample() {
+    let c = parse(
+        "mail_location = maildir:~/M#x\n\
+         mail_plugins = acl \\\n   quota \\\n   zlib\n\
+         postmaster_address = \"a \\\"b\\\" # c\"\n\
+         login_greeting = 'it\\'s'\n\
+         namespace inbox {\n  inbox = yes\n  separator = .\n}\n\
+         namespace inbox {\n  prefix = INBOX.\n}\n\
+         protocol doveadm {\n  mail_location = maildir:~/D\n}\n",
+    );
+    assert_eq!(c.root().get("mail_location"), Some("maildir:~/M"));
+    assert_eq!(c.mail_location(), "maildir:~/D");
+    assert_eq!(c.get("mail_plugins"), Some("acl quota zlib"));
+    assert_eq!(c.get("postmaster_address"), Some("a \"b\" # c"));
+    assert_eq!(c.get("login_greeting"), Some("it's"));
+    let ns = c.inbox_namespace();
+    assert_eq!((ns.separator, ns.prefix.as_str()), ('.', "INBOX."));
 }

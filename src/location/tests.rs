@@ -232,6 +232,18 @@ fn home_expansion() {
 }
 
 #[test]
+fn users() {
+    let root = User::system("root").unwrap();
+    assert!(root.home.is_absolute());
+    assert_eq!(root.expand().user, "root");
+    assert!(
+        format!("{:#}", User::system("no-such-user-xyz").unwrap_err()).contains("no system user")
+    );
+    let me = User::current().unwrap();
+    assert!(!me.name.is_empty());
+}
+
+#[test]
 fn autodetect_from_disk() {
     let d = tempfile::tempdir().unwrap();
     let home = d.path();
