@@ -1,1 +1,11 @@
-//! (in progress)
+//! The Maildir store, byte-compatible with Dovecot 2.3: Maildir++ or fs
+//! layout, `dovecot-uidlist`, `dovecot-keywords`, `subscriptions`.
+//!
+//! Formats are pure functions in their own modules; the store does the I/O
+//! with blocking std calls (the engine runs it under `block_in_place`).
+
+pub mod filename;
+pub mod keywords;
+pub mod mutf7;
+pub mod subscriptions;
+pub mod uidlist;
