@@ -97,6 +97,63 @@ pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
     Ok(last)
 }
 
+/// Whether `list` already describes exactly `files` (then reconciling
+/// would change nothing). Cheaper than a trial reconcile on a copy.
+pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
+    if list.records.len() != files.len() {
+        return false;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(list.records.len());
+    list.records
+        .iter()
+        .all(|r| files.contains_key(&r.filename) && seen.insert(r.filename.as_str()))
+}
+
+/// What a folder looked like when it was read: if none of it changed,
+/// neither did the folder (files are only ever added, removed or renamed,
+/// which changes their directory's mtime).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    cur: Option<SystemTime>,
+    new: Option<SystemTime>,
+    uidlist: Option<(u64, u64, SystemTime)>,
+    taken: SystemTime,
+}
+
+impl Stamp {
+    pub fn take(mail_dir: &Path, uidlist: &Path) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            cur: dir_mtime(&mail_dir.join("cur")),
+            new: dir_mtime(&mail_dir.join("new")),
+            uidlist: fs::metadata(uidlist)
+                .ok()
+                .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?))),
+            taken: SystemTime::now(),
+        }
+    }
+
+    /// Whether `now` shows the same folder as `self` did. A directory
+    /// changed within a second of the earlier look might have changed again
+    /// without a visible mtime step, so such a stamp is never trusted.
+    pub fn unchanged(&self, now: &Stamp) -> bool {
+        let settled = |t: Option<SystemTime>| {
+            t.is_some_and(|t| {
+                self.taken
+                    .duration_since(t)
+                    .is_ok_and(|d| d > std::time::Duration::from_secs(1))
+            })
+        };
+        self.cur == now.cur
+            && self.new == now.new
+            && self.uidlist == now.uidlist
+            && self.uidlist.is_some()
+            && settled(self.cur)
+            && (self.new.is_none() || settled(self.new))
+            && settled(self.uidlist.map(|u| u.2))
+    }
+}
+
 /// What reconciliation changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -233,6 +290,18 @@ mod tests {
         assert_eq!(r.dropped, 1);
         assert_eq!(l.records[0].uid, 2);
         assert_eq!(l.next_uid(), 3);
+    }
+
+    #[test]
+    fn in_sync_detects_every_difference() {
+        let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
+        l.records.push(UidlistRecord::new(1, "a".into()));
+        l.records.push(UidlistRecord::new(2, "b".into()));
+        assert!(in_sync(&l, &files(&[("a", false), ("b:2,S", false)])));
+        assert!(!in_sync(&l, &files(&[("a", false)])));
+        assert!(!in_sync(&l, &files(&[("a", false), ("c", false)])));
+        l.records[1].filename = "a".into();
+        assert!(!in_sync(&l, &files(&[("a", false), ("b", false)])));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub use super::update::{MailboxUpdate, SaveHandle};
 pub(crate) struct Folder {
     pub list: Uidlist,
     pub files: FileMap,
+    /// Taken before the read; `None` after our own writes.
+    pub stamp: Option<scan::Stamp>,
 }
 
 pub struct MaildirStore {
@@ -244,15 +246,18 @@ impl MaildirStore {
             );
         }
         let path = self.uidlist_path(name)?;
+        let stamp = scan::Stamp::take(&mail_dir, &path);
+        if let Some(cached) = self.folders.get(name) {
+            if cached.stamp.as_ref().is_some_and(|s| s.unchanged(&stamp)) {
+                return Ok(&self.folders[name]);
+            }
+        }
         let existing = Self::read_uidlist(&path)?;
         let mut files = scan::scan_folder(&mail_dir)?;
         let needs_write = match &existing {
             None => true,
             Some(l) if l.version != 3 || l.guid.is_none() => true,
-            Some(l) => {
-                let mut probe = l.clone();
-                scan::reconcile(&mut probe, &files, 1).changed()
-            }
+            Some(l) => !scan::in_sync(l, &files),
         };
         let list = if !needs_write {
             existing.expect("checked above")
@@ -285,7 +290,9 @@ impl MaildirStore {
             }
             list
         };
-        self.folders.insert(name.clone(), Folder { list, files });
+        let stamp = (!needs_write).then_some(stamp);
+        self.folders
+            .insert(name.clone(), Folder { list, files, stamp });
         Ok(&self.folders[name])
     }
 

@@ -398,3 +398,69 @@ fn vanished_message_error() {
         .to_string();
     assert!(e.contains("vanished"), "{e}");
 }
+
+/// `cargo test --release -- --ignored million --nocapture`: timings for a
+/// 1,000,000-message uidlist.
+#[test]
+#[ignore]
+fn million_record_uidlist_timing() {
+    use super::uidlist::{Uidlist, UidlistRecord};
+    use std::time::Instant;
+    let mut l = Uidlist::new(1, MailboxGuid([1; 16]));
+    for i in 1..=1_000_000u32 {
+        let mut r = UidlistRecord::new(
+            i,
+            format!(
+                "{}.M{}P1234.host.example.com,S=4321,W=4400",
+                1_600_000_000 + i,
+                i % 1_000_000
+            ),
+        );
+        if i % 10 == 0 {
+            r.set(b'G', format!("guid{i}"));
+        }
+        l.records.push(r);
+    }
+    l.header_next_uid = 1_000_001;
+    let t = Instant::now();
+    let bytes = l.to_bytes();
+    let w = t.elapsed();
+    let t = Instant::now();
+    let p = Uidlist::parse(&bytes).unwrap();
+    let r = t.elapsed();
+    assert_eq!(p.records.len(), 1_000_000);
+    eprintln!("{} MB: write {w:?}, parse {r:?}", bytes.len() >> 20);
+}
+
+/// `cargo test --release -- --ignored hundred_thousand --nocapture`.
+#[test]
+#[ignore]
+fn hundred_thousand_files_timing() {
+    use std::time::Instant;
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let cur = s.options().root.join("cur");
+    for i in 0..100_000u32 {
+        fs::write(
+            cur.join(format!("{}.M{i}P1.h,S=1,W=1:2,S", 1_600_000_000 + i / 7)),
+            "x",
+        )
+        .unwrap();
+    }
+    let t = Instant::now();
+    s.list_mailboxes().unwrap();
+    let first = t.elapsed();
+    let t = Instant::now();
+    let snap = s.snapshot(&MailboxName::inbox()).unwrap();
+    let snap_t = t.elapsed();
+    let mut s2 = MaildirStore::open(s.options().clone(), false).unwrap();
+    let t = Instant::now();
+    s2.snapshot(&MailboxName::inbox()).unwrap();
+    let cold = t.elapsed();
+    let t = Instant::now();
+    let mut u = s2.update(&MailboxName::inbox()).unwrap();
+    u.set_flags(5, Flags::ANSWERED, &[]).unwrap();
+    u.commit().unwrap();
+    let commit = t.elapsed();
+    assert_eq!(snap.messages.len(), 100_000);
+    eprintln!("assign UIDs {first:?}, snapshot (cached scan) {snap_t:?}, cold snapshot {cold:?}, one-flag commit {commit:?}");
+}

@@ -685,7 +685,14 @@ impl<'a> MailboxUpdate<'a> {
             self.store.remove_dovecot_index(&name)?;
         }
         tracing::debug!("mailbox {name}: committed {:?}", info_of(&name, &list));
-        self.store.folders.insert(name, Folder { list, files });
+        self.store.folders.insert(
+            name,
+            Folder {
+                list,
+                files,
+                stamp: None,
+            },
+        );
         Ok(())
     }
 }
