@@ -37,11 +37,12 @@ fn dovecot(layout: &str) -> Option<Dovecot> {
     std::fs::write(
         &conf,
         format!(
-            "mail_location = maildir:{}{layout}\n\
+            "mail_location = maildir:{}{}\n\
              mail_uid = nobody\nmail_gid = nogroup\nfirst_valid_uid = 0\n\
              ssl = no\nlog_path = /dev/stderr\n\
              namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
-            root.display()
+            root.display(),
+            layout.replace("{base}", &base.display().to_string())
         ),
     )
     .unwrap();
@@ -344,4 +345,91 @@ fn dovecot_follows_a_rewritten_uidlist() {
         vec![1, 2],
         "{out}"
     );
+}
+
+#[test]
+fn dovecot_index_follows_ordinary_changes() {
+    let Some(dv) = dovecot("") else { return };
+    // Dovecot indexes INBOX (and reads dovecot-keywords) ...
+    dv.imap(&[
+        "APPEND INBOX (old) {3}\r\none",
+        "APPEND INBOX () {3}\r\ntwo",
+        "APPEND INBOX () {5}\r\nthree",
+        "SELECT INBOX",
+        "UID FETCH 1:* (FLAGS)",
+    ]);
+    let index_before = std::fs::read(dv.root.join("dovecot.index.log")).unwrap();
+    // ... then, within the same second, we change flags and keywords,
+    // expunge one, and add one above UIDNEXT: Dovecot's index stays valid.
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let mut u = s.update(&inbox).unwrap();
+    u.set_flags(1, Flags::SEEN, &["old".into(), "fresh".into()])
+        .unwrap();
+    u.expunge(2).unwrap();
+    let mut r = rec(4, "four", b"FOUR");
+    r.keywords = vec!["another".into()];
+    let mut h = u.save_begin(&r).unwrap();
+    u.write_chunk(&mut h, b"FOUR").unwrap();
+    u.save_finish(h).unwrap();
+    u.commit().unwrap();
+    assert_eq!(
+        std::fs::read(dv.root.join("dovecot.index.log")).unwrap(),
+        index_before,
+        "an ordinary commit must leave Dovecot's index alone"
+    );
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID FLAGS)"]);
+    assert!(out.contains("[UIDNEXT 5]"), "{out}");
+    let f = fetched(&out);
+    let got: Vec<(u32, &str)> = f.iter().map(|x| (x.0, x.1.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![(1, "\\Seen old fresh"), (3, ""), (4, "another")],
+        "{out}"
+    );
+}
+
+#[test]
+fn separate_control_and_index_dirs_with_fs_layout() {
+    let Some(dv) = dovecot(":LAYOUT=fs:CONTROL={base}/control:INDEX={base}/index") else {
+        return;
+    };
+    dv.imap(&[
+        "CREATE a/b",
+        "APPEND a/b () {3}\r\none",
+        "APPEND a/b () {3}\r\ntwo",
+        "SELECT a/b",
+        "UID STORE 1 +FLAGS (\\Deleted)",
+    ]);
+    dv.imap(&["SELECT a/b", "EXPUNGE"]);
+    let index_log = dv.base.join("index/a/b/dovecot.index.log");
+    assert!(index_log.exists());
+    assert!(dv.base.join("control/a/b/dovecot-uidlist").exists());
+    let mut o = MaildirOptions::new(&dv.root);
+    o.layout = Layout::Fs;
+    o.control = Some(dv.base.join("control"));
+    o.index = IndexDir::Path(dv.base.join("index"));
+    let mut s = MaildirStore::open(o, false).unwrap();
+    let name = MailboxName::parse("a/b", '/').unwrap();
+    let names: Vec<String> = s
+        .list_mailboxes()
+        .unwrap()
+        .iter()
+        .map(|i| i.name.to_string())
+        .collect();
+    assert_eq!(names, vec!["INBOX", "a/b"]);
+    let mut u = s.update(&name).unwrap();
+    let mut r = rec(1, "back", b"ONE");
+    r.keywords = vec!["k".into()];
+    let mut h = u.save_begin(&r).unwrap();
+    u.write_chunk(&mut h, b"ONE").unwrap();
+    u.save_finish(h).unwrap();
+    u.commit().unwrap();
+    assert!(!index_log.exists());
+    assert!(dv.base.join("control/a/b/dovecot-keywords").exists());
+    let out = dv.imap(&["SELECT a/b", "UID FETCH 1:* (UID FLAGS)"]);
+    let f = fetched(&out);
+    let got: Vec<(u32, &str)> = f.iter().map(|x| (x.0, x.1.as_str())).collect();
+    assert_eq!(got, vec![(1, "k"), (2, "")], "{out}");
+    assert!(out.contains("[UIDNEXT 3]"), "{out}");
 }
