@@ -394,7 +394,9 @@ fn separate_control_and_index_dirs_with_fs_layout() {
     let Some(dv) = dovecot(":LAYOUT=fs:CONTROL={base}/control:INDEX={base}/index") else {
         return;
     };
-    dv.imap(&[
+    let out = dv.imap(&[
+        "APPEND INBOX () {3}\r\nin1",
+        "STATUS INBOX (UIDVALIDITY)",
         "CREATE a/b",
         "APPEND a/b () {3}\r\none",
         "APPEND a/b () {3}\r\ntwo",
@@ -418,6 +420,14 @@ fn separate_control_and_index_dirs_with_fs_layout() {
         .map(|i| i.name.to_string())
         .collect();
     assert_eq!(names, vec!["INBOX", "a/b"]);
+    // INBOX's uidlist is found where Dovecot keeps it (control/INBOX).
+    let inbox = &s.list_mailboxes().unwrap()[0];
+    assert_eq!(inbox.uidnext, 2);
+    assert!(
+        out.contains(&format!("UIDVALIDITY {}", inbox.uidvalidity)),
+        "{out}"
+    );
+    assert!(dv.base.join("control/INBOX/dovecot-uidlist").exists());
     let mut u = s.update(&name).unwrap();
     let mut r = rec(1, "back", b"ONE");
     r.keywords = vec!["k".into()];

@@ -52,6 +52,19 @@ impl MaildirOptions {
         folder_rel_path(name, self.layout).map_err(|e| anyhow!(e))
     }
 
+    /// A folder's place in a separate CONTROL or INDEX tree. Unlike in the
+    /// mail tree, INBOX there is a folder like any other (`.INBOX` or
+    /// `INBOX`), as Dovecot lays it out.
+    fn rel_in_side_tree(&self, name: &MailboxName) -> Result<String> {
+        Ok(match self.rel(name)? {
+            Some(rel) => rel,
+            None => match self.layout {
+                Layout::MaildirPlusPlus => ".INBOX".to_string(),
+                Layout::Fs => "INBOX".to_string(),
+            },
+        })
+    }
+
     /// The folder's Maildir (the directory holding cur/ new/ tmp/).
     pub fn mail_dir(&self, name: &MailboxName) -> Result<PathBuf> {
         Ok(match self.rel(name)? {
@@ -64,10 +77,7 @@ impl MaildirOptions {
     pub fn control_dir(&self, name: &MailboxName) -> Result<PathBuf> {
         match &self.control {
             None => self.mail_dir(name),
-            Some(c) => Ok(match self.rel(name)? {
-                None => c.clone(),
-                Some(rel) => c.join(rel),
-            }),
+            Some(c) => Ok(c.join(self.rel_in_side_tree(name)?)),
         }
     }
 
@@ -76,10 +86,7 @@ impl MaildirOptions {
         Ok(match &self.index {
             IndexDir::Memory => None,
             IndexDir::Default => Some(self.mail_dir(name)?),
-            IndexDir::Path(p) => Some(match self.rel(name)? {
-                None => p.clone(),
-                Some(rel) => p.join(rel),
-            }),
+            IndexDir::Path(p) => Some(p.join(self.rel_in_side_tree(name)?)),
         })
     }
 
@@ -123,10 +130,14 @@ mod tests {
             o.mail_dir(&MailboxName::inbox()).unwrap(),
             PathBuf::from("/in")
         );
+        let inbox = MailboxName::inbox();
+        assert_eq!(o.control_dir(&inbox).unwrap(), PathBuf::from("/c/INBOX"));
         assert_eq!(
-            o.control_dir(&MailboxName::inbox()).unwrap(),
-            PathBuf::from("/c")
+            o.index_dir(&inbox).unwrap(),
+            Some(PathBuf::from("/i/INBOX"))
         );
+        o.layout = Layout::MaildirPlusPlus;
+        assert_eq!(o.control_dir(&inbox).unwrap(), PathBuf::from("/c/.INBOX"));
         o.index = IndexDir::Memory;
         assert_eq!(o.index_dir(&n).unwrap(), None);
     }

@@ -378,7 +378,8 @@ fn separate_control_dir() {
     s.create_mailbox(&n("F"), MailboxGuid([3; 16]), 9).unwrap();
     s.list_mailboxes().unwrap();
     assert!(d.path().join("control/.F/dovecot-uidlist").exists());
-    assert!(d.path().join("control/dovecot-uidlist").exists());
+    // Dovecot's layout: INBOX is `.INBOX` in a separate control tree.
+    assert!(d.path().join("control/.INBOX/dovecot-uidlist").exists());
     assert!(!d.path().join("mail/dovecot-uidlist").exists());
 }
 
