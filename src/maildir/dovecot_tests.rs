@@ -1,0 +1,445 @@
+//! The real Dovecot must serve what this store writes, and this store must
+//! read what Dovecot writes. Runs /usr/lib/dovecot/imap preauthenticated on
+//! stdin/stdout as `nobody`; skips (loudly) where that is impossible.
+
+use super::*;
+use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const IMAP: &str = "/usr/lib/dovecot/imap";
+
+struct Dovecot {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    root: PathBuf,
+    conf: PathBuf,
+}
+
+/// A Maildir and a config for the real Dovecot, or `None` (with a loud
+/// message) when Dovecot is not installed or we cannot switch users.
+fn dovecot(layout: &str) -> Option<Dovecot> {
+    if !Path::new(IMAP).exists() {
+        eprintln!("SKIPPED: {IMAP} is missing (install dovecot-imapd to run this test)");
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: running Dovecot as nobody needs root (setpriv)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().to_path_buf();
+    let root = base.join("Maildir");
+    std::fs::create_dir_all(&root).unwrap();
+    let conf = base.join("dovecot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}{}\n\
+             mail_uid = nobody\nmail_gid = nogroup\nfirst_valid_uid = 0\n\
+             ssl = no\nlog_path = /dev/stderr\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
+            root.display(),
+            layout.replace("{base}", &base.display().to_string())
+        ),
+    )
+    .unwrap();
+    Some(Dovecot {
+        _dir: dir,
+        base,
+        root,
+        conf,
+    })
+}
+
+impl Dovecot {
+    fn store(&self, layout: Layout) -> MaildirStore {
+        let mut o = MaildirOptions::new(&self.root);
+        o.layout = layout;
+        MaildirStore::open(o, true).unwrap()
+    }
+
+    /// Runs one IMAP session with these commands (tags are added) and
+    /// returns the server's output.
+    fn imap(&self, cmds: &[&str]) -> String {
+        let st = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(&self.base)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut child = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "env",
+                "-i",
+            ])
+            .arg(format!("HOME={}", self.base.display()))
+            .arg("USER=nobody")
+            .arg(IMAP)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = String::new();
+        for (i, c) in cmds.iter().enumerate() {
+            input.push_str(&format!("t{i} {c}\r\n"));
+        }
+        input.push_str("z LOGOUT\r\n");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("Error") && !stderr.contains("Panic"),
+            "Dovecot complained:\n{stderr}\n{stdout}"
+        );
+        for (i, _) in cmds.iter().enumerate() {
+            assert!(
+                stdout.contains(&format!("t{i} OK")),
+                "command t{i} failed:\n{stdout}\n{stderr}"
+            );
+        }
+        stdout
+    }
+}
+
+/// `(uid, flags, internaldate, size)` from the FETCH responses that carry
+/// FLAGS, as Dovecot prints them (missing items are empty / 0).
+fn fetched(out: &str) -> Vec<(u32, String, String, u64)> {
+    let mut v = Vec::new();
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("* ") && l.contains(" FETCH (") && l.contains("FLAGS ("))
+    {
+        let field = |name: &str| -> String {
+            let Some(i) = line.find(name) else {
+                return String::new();
+            };
+            let rest = &line[i + name.len()..];
+            if let Some(r) = rest.strip_prefix('(') {
+                r[..r.find(')').unwrap()].to_string()
+            } else if let Some(r) = rest.strip_prefix('"') {
+                r[..r.find('"').unwrap()].to_string()
+            } else {
+                rest.split([' ', ')']).next().unwrap().to_string()
+            }
+        };
+        v.push((
+            field("UID ").parse().unwrap(),
+            field("FLAGS "),
+            field("INTERNALDATE "),
+            field("RFC822.SIZE ").parse().unwrap_or(0),
+        ));
+    }
+    v
+}
+
+fn rec(uid: u32, guid: &str, body: &[u8]) -> MessageRecord {
+    MessageRecord {
+        uid,
+        guid: guid.into(),
+        flags: Flags::empty(),
+        keywords: vec![],
+        internal_date: 1_500_000_000, // 2017-07-14 02:40:00 UTC
+        size: body.len() as u64,
+        pop3_uidl: None,
+        pop3_order: None,
+        in_new: false,
+    }
+}
+
+fn save(s: &mut MaildirStore, name: &MailboxName, recs: &[(MessageRecord, &[u8])]) {
+    let mut u = s.update(name).unwrap();
+    for (r, body) in recs {
+        let mut h = u.save_begin(r).unwrap();
+        u.write_chunk(&mut h, body).unwrap();
+        u.save_finish(h).unwrap();
+    }
+    u.commit().unwrap();
+}
+
+#[test]
+fn dovecot_serves_what_we_wrote() {
+    for (layout, suffix) in [(Layout::MaildirPlusPlus, ""), (Layout::Fs, ":LAYOUT=fs")] {
+        let Some(dv) = dovecot(suffix) else { return };
+        let mut s = dv.store(layout);
+        let inbox = MailboxName::inbox();
+        s.create_mailbox(&inbox, MailboxGuid([0xab; 16]), 4242)
+            .unwrap();
+        let sub = MailboxName::parse("Ärger/sub", '/').unwrap();
+        s.create_mailbox(&sub, MailboxGuid([0xcd; 16]), 777)
+            .unwrap();
+        let mut a = rec(3, "1500000000.M1P1.host,S=8,W=9", b"Hi\nthere");
+        a.flags = Flags::SEEN.union(Flags::FLAGGED);
+        a.keywords = vec!["$Label1".into(), "work".into()];
+        let mut b = rec(10, "other-guid", b"Sub: x\r\n\r\nbody\r\n");
+        b.flags = Flags::ANSWERED;
+        b.in_new = true;
+        b.internal_date = 1_400_000_000;
+        save(
+            &mut s,
+            &inbox,
+            &[(a, b"Hi\nthere"), (b, b"Sub: x\r\n\r\nbody\r\n")],
+        );
+        save(&mut s, &sub, &[(rec(1, "g1", b"x\n"), b"x\n")]);
+
+        let out = dv.imap(&[
+            "SELECT INBOX",
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)",
+            "UID FETCH 10 BODY.PEEK[]",
+            "STATUS \"&AMQ-rger/sub\" (UIDVALIDITY UIDNEXT MESSAGES)",
+        ]);
+        assert!(out.contains("[UIDVALIDITY 4242]"), "{out}");
+        assert!(out.contains("[UIDNEXT 11]"), "{out}");
+        let f = fetched(&out);
+        assert_eq!(f.len(), 2, "{out}");
+        assert_eq!(f[0].0, 3);
+        assert_eq!(f[0].1, "\\Flagged \\Seen $Label1 work");
+        assert_eq!(f[0].2, "14-Jul-2017 02:40:00 +0000");
+        assert_eq!(f[0].3, 9); // the CRLF size, from our W=
+        assert_eq!(f[1].0, 10);
+        assert!(f[1].1.contains("\\Answered"), "{out}");
+        assert_eq!(f[1].3, 16);
+        assert!(out.contains("Sub: x\r\n\r\nbody\r\n"), "{out}");
+        let status = out.lines().find(|l| l.starts_with("* STATUS")).unwrap();
+        for want in [
+            "&AMQ-rger/sub",
+            "UIDVALIDITY 777",
+            "UIDNEXT 2",
+            "MESSAGES 1",
+        ] {
+            assert!(status.contains(want), "{status}");
+        }
+
+        // Dovecot's view did not move our UIDs: we read back the same.
+        let snap = s.snapshot(&inbox).unwrap();
+        let uids: Vec<u32> = snap.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![3, 10]);
+        assert_eq!(snap.messages[0].guid, "1500000000.M1P1.host,S=8,W=9");
+        assert_eq!(snap.messages[1].guid, "other-guid");
+        assert_eq!(snap.info.uidvalidity, 4242);
+        assert_eq!(snap.info.guid, MailboxGuid([0xab; 16]));
+    }
+}
+
+#[test]
+fn we_read_what_dovecot_wrote() {
+    let Some(dv) = dovecot("") else { return };
+    let out = dv.imap(&[
+        "CREATE \"&AMQ-rger/sub\"",
+        "SUBSCRIBE \"&AMQ-rger/sub\"",
+        "APPEND INBOX (\\Seen $Junk foo) \"14-Jul-2017 02:40:00 +0000\" {5}\r\nhello",
+        "APPEND INBOX (\\Draft) {3}\r\nabc",
+        "APPEND INBOX () {3}\r\nxyz",
+        "STATUS \"&AMQ-rger/sub\" (UIDVALIDITY)",
+        "SELECT INBOX",
+    ]);
+    // Dovecot runs pipelined commands concurrently; one at a time here.
+    dv.imap(&["SELECT INBOX", "UID STORE 2 +FLAGS (bar)"]);
+    dv.imap(&["SELECT INBOX", "UID STORE 3 +FLAGS (\\Deleted)"]);
+    dv.imap(&["SELECT INBOX", "UID EXPUNGE 3"]);
+    let uv_line = out
+        .lines()
+        .find(|l| l.starts_with("* OK [UIDVALIDITY"))
+        .unwrap();
+    let uv: u32 = uv_line.split([' ', ']']).nth(3).unwrap().parse().unwrap();
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let infos = s.list_mailboxes().unwrap();
+    assert_eq!(infos.len(), 2, "{infos:?}");
+    assert_eq!(infos[0].uidvalidity, uv);
+    assert_eq!(infos[0].uidnext, 4);
+    assert_eq!(infos[1].name.to_string(), "Ärger/sub");
+    let snap = s.snapshot(&MailboxName::inbox()).unwrap();
+    let m = &snap.messages;
+    assert_eq!(m.len(), 2, "{m:?}\n{out}");
+    assert_eq!(m[0].uid, 1);
+    assert_eq!(m[0].flags, Flags::SEEN);
+    assert_eq!(m[0].keywords, vec!["$Junk", "foo"]);
+    assert_eq!(m[0].internal_date, 1_500_000_000);
+    assert_eq!(m[0].size, 5);
+    assert_eq!((m[1].uid, m[1].flags), (2, Flags::DRAFT));
+    assert_eq!(m[1].keywords, vec!["bar"]);
+    assert_eq!(
+        s.subscriptions().unwrap(),
+        vec![MailboxName::parse("Ärger/sub", '/').unwrap()]
+    );
+}
+
+#[test]
+fn dovecot_follows_a_rewritten_uidlist() {
+    let Some(dv) = dovecot("") else { return };
+    // Dovecot indexes INBOX with UIDs 1..3, then expunges 2.
+    dv.imap(&[
+        "APPEND INBOX () {3}\r\none",
+        "APPEND INBOX () {3}\r\ntwo",
+        "APPEND INBOX () {5}\r\nthree",
+        "SELECT INBOX",
+        "UID FETCH 1:* (FLAGS)",
+        "UID STORE 2 +FLAGS (\\Deleted)",
+        "EXPUNGE",
+    ]);
+    assert!(dv.root.join("dovecot.index.log").exists());
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let before = s.snapshot(&inbox).unwrap();
+    assert_eq!(before.info.uidnext, 4);
+    // We put a message back at UID 2 (below UIDNEXT) and flag UID 3.
+    let mut r = rec(2, "restored", b"TWO!");
+    r.flags = Flags::FLAGGED;
+    let mut u = s.update(&inbox).unwrap();
+    let mut h = u.save_begin(&r).unwrap();
+    u.write_chunk(&mut h, b"TWO!").unwrap();
+    u.save_finish(h).unwrap();
+    u.set_flags(3, Flags::SEEN, &["kw".into()]).unwrap();
+    u.commit().unwrap();
+    assert!(!dv.root.join("dovecot.index.log").exists());
+
+    let out = dv.imap(&[
+        "SELECT INBOX",
+        "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)",
+        "UID FETCH 2 BODY.PEEK[]",
+    ]);
+    assert!(
+        out.contains(&format!("[UIDVALIDITY {}]", before.info.uidvalidity)),
+        "{out}"
+    );
+    assert!(out.contains("[UIDNEXT 4]"), "{out}");
+    let f = fetched(&out);
+    let got: Vec<(u32, &str)> = f.iter().map(|x| (x.0, x.1.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![(1, ""), (2, "\\Flagged"), (3, "\\Seen kw")],
+        "{out}"
+    );
+    assert!(out.contains("TWO!"), "{out}");
+
+    // Then a forced header: new UIDVALIDITY and a lower UIDNEXT than
+    // Dovecot has seen (backup making the destination equal the source).
+    let mut u = s.update(&inbox).unwrap();
+    u.expunge(3).unwrap();
+    u.set_header(MailboxGuid([5; 16]), 99, 3);
+    u.commit().unwrap();
+    let out = dv.imap(&[
+        "SELECT INBOX",
+        "UID FETCH 1:* (UID FLAGS)",
+        "STATUS INBOX (UIDNEXT UIDVALIDITY)",
+    ]);
+    assert!(out.contains("[UIDVALIDITY 99]"), "{out}");
+    assert!(out.contains("[UIDNEXT 3]"), "{out}");
+    let f = fetched(&out);
+    assert_eq!(
+        f.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![1, 2],
+        "{out}"
+    );
+}
+
+#[test]
+fn dovecot_index_follows_ordinary_changes() {
+    let Some(dv) = dovecot("") else { return };
+    // Dovecot indexes INBOX (and reads dovecot-keywords) ...
+    dv.imap(&[
+        "APPEND INBOX (old) {3}\r\none",
+        "APPEND INBOX () {3}\r\ntwo",
+        "APPEND INBOX () {5}\r\nthree",
+        "SELECT INBOX",
+        "UID FETCH 1:* (FLAGS)",
+    ]);
+    let index_before = std::fs::read(dv.root.join("dovecot.index.log")).unwrap();
+    // ... then, within the same second, we change flags and keywords,
+    // expunge one, and add one above UIDNEXT: Dovecot's index stays valid.
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let mut u = s.update(&inbox).unwrap();
+    u.set_flags(1, Flags::SEEN, &["old".into(), "fresh".into()])
+        .unwrap();
+    u.expunge(2).unwrap();
+    let mut r = rec(4, "four", b"FOUR");
+    r.keywords = vec!["another".into()];
+    let mut h = u.save_begin(&r).unwrap();
+    u.write_chunk(&mut h, b"FOUR").unwrap();
+    u.save_finish(h).unwrap();
+    u.commit().unwrap();
+    assert_eq!(
+        std::fs::read(dv.root.join("dovecot.index.log")).unwrap(),
+        index_before,
+        "an ordinary commit must leave Dovecot's index alone"
+    );
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID FLAGS)"]);
+    assert!(out.contains("[UIDNEXT 5]"), "{out}");
+    let f = fetched(&out);
+    let got: Vec<(u32, &str)> = f.iter().map(|x| (x.0, x.1.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![(1, "\\Seen old fresh"), (3, ""), (4, "another")],
+        "{out}"
+    );
+}
+
+#[test]
+fn separate_control_and_index_dirs_with_fs_layout() {
+    let Some(dv) = dovecot(":LAYOUT=fs:CONTROL={base}/control:INDEX={base}/index") else {
+        return;
+    };
+    let out = dv.imap(&[
+        "APPEND INBOX () {3}\r\nin1",
+        "STATUS INBOX (UIDVALIDITY)",
+        "CREATE a/b",
+        "APPEND a/b () {3}\r\none",
+        "APPEND a/b () {3}\r\ntwo",
+        "SELECT a/b",
+        "UID STORE 1 +FLAGS (\\Deleted)",
+    ]);
+    dv.imap(&["SELECT a/b", "EXPUNGE"]);
+    let index_log = dv.base.join("index/a/b/dovecot.index.log");
+    assert!(index_log.exists());
+    assert!(dv.base.join("control/a/b/dovecot-uidlist").exists());
+    let mut o = MaildirOptions::new(&dv.root);
+    o.layout = Layout::Fs;
+    o.control = Some(dv.base.join("control"));
+    o.index = IndexDir::Path(dv.base.join("index"));
+    let mut s = MaildirStore::open(o, false).unwrap();
+    let name = MailboxName::parse("a/b", '/').unwrap();
+    let names: Vec<String> = s
+        .list_mailboxes()
+        .unwrap()
+        .iter()
+        .map(|i| i.name.to_string())
+        .collect();
+    assert_eq!(names, vec!["INBOX", "a/b"]);
+    // INBOX's uidlist is found where Dovecot keeps it (control/INBOX).
+    let inbox = &s.list_mailboxes().unwrap()[0];
+    assert_eq!(inbox.uidnext, 2);
+    assert!(
+        out.contains(&format!("UIDVALIDITY {}", inbox.uidvalidity)),
+        "{out}"
+    );
+    assert!(dv.base.join("control/INBOX/dovecot-uidlist").exists());
+    let mut u = s.update(&name).unwrap();
+    let mut r = rec(1, "back", b"ONE");
+    r.keywords = vec!["k".into()];
+    let mut h = u.save_begin(&r).unwrap();
+    u.write_chunk(&mut h, b"ONE").unwrap();
+    u.save_finish(h).unwrap();
+    u.commit().unwrap();
+    assert!(!index_log.exists());
+    assert!(dv.base.join("control/a/b/dovecot-keywords").exists());
+    let out = dv.imap(&["SELECT a/b", "UID FETCH 1:* (UID FLAGS)"]);
+    let f = fetched(&out);
+    let got: Vec<(u32, &str)> = f.iter().map(|x| (x.0, x.1.as_str())).collect();
+    assert_eq!(got, vec![(1, "k"), (2, "")], "{out}");
+    assert!(out.contains("[UIDNEXT 3]"), "{out}");
+}

@@ -1,0 +1,272 @@
+//! File-system helpers with Dovecot's conventions: dotlocks, atomic
+//! replace, directory fsync, the root's dovecot-uidvalidity counter.
+
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Dovecot overrides a uidlist lock older than this (seconds).
+const LOCK_STALE: Duration = Duration::from_secs(120);
+/// How long we wait for someone else's lock before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let f = File::open(dir).with_context(|| format!("opening directory {}", dir.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync of directory {}", dir.display()))
+}
+
+/// `<path>.lock` held the way Dovecot's dotlocks are: created with
+/// O_EXCL; the new content is written into the lock file itself and then
+/// renamed over the target, so the lock's release and the update are one
+/// atomic step. Dropped without `replace`, the lock is just removed.
+pub struct DotLock {
+    lock: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+}
+
+impl DotLock {
+    pub fn acquire(target: &Path) -> Result<DotLock> {
+        let mut lock = target.as_os_str().to_owned();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        let mode = fs::metadata(target)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .unwrap_or(0o600);
+        let start = Instant::now();
+        loop {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&lock)
+            {
+                Ok(file) => {
+                    return Ok(DotLock {
+                        lock,
+                        target: target.to_path_buf(),
+                        file: Some(file),
+                    })
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .map(|t| {
+                            SystemTime::now()
+                                .duration_since(t)
+                                .is_ok_and(|age| age > LOCK_STALE)
+                        })
+                        .unwrap_or(false);
+                    if stale {
+                        tracing::warn!("overriding stale lock {}", lock.display());
+                        let _ = fs::remove_file(&lock);
+                        continue;
+                    }
+                    if start.elapsed() > LOCK_WAIT {
+                        bail!(
+                            "{} is held by another process for over {} s (a Dovecot process \
+                             or another dsync); try again later, or remove it if nothing is running",
+                            lock.display(),
+                            LOCK_WAIT.as_secs()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating lock {}", lock.display()))
+                }
+            }
+        }
+    }
+
+    /// Writes `data` as the target's new content and releases the lock.
+    pub fn replace(mut self, data: &[u8]) -> Result<()> {
+        let mut f = self.file.take().expect("lock file open");
+        f.write_all(data)
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("writing {}", self.lock.display()))?;
+        drop(f);
+        fs::rename(&self.lock, &self.target).with_context(|| {
+            format!(
+                "renaming {} to {}",
+                self.lock.display(),
+                self.target.display()
+            )
+        })?;
+        // The rename succeeded: nothing left for Drop to remove.
+        self.lock = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for DotLock {
+    fn drop(&mut self) {
+        if !self.lock.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.lock);
+        }
+    }
+}
+
+/// Replaces `path` atomically (temp file in the same directory, fsync,
+/// rename). `min_mtime`: the new file's mtime is raised to at least this,
+/// for readers (Dovecot's dovecot-keywords) that cache by mtime.
+pub fn write_atomic(path: &Path, data: &[u8], min_mtime: Option<SystemTime>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.dsync-tmp.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let res = (|| -> Result<()> {
+        f.write_all(data)?;
+        if let Some(min) = min_mtime {
+            let now = SystemTime::now();
+            if now < min {
+                f.set_modified(min)?;
+            }
+        }
+        f.sync_data()?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Reads a file, `None` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The next UIDVALIDITY from the root's `dovecot-uidvalidity` counter, the
+/// way Dovecot allocates them (mailbox-uidvalidity.c): the file holds the
+/// last value as 8 hex digits and a companion empty file
+/// `dovecot-uidvalidity.<hex>` is renamed forward, which makes concurrent
+/// allocations unique. Falls back to the current time.
+pub fn next_uidvalidity(control_root: &Path) -> u32 {
+    let path = control_root.join("dovecot-uidvalidity");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(1)
+        .max(1);
+    let current = fs::File::open(&path).ok().and_then(|mut f| {
+        let mut s = String::new();
+        f.read_to_string(&mut s).ok()?;
+        u32::from_str_radix(s.trim(), 16).ok().filter(|v| *v != 0)
+    });
+    let companion = |v: u32| control_root.join(format!("dovecot-uidvalidity.{v:08x}"));
+    let write_main = |v: u32| {
+        let _ = fs::write(&path, format!("{v:08x}"));
+    };
+    if let Some(mut cur) = current {
+        for _ in 0..10 {
+            let next = cur.wrapping_add(1).max(1);
+            match fs::rename(companion(cur), companion(next)) {
+                Ok(()) => {
+                    write_main(next);
+                    return next;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => cur = next,
+                Err(_) => break,
+            }
+        }
+    }
+    // Rescan: take the highest companion file, or start one from the time.
+    let mut max = 0u32;
+    let mut min = u32::MAX;
+    if let Ok(rd) = fs::read_dir(control_root) {
+        for e in rd.flatten() {
+            if let Some(hex) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("dovecot-uidvalidity."))
+            {
+                if let Ok(v) = u32::from_str_radix(hex, 16) {
+                    max = max.max(v);
+                    min = min.min(v);
+                }
+            }
+        }
+    }
+    if max == 0 {
+        let _ = fs::create_dir_all(control_root);
+        let _ = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(companion(now));
+        write_main(now);
+        return now;
+    }
+    if min != max {
+        let _ = fs::remove_file(companion(min));
+    }
+    let next = max.wrapping_add(1).max(1);
+    if fs::rename(companion(max), companion(next)).is_ok() {
+        write_main(next);
+        next
+    } else {
+        now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uidvalidity_counter() {
+        let d = tempfile::tempdir().unwrap();
+        let a = next_uidvalidity(d.path());
+        let b = next_uidvalidity(d.path());
+        let c = next_uidvalidity(d.path());
+        assert_eq!(b, a + 1);
+        assert_eq!(c, b + 1);
+        assert_eq!(
+            fs::read_to_string(d.path().join("dovecot-uidvalidity")).unwrap(),
+            format!("{c:08x}")
+        );
+        assert!(d
+            .path()
+            .join(format!("dovecot-uidvalidity.{c:08x}"))
+            .exists());
+        // A lost main file is rebuilt from the companion.
+        fs::remove_file(d.path().join("dovecot-uidvalidity")).unwrap();
+        assert_eq!(next_uidvalidity(d.path()), c + 1);
+    }
+
+    #[test]
+    fn dotlock_replace_and_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("dovecot-uidlist");
+        let l = DotLock::acquire(&t).unwrap();
+        assert!(d.path().join("dovecot-uidlist.lock").exists());
+        l.replace(b"x\n").unwrap();
+        assert_eq!(fs::read(&t).unwrap(), b"x\n");
+        assert!(!d.path().join("dovecot-uidlist.lock").exists());
+        let l = DotLock::acquire(&t).unwrap();
+        drop(l);
+        assert!(!d.path().join("dovecot-uidlist.lock").exists());
+        assert_eq!(fs::read(&t).unwrap(), b"x\n");
+    }
+}

@@ -1,0 +1,329 @@
+//! Reading a folder: list cur/ and new/, and reconcile the listing with
+//! dovecot-uidlist the way Dovecot's maildir-sync does (vanished files lose
+//! their records, unknown files get the next UIDs in Dovecot's order).
+
+use super::filename::{dovecot_sort_cmp, MaildirFileName};
+use super::uidlist::{Uidlist, UidlistRecord};
+use crate::model::Uid;
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// Where a message file currently is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileLoc {
+    /// The full file name (with `:2,…`).
+    pub name: String,
+    pub in_new: bool,
+}
+
+/// Base name → file, for one folder.
+pub type FileMap = HashMap<String, FileLoc>;
+
+fn dir_mtime(p: &Path) -> Option<SystemTime> {
+    fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound && in_new => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading directory {}", dir.display())),
+    };
+    for entry in rd {
+        let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
+        let os = entry.file_name();
+        let Some(name) = os.to_str() else {
+            tracing::warn!(
+                "{}: skipping file with a non-UTF-8 name {:?}",
+                dir.display(),
+                os
+            );
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        // d_type tells directories apart without a stat; DT_UNKNOWN
+        // filesystems fall back to one inside file_type().
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let base = MaildirFileName::parse(name).base().to_string();
+        // A file seen in both (Dovecot moving new/ → cur/ meanwhile):
+        // cur/ is where it ends up.
+        if in_new && out.contains_key(&base) {
+            continue;
+        }
+        out.insert(
+            base,
+            FileLoc {
+                name: name.to_string(),
+                in_new,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Lists a folder's messages. new/ is read before cur/ so a file moving
+/// from new/ to cur/ meanwhile is seen at least once; a scan during which
+/// either directory changed is repeated, since a rename in progress can
+/// hide a file from readdir.
+pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
+    let cur = mail_dir.join("cur");
+    let new = mail_dir.join("new");
+    let mut last = FileMap::new();
+    for _ in 0..5 {
+        let before = (dir_mtime(&cur), dir_mtime(&new));
+        if before.0.is_none() {
+            bail!(
+                "{} is not a Maildir folder (it has no cur/ directory)",
+                mail_dir.display()
+            );
+        }
+        let mut files = FileMap::with_capacity(last.len());
+        read_one(&new, true, &mut files)?;
+        read_one(&cur, false, &mut files)?;
+        let after = (dir_mtime(&cur), dir_mtime(&new));
+        last = files;
+        if before == after {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// Whether `list` already describes exactly `files` (then reconciling
+/// would change nothing). Cheaper than a trial reconcile on a copy.
+pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
+    if list.records.len() != files.len() {
+        return false;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(list.records.len());
+    list.records
+        .iter()
+        .all(|r| files.contains_key(&r.filename) && seen.insert(r.filename.as_str()))
+}
+
+/// What a folder looked like when it was read: if none of it changed,
+/// neither did the folder (files are only ever added, removed or renamed,
+/// which changes their directory's mtime).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    cur: Option<SystemTime>,
+    new: Option<SystemTime>,
+    uidlist: Option<(u64, u64, SystemTime)>,
+    taken: SystemTime,
+}
+
+impl Stamp {
+    pub fn take(mail_dir: &Path, uidlist: &Path) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            cur: dir_mtime(&mail_dir.join("cur")),
+            new: dir_mtime(&mail_dir.join("new")),
+            uidlist: fs::metadata(uidlist)
+                .ok()
+                .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?))),
+            taken: SystemTime::now(),
+        }
+    }
+
+    /// Whether `now` shows the same folder as `self` did. A directory
+    /// changed within a second of the earlier look might have changed again
+    /// without a visible mtime step, so such a stamp is never trusted.
+    pub fn unchanged(&self, now: &Stamp) -> bool {
+        let settled = |t: Option<SystemTime>| {
+            t.is_some_and(|t| {
+                self.taken
+                    .duration_since(t)
+                    .is_ok_and(|d| d > std::time::Duration::from_secs(1))
+            })
+        };
+        self.cur == now.cur
+            && self.new == now.new
+            && self.uidlist == now.uidlist
+            && self.uidlist.is_some()
+            && settled(self.cur)
+            && (self.new.is_none() || settled(self.new))
+            && settled(self.uidlist.map(|u| u.2))
+    }
+}
+
+/// What reconciliation changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub dropped: usize,
+    pub added: usize,
+}
+
+impl Reconciled {
+    pub fn changed(&self) -> bool {
+        self.dropped + self.added > 0
+    }
+}
+
+/// Brings `list` in line with `files`: drops records whose file is gone
+/// (and all but the last of duplicate records for one file, as Dovecot
+/// does), then gives unknown files UIDs from `max(next_uid, first_free)`
+/// sorted the way Dovecot sorts new files.
+pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconciled {
+    let mut r = Reconciled::default();
+    let mut last_idx: HashMap<&str, usize> = HashMap::with_capacity(list.records.len());
+    for (i, rec) in list.records.iter().enumerate() {
+        last_idx.insert(rec.filename.as_str(), i);
+    }
+    let keep: Vec<bool> = list
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, rec)| {
+            files.contains_key(&rec.filename) && last_idx.get(rec.filename.as_str()) == Some(&i)
+        })
+        .collect();
+    let mut new_files: Vec<&FileLoc> = files
+        .iter()
+        .filter(|(base, _)| !last_idx.contains_key(base.as_str()))
+        .map(|(_, loc)| loc)
+        .collect();
+    drop(last_idx);
+    let before = list.records.len();
+    let mut it = keep.iter();
+    let next = list.next_uid();
+    list.records.retain(|_| *it.next().unwrap_or(&true));
+    r.dropped = before - list.records.len();
+    // Dropping records never lowers the next UID.
+    list.header_next_uid = list.header_next_uid.max(next);
+
+    if !new_files.is_empty() {
+        new_files.sort_by(|a, b| dovecot_sort_cmp(&a.name, &b.name));
+        let mut uid = list.next_uid().max(first_free);
+        for loc in new_files {
+            let base = MaildirFileName::parse(&loc.name).base().to_string();
+            list.records.push(UidlistRecord::new(uid, base));
+            uid += 1;
+        }
+        list.header_next_uid = uid;
+        r.added = list.records.len() + r.dropped - before;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MailboxGuid;
+
+    fn files(names: &[(&str, bool)]) -> FileMap {
+        names
+            .iter()
+            .map(|(n, in_new)| {
+                (
+                    MaildirFileName::parse(n).base().to_string(),
+                    FileLoc {
+                        name: n.to_string(),
+                        in_new: *in_new,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn assigns_in_dovecot_order_and_drops_vanished() {
+        let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
+        l.records.push(UidlistRecord::new(3, "gone".into()));
+        l.records.push(UidlistRecord::new(5, "kept".into()));
+        l.header_next_uid = 6;
+        let f = files(&[
+            ("kept:2,S", false),
+            ("20.M5P1.h:2,", false),
+            ("20.M10P1.h", true),
+            ("9.M999P1.h:2,S", false),
+        ]);
+        let r = reconcile(&mut l, &f, 1);
+        assert_eq!(
+            r,
+            Reconciled {
+                dropped: 1,
+                added: 3
+            }
+        );
+        let got: Vec<(Uid, &str)> = l
+            .records
+            .iter()
+            .map(|r| (r.uid, r.filename.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (5, "kept"),
+                (6, "9.M999P1.h"),
+                (7, "20.M5P1.h"),
+                (8, "20.M10P1.h")
+            ]
+        );
+        assert_eq!(l.next_uid(), 9);
+        assert!(!reconcile(&mut l, &f, 1).changed());
+    }
+
+    #[test]
+    fn never_lowers_next_uid_and_respects_first_free() {
+        let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
+        l.records.push(UidlistRecord::new(9, "a".into()));
+        let f = files(&[("b", false)]);
+        reconcile(&mut l, &f, 20);
+        assert_eq!(l.records[0].uid, 20);
+        assert_eq!(l.next_uid(), 21);
+    }
+
+    #[test]
+    fn duplicate_records_keep_the_last() {
+        let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
+        l.records.push(UidlistRecord::new(1, "a".into()));
+        l.records.push(UidlistRecord::new(2, "a".into()));
+        let r = reconcile(&mut l, &files(&[("a", false)]), 1);
+        assert_eq!(r.dropped, 1);
+        assert_eq!(l.records[0].uid, 2);
+        assert_eq!(l.next_uid(), 3);
+    }
+
+    #[test]
+    fn in_sync_detects_every_difference() {
+        let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
+        l.records.push(UidlistRecord::new(1, "a".into()));
+        l.records.push(UidlistRecord::new(2, "b".into()));
+        assert!(in_sync(&l, &files(&[("a", false), ("b:2,S", false)])));
+        assert!(!in_sync(&l, &files(&[("a", false)])));
+        assert!(!in_sync(&l, &files(&[("a", false), ("c", false)])));
+        l.records[1].filename = "a".into();
+        assert!(!in_sync(&l, &files(&[("a", false), ("b", false)])));
+    }
+
+    #[test]
+    fn scan_reads_new_and_cur() {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["cur", "new", "tmp", "cur/sub"] {
+            fs::create_dir(d.path().join(s)).unwrap();
+        }
+        fs::write(d.path().join("cur/a:2,S"), "x").unwrap();
+        fs::write(d.path().join("new/b"), "x").unwrap();
+        fs::write(d.path().join("new/a"), "x").unwrap();
+        fs::write(d.path().join("cur/.hidden"), "x").unwrap();
+        let m = scan_folder(d.path()).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m["a"],
+            FileLoc {
+                name: "a:2,S".into(),
+                in_new: false
+            }
+        );
+        assert!(m["b"].in_new);
+        assert!(scan_folder(&d.path().join("cur")).is_err());
+    }
+}

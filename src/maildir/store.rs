@@ -1,0 +1,686 @@
+//! The Maildir store: folders, snapshots, messages, subscriptions.
+//!
+//! Every read reconciles a folder's files with its dovecot-uidlist exactly
+//! as Dovecot would (so Dovecot and dsync always agree on UIDs), and every
+//! write goes through dovecot-uidlist.lock the way Dovecot's own writers do.
+
+use super::filename::{fs_dir_to_name, maildirpp_dir_to_name, Layout, MaildirFileName};
+use super::fsutil::{self, DotLock};
+use super::keywords::{self, Keywords};
+use super::options::MaildirOptions;
+use super::scan::{self, FileMap};
+use super::subscriptions::{self, Subscriptions};
+use super::uidlist::{self, Uidlist};
+use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub use super::update::{MailboxUpdate, SaveHandle};
+
+/// A folder as last read: its reconciled uidlist and where its files are.
+#[derive(Clone, Debug)]
+pub(crate) struct Folder {
+    pub list: Uidlist,
+    pub files: FileMap,
+    /// Taken before the read; `None` after our own writes.
+    pub stamp: Option<scan::Stamp>,
+}
+
+pub struct MaildirStore {
+    pub(crate) opts: MaildirOptions,
+    pub(crate) folders: HashMap<MailboxName, Folder>,
+}
+
+/// Dovecot's per-folder index files: removed when our uidlist would
+/// contradict them, so Dovecot rebuilds them from the uidlist.
+const INDEX_FILES: &[&str] = &[
+    "dovecot.index",
+    "dovecot.index.log",
+    "dovecot.index.log.2",
+    "dovecot.index.cache",
+];
+/// The mailbox list index caches UIDVALIDITY/UIDNEXT/GUID for STATUS.
+const LIST_INDEX_FILES: &[&str] = &[
+    "dovecot.list.index",
+    "dovecot.list.index.log",
+    "dovecot.list.index.log.2",
+];
+
+pub(crate) fn io_ctx(what: &str, p: &Path) -> String {
+    format!("{what} {}", p.display())
+}
+
+fn is_dir(p: &Path) -> bool {
+    fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+fn mkdir_p(p: &Path) -> Result<()> {
+    fs::create_dir_all(p).with_context(|| io_ctx("creating directory", p))
+}
+
+impl MaildirStore {
+    /// Opens the store at `opts.root`. With `create`, a missing root is
+    /// created (with INBOX); without it, the root must exist.
+    pub fn open(opts: MaildirOptions, create: bool) -> Result<Self> {
+        if !matches!(opts.alt_char, None | Some(':')) {
+            bail!(
+                "mail location {}: an info separator other than ':' is not supported",
+                opts.root.display()
+            );
+        }
+        match fs::metadata(&opts.root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "mail location {} is not a directory (a Maildir root must be one)",
+                opts.root.display()
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if !create {
+                    bail!("mail location {} does not exist", opts.root.display());
+                }
+                mkdir_p(&opts.root)?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| io_ctx("mail location", &opts.root));
+            }
+        }
+        let store = MaildirStore {
+            opts,
+            folders: HashMap::new(),
+        };
+        if create {
+            store.ensure_inbox_dirs()?;
+        }
+        Ok(store)
+    }
+
+    pub fn options(&self) -> &MaildirOptions {
+        &self.opts
+    }
+
+    /// Dovecot creates INBOX on first access; so do we.
+    fn ensure_inbox_dirs(&self) -> Result<()> {
+        let dir = self.opts.mail_dir(&MailboxName::inbox())?;
+        for sub in ["tmp", "new", "cur"] {
+            let p = dir.join(sub);
+            if !is_dir(&p) {
+                mkdir_p(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every folder's name, INBOX first, the rest sorted.
+    pub fn folder_names(&self) -> Result<Vec<MailboxName>> {
+        let mut names = Vec::new();
+        match self.opts.layout {
+            Layout::MaildirPlusPlus => {
+                let rd = fs::read_dir(&self.opts.root)
+                    .with_context(|| io_ctx("reading directory", &self.opts.root))?;
+                for e in rd {
+                    let e = e.with_context(|| io_ctx("reading directory", &self.opts.root))?;
+                    let os = e.file_name();
+                    let Some(s) = os.to_str() else { continue };
+                    if !s.starts_with('.') {
+                        continue;
+                    }
+                    match maildirpp_dir_to_name(s) {
+                        Some(n) if is_dir(&e.path().join("cur")) => names.push(n),
+                        Some(_) => {}
+                        None => {
+                            if s != "." && s != ".." && !s.starts_with("..") && is_dir(&e.path()) {
+                                tracing::warn!(
+                                    "{}: ignoring directory {s:?}: not a valid Maildir++ folder name",
+                                    self.opts.root.display()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Layout::Fs => {
+                let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(self.opts.root.clone(), vec![])];
+                while let Some((dir, rel)) = stack.pop() {
+                    if rel.len() > 64 {
+                        continue;
+                    }
+                    let rd =
+                        fs::read_dir(&dir).with_context(|| io_ctx("reading directory", &dir))?;
+                    for e in rd {
+                        let e = e.with_context(|| io_ctx("reading directory", &dir))?;
+                        let os = e.file_name();
+                        let Some(s) = os.to_str() else { continue };
+                        if s.starts_with('.') || matches!(s, "cur" | "new" | "tmp") {
+                            continue;
+                        }
+                        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            continue;
+                        }
+                        let mut r = rel.clone();
+                        r.push(s.to_string());
+                        let parts: Vec<&str> = r.iter().map(String::as_str).collect();
+                        match fs_dir_to_name(&parts) {
+                            Some(n) => {
+                                if is_dir(&e.path().join("cur")) {
+                                    names.push(n);
+                                }
+                                stack.push((e.path(), r));
+                            }
+                            None => tracing::warn!(
+                                "{}: ignoring directory: not a valid folder name",
+                                e.path().display()
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        names.retain(|n| !n.is_inbox());
+        names.sort();
+        names.dedup();
+        names.insert(0, MailboxName::inbox());
+        Ok(names)
+    }
+
+    /// Every folder with its GUID, UIDVALIDITY, UIDNEXT and message count.
+    /// Folders Dovecot never indexed get their dovecot-uidlist here.
+    pub fn list_mailboxes(&mut self) -> Result<Vec<MailboxInfo>> {
+        let mut out = Vec::new();
+        for name in self.folder_names()? {
+            let f = self.sync_folder(&name)?;
+            out.push(info_of(&name, &f.list));
+        }
+        Ok(out)
+    }
+
+    pub fn mailbox_exists(&self, name: &MailboxName) -> Result<bool> {
+        if name.is_inbox() {
+            return Ok(true);
+        }
+        Ok(is_dir(&self.opts.mail_dir(name)?.join("cur")))
+    }
+
+    fn uidlist_path(&self, name: &MailboxName) -> Result<PathBuf> {
+        Ok(self.opts.control_dir(name)?.join(uidlist::FILE_NAME))
+    }
+
+    pub(crate) fn read_uidlist(path: &Path) -> Result<Option<Uidlist>> {
+        match fsutil::read_optional(path)? {
+            None => Ok(None),
+            Some(data) => Uidlist::parse(&data)
+                .map(Some)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))
+                .context(
+                    "the folder's UID list is damaged; dsync will not guess UIDs \
+                     (repair or remove the file; removing it makes every client re-download the folder)",
+                ),
+        }
+    }
+
+    pub(crate) fn read_keywords(
+        &self,
+        name: &MailboxName,
+    ) -> Result<(Keywords, Option<std::time::SystemTime>)> {
+        let p = self.opts.control_dir(name)?.join(keywords::FILE_NAME);
+        let mtime = fs::metadata(&p).and_then(|m| m.modified()).ok();
+        Ok((
+            Keywords::parse(&fsutil::read_optional(&p)?.unwrap_or_default()),
+            mtime,
+        ))
+    }
+
+    /// Reads a folder, reconciling files and uidlist; writes the uidlist
+    /// (under its lock) only when it changes.
+    pub(crate) fn sync_folder(&mut self, name: &MailboxName) -> Result<&Folder> {
+        let mail_dir = self.opts.mail_dir(name)?;
+        if name.is_inbox() {
+            self.ensure_inbox_dirs()?;
+        } else if !is_dir(&mail_dir.join("cur")) {
+            bail!(
+                "mailbox {name} does not exist (no {})",
+                mail_dir.join("cur").display()
+            );
+        }
+        let path = self.uidlist_path(name)?;
+        let stamp = scan::Stamp::take(&mail_dir, &path);
+        if let Some(cached) = self.folders.get(name) {
+            if cached.stamp.as_ref().is_some_and(|s| s.unchanged(&stamp)) {
+                return Ok(&self.folders[name]);
+            }
+        }
+        let existing = Self::read_uidlist(&path)?;
+        let mut files = scan::scan_folder(&mail_dir)?;
+        let needs_write = match &existing {
+            None => true,
+            Some(l) if l.version != 3 || l.guid.is_none() => true,
+            Some(l) => !scan::in_sync(l, &files),
+        };
+        let list = if !needs_write {
+            existing.expect("checked above")
+        } else {
+            let ctl = self.opts.control_dir(name)?;
+            mkdir_p(&ctl)?;
+            let lock = DotLock::acquire(&path)?;
+            // Someone may have written it while we waited for the lock.
+            let fresh = Self::read_uidlist(&path)?;
+            files = scan::scan_folder(&mail_dir)?;
+            let created = fresh.is_none();
+            let mut list = match fresh {
+                Some(l) => l,
+                None => Uidlist::new(
+                    fsutil::next_uidvalidity(&self.opts.control_root()),
+                    MailboxGuid::generate().context("generating a mailbox GUID")?,
+                ),
+            };
+            if list.guid.is_none() {
+                list.guid = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
+            }
+            list.version = 3;
+            scan::reconcile(&mut list, &files, 1);
+            lock.replace(&list.to_bytes())?;
+            fsutil::fsync_dir(&ctl)?;
+            if created {
+                // Any Dovecot index left behind describes a uidlist that is
+                // gone; let Dovecot rebuild it from ours.
+                self.remove_dovecot_index(name)?;
+            }
+            list
+        };
+        let stamp = (!needs_write).then_some(stamp);
+        self.folders
+            .insert(name.clone(), Folder { list, files, stamp });
+        Ok(&self.folders[name])
+    }
+
+    /// Removes Dovecot's index for a folder (and the list index that caches
+    /// its STATUS numbers); Dovecot rebuilds both from the uidlist.
+    pub(crate) fn remove_dovecot_index(&self, name: &MailboxName) -> Result<()> {
+        let mut paths = Vec::new();
+        if let Some(dir) = self.opts.index_dir(name)? {
+            paths.extend(INDEX_FILES.iter().map(|f| dir.join(f)));
+        }
+        if let Some(root) = self.opts.index_root() {
+            paths.extend(LIST_INDEX_FILES.iter().map(|f| root.join(f)));
+        }
+        for p in paths {
+            match fs::remove_file(&p) {
+                Ok(()) => tracing::debug!("removed Dovecot index file {}", p.display()),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| io_ctx("removing", &p)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The folder's messages in UID order with everything a client sees.
+    pub fn snapshot(&mut self, name: &MailboxName) -> Result<MailboxSnapshot> {
+        // A file renamed (flags changed) between the scan and its stat is
+        // found again by rescanning.
+        let mut last_err = None;
+        for _ in 0..5 {
+            match self.try_snapshot(name)? {
+                Ok(s) => return Ok(s),
+                Err(missing) => last_err = Some(missing),
+            }
+        }
+        bail!(
+            "mailbox {name} keeps changing while it is read (last: {} vanished); try again",
+            last_err.unwrap_or_default()
+        )
+    }
+
+    fn try_snapshot(
+        &mut self,
+        name: &MailboxName,
+    ) -> Result<std::result::Result<MailboxSnapshot, String>> {
+        let (kw, _) = self.read_keywords(name)?;
+        let mail_dir = self.opts.mail_dir(name)?;
+        let folder = self.sync_folder(name)?;
+        let mut messages = Vec::with_capacity(folder.list.records.len());
+        for rec in &folder.list.records {
+            let loc = &folder.files[&rec.filename];
+            let path = mail_dir
+                .join(if loc.in_new { "new" } else { "cur" })
+                .join(&loc.name);
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Ok(Err(path.display().to_string()));
+                }
+                Err(e) => return Err(e).with_context(|| io_ctx("stat of", &path)),
+            };
+            let fname = MaildirFileName::parse(&loc.name);
+            let (keywords, _) = kw.names_of_mask(fname.keyword_mask());
+            let guid = match rec.get(b'G') {
+                Some(g) if !g.is_empty() => g.to_string(),
+                _ => rec.filename.clone(),
+            };
+            messages.push(MessageRecord {
+                uid: rec.uid,
+                guid,
+                flags: fname.flags(),
+                keywords,
+                internal_date: meta.mtime(),
+                size: fname.size().unwrap_or(meta.len()),
+                pop3_uidl: rec.get(b'P').map(str::to_string),
+                pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
+                in_new: loc.in_new,
+            });
+        }
+        Ok(Ok(MailboxSnapshot {
+            info: info_of(name, &folder.list),
+            messages,
+        }))
+    }
+
+    /// Where a message's file is now; rescans the folder if the file moved
+    /// (its flags changed) since the folder was read.
+    pub fn message_path(&self, name: &MailboxName, uid: Uid) -> Result<PathBuf> {
+        let mail_dir = self.opts.mail_dir(name)?;
+        let (base, cached) = match self.folders.get(name) {
+            Some(f) => match f.list.find_uid(uid) {
+                Some(i) => {
+                    let base = f.list.records[i].filename.clone();
+                    let loc = f.files.get(&base).cloned();
+                    (base, loc)
+                }
+                None => bail!("mailbox {name} has no message with UID {uid}"),
+            },
+            None => {
+                let list = Self::read_uidlist(&self.uidlist_path(name)?)?
+                    .ok_or_else(|| anyhow!("mailbox {name} has no {}", uidlist::FILE_NAME))?;
+                match list.find_uid(uid) {
+                    Some(i) => (list.records[i].filename.clone(), None),
+                    None => bail!("mailbox {name} has no message with UID {uid}"),
+                }
+            }
+        };
+        let path_of = |loc: &scan::FileLoc| {
+            mail_dir
+                .join(if loc.in_new { "new" } else { "cur" })
+                .join(&loc.name)
+        };
+        if let Some(loc) = cached {
+            let p = path_of(&loc);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        if let Some(loc) = scan::scan_folder(&mail_dir)?.get(&base) {
+            return Ok(path_of(loc));
+        }
+        bail!(
+            "message UID {uid} in mailbox {name} vanished: no file {base}* in {} \
+             (expunged or moved by another program meanwhile)",
+            mail_dir.display()
+        )
+    }
+
+    /// The message's file, opened, and its size.
+    pub fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<(fs::File, u64)> {
+        for _ in 0..3 {
+            let p = self.message_path(name, uid)?;
+            match fs::File::open(&p) {
+                Ok(f) => {
+                    let len = f.metadata().with_context(|| io_ctx("stat of", &p))?.len();
+                    return Ok((f, len));
+                }
+                // Renamed between the lookup and the open: look again.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
+            }
+        }
+        bail!("message UID {uid} in mailbox {name} keeps moving while it is opened; try again")
+    }
+
+    pub fn subscriptions(&self) -> Result<Vec<MailboxName>> {
+        let p = self.opts.control_root().join(subscriptions::FILE_NAME);
+        let data = fsutil::read_optional(&p)?.unwrap_or_default();
+        let sep = match self.opts.layout {
+            Layout::MaildirPlusPlus => b'.',
+            Layout::Fs => b'/',
+        };
+        let s = Subscriptions::parse(&data, sep);
+        for bad in &s.invalid {
+            tracing::warn!("{}: ignoring invalid entry {bad:?}", p.display());
+        }
+        Ok(s.names)
+    }
+
+    /// Replaces the subscriptions (atomically, under Dovecot's dotlock);
+    /// writes nothing when they are already exactly these.
+    pub fn set_subscriptions(&mut self, names: &[MailboxName]) -> Result<()> {
+        let root = self.opts.control_root();
+        let p = root.join(subscriptions::FILE_NAME);
+        let new = Subscriptions::to_bytes(names);
+        if fsutil::read_optional(&p)?.as_deref() == Some(&new[..]) {
+            return Ok(());
+        }
+        mkdir_p(&root)?;
+        let lock = DotLock::acquire(&p)?;
+        lock.replace(&new)?;
+        fsutil::fsync_dir(&root)
+    }
+
+    /// Creates a folder (cur/ new/ tmp/, maildirfolder, dovecot-uidlist
+    /// with this GUID and UIDVALIDITY). Parent folders are not created.
+    /// INBOX "exists" from the start; creating it sets its header if it is
+    /// still empty.
+    pub fn create_mailbox(
+        &mut self,
+        name: &MailboxName,
+        guid: MailboxGuid,
+        uidvalidity: u32,
+    ) -> Result<()> {
+        if uidvalidity == 0 {
+            bail!("cannot create mailbox {name} with UIDVALIDITY 0");
+        }
+        let ctl = self.opts.control_dir(name)?;
+        let uidlist_path = ctl.join(uidlist::FILE_NAME);
+        if name.is_inbox() {
+            self.ensure_inbox_dirs()?;
+            let f = self.sync_folder(name)?;
+            if !f.list.records.is_empty() {
+                bail!("mailbox INBOX already exists and holds messages");
+            }
+            let mut l = f.list.clone();
+            l.guid = Some(guid);
+            l.uidvalidity = uidvalidity;
+            let lock = DotLock::acquire(&uidlist_path)?;
+            lock.replace(&l.to_bytes())?;
+            fsutil::fsync_dir(&ctl)?;
+            self.remove_dovecot_index(name)?;
+            self.folders.remove(name);
+            return Ok(());
+        }
+        let dir = self.opts.mail_dir(name)?;
+        if dir.join("cur").exists() {
+            bail!("mailbox {name} already exists ({})", dir.display());
+        }
+        if self.opts.layout == Layout::MaildirPlusPlus && !is_dir(&self.opts.root) {
+            bail!("mail root {} does not exist", self.opts.root.display());
+        }
+        mkdir_p(&dir)?;
+        mkdir_p(&dir.join("tmp"))?;
+        mkdir_p(&dir.join("new"))?;
+        if self.opts.layout == Layout::MaildirPlusPlus {
+            let mf = dir.join("maildirfolder");
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&mf)
+                .with_context(|| io_ctx("creating", &mf))?;
+        }
+        mkdir_p(&ctl)?;
+        let list = Uidlist::new(uidvalidity, guid);
+        fsutil::write_atomic(&uidlist_path, &list.to_bytes(), None)?;
+        // cur/ last: the folder becomes visible only when it is complete.
+        mkdir_p(&dir.join("cur"))?;
+        fsutil::fsync_dir(&dir)?;
+        if let Some(parent) = dir.parent() {
+            fsutil::fsync_dir(parent)?;
+        }
+        self.folders.remove(name);
+        Ok(())
+    }
+
+    /// Deletes a folder and its messages. Child folders stay (Maildir++
+    /// keeps them as separate directories; with the fs layout the parent
+    /// directory stays while it still has children).
+    pub fn delete_mailbox(&mut self, name: &MailboxName) -> Result<()> {
+        if name.is_inbox() {
+            bail!("INBOX cannot be deleted");
+        }
+        let dir = self.opts.mail_dir(name)?;
+        if !is_dir(&dir.join("cur")) {
+            bail!("mailbox {name} does not exist");
+        }
+        let extra_dirs: Vec<PathBuf> = [
+            Some(self.opts.control_dir(name)?),
+            self.opts.index_dir(name)?,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|d| *d != dir)
+        .collect();
+        match self.opts.layout {
+            Layout::MaildirPlusPlus => {
+                // Out of sight first (a `..` name is never a folder), then
+                // removed: an interrupted delete leaves no half folder.
+                let trash = self.opts.root.join(format!(
+                    "..dsync-deleted.{}.{}",
+                    std::process::id(),
+                    dir.file_name().and_then(|s| s.to_str()).unwrap_or("x")
+                ));
+                fs::rename(&dir, &trash).with_context(|| io_ctx("renaming", &dir))?;
+                fsutil::fsync_dir(&self.opts.root)?;
+                fs::remove_dir_all(&trash).with_context(|| io_ctx("removing", &trash))?;
+                for d in extra_dirs {
+                    remove_folder_files(&d)?;
+                }
+            }
+            Layout::Fs => {
+                // cur/ first so the folder stops being one at once.
+                for d in std::iter::once(dir.clone()).chain(extra_dirs) {
+                    remove_folder_files(&d)?;
+                }
+            }
+        }
+        self.folders.remove(name);
+        Ok(())
+    }
+
+    /// Renames a folder and, as IMAP RENAME does, its children.
+    pub fn rename_mailbox(&mut self, from: &MailboxName, to: &MailboxName) -> Result<()> {
+        if from.is_inbox() || to.is_inbox() {
+            bail!("renaming INBOX (or onto INBOX) is not supported");
+        }
+        if !self.mailbox_exists(from)? {
+            bail!("mailbox {from} does not exist");
+        }
+        if self.mailbox_exists(to)? {
+            bail!("cannot rename {from} to {to}: {to} already exists");
+        }
+        let is_child = |n: &MailboxName| {
+            n.parts().len() > from.parts().len() && n.parts()[..from.parts().len()] == *from.parts()
+        };
+        if is_child(to) {
+            bail!("cannot rename {from} to its own child {to}");
+        }
+        let mut moves = vec![(from.clone(), to.clone())];
+        if self.opts.layout == Layout::MaildirPlusPlus {
+            for n in self.folder_names()? {
+                if is_child(&n) {
+                    let mut parts = to.parts().to_vec();
+                    parts.extend_from_slice(&n.parts()[from.parts().len()..]);
+                    let new = MailboxName::from_parts(parts).expect("non-empty parts");
+                    if self.mailbox_exists(&new)? {
+                        bail!("cannot rename {n} to {new}: {new} already exists");
+                    }
+                    moves.push((n, new));
+                }
+            }
+        }
+        // Validate every target name before touching anything.
+        for (_, new) in &moves {
+            self.opts.mail_dir(new)?;
+        }
+        for (old, new) in &moves {
+            let mut pairs = vec![(self.opts.mail_dir(old)?, self.opts.mail_dir(new)?)];
+            if self.opts.control.is_some() {
+                pairs.push((self.opts.control_dir(old)?, self.opts.control_dir(new)?));
+            }
+            if let (Some(a), Some(b)) = (self.opts.index_dir(old)?, self.opts.index_dir(new)?) {
+                if !pairs.iter().any(|(x, _)| *x == a) {
+                    pairs.push((a, b));
+                }
+            }
+            for (a, b) in pairs {
+                if !a.exists() {
+                    continue;
+                }
+                if let Some(parent) = b.parent() {
+                    mkdir_p(parent)?;
+                }
+                fs::rename(&a, &b)
+                    .with_context(|| format!("renaming {} to {}", a.display(), b.display()))?;
+                if let Some(parent) = b.parent() {
+                    fsutil::fsync_dir(parent)?;
+                }
+            }
+            self.folders.remove(old);
+            self.folders.remove(new);
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction on one folder; nothing reaches the disk outside
+    /// tmp/ before [`MailboxUpdate::commit`].
+    pub fn update(&mut self, name: &MailboxName) -> Result<MailboxUpdate<'_>> {
+        self.sync_folder(name)?;
+        MailboxUpdate::new(self, name.clone())
+    }
+}
+
+/// Removes a folder's own files from `dir` (cur/ new/ tmp/, Dovecot's files)
+/// and the directory itself when nothing else (child folders) is left.
+fn remove_folder_files(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for sub in ["cur", "new", "tmp"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            fs::remove_dir_all(&p).with_context(|| io_ctx("removing", &p))?;
+        }
+    }
+    let rd = fs::read_dir(dir).with_context(|| io_ctx("reading directory", dir))?;
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if (n.starts_with("dovecot") || n == "maildirfolder")
+            && !e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    // Fails (and is meant to) while child folders remain.
+    let _ = fs::remove_dir(dir);
+    Ok(())
+}
+
+pub(crate) fn info_of(name: &MailboxName, list: &Uidlist) -> MailboxInfo {
+    MailboxInfo {
+        name: name.clone(),
+        guid: list.guid.unwrap_or_default(),
+        uidvalidity: list.uidvalidity,
+        uidnext: list.next_uid(),
+        messages: list.records.len() as u32,
+        highest_modseq: 0,
+    }
+}

@@ -1,0 +1,797 @@
+//! A transaction on one folder: saves, flag changes, INTERNALDATE changes,
+//! expunges and header changes, made durable in one commit.
+//!
+//! Commit order (crash-safe, and never visible half-done to Dovecot):
+//! new files are written in tmp/ and flushed; then, under
+//! dovecot-uidlist.lock, dovecot-keywords is updated, files are renamed
+//! into cur/ or new/, the directories are fsynced, and the new uidlist
+//! replaces the old one by rename. A Dovecot index that would contradict
+//! the new uidlist (a UID inserted below the old UIDNEXT, a lower UIDNEXT,
+//! another UIDVALIDITY or GUID) is removed so Dovecot rebuilds it.
+
+use super::filename::{self, size_field, valid_base_name, MaildirFileName};
+use super::fsutil::{self, DotLock};
+use super::keywords::{self, Keywords};
+use super::scan::{self, FileLoc};
+use super::store::{info_of, io_ctx, Folder, MaildirStore};
+use super::uidlist::{self, valid_ext_value, Uidlist, UidlistRecord};
+use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord, Uid};
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Above this many new files a commit flushes them with one syncfs(2)
+/// instead of one fdatasync each.
+const SYNCFS_THRESHOLD: usize = 16;
+
+/// A message being written to tmp/.
+pub struct SaveHandle {
+    file: File,
+    tmp: PathBuf,
+    rec: MessageRecord,
+    written: u64,
+    vsize: u64,
+    last_was_cr: bool,
+}
+
+struct PendingSave {
+    tmp: PathBuf,
+    rec: MessageRecord,
+    vsize: Option<u64>,
+}
+
+pub struct MailboxUpdate<'a> {
+    store: &'a mut MaildirStore,
+    name: MailboxName,
+    mail_dir: PathBuf,
+    saves: Vec<PendingSave>,
+    /// UIDs already used by this transaction's saves or open handles.
+    save_uids: HashSet<Uid>,
+    open_tmps: HashSet<PathBuf>,
+    flags: BTreeMap<Uid, (Flags, Vec<String>)>,
+    dates: BTreeMap<Uid, i64>,
+    expunges: BTreeSet<Uid>,
+    header: Option<(MailboxGuid, u32, Uid)>,
+}
+
+/// Dovecot-style unique base names: `<secs>.M<usecs>P<pid>.<host>`, with
+/// the microseconds pushed forward when two names fall in one microsecond.
+fn generate_base() -> String {
+    static LAST: Mutex<(u64, u32)> = Mutex::new((0, 0));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let mut t = (now.as_secs(), now.subsec_micros());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if t <= *last {
+        t = *last;
+        t.1 += 1;
+        if t.1 == 1_000_000 {
+            t = (t.0 + 1, 0);
+        }
+    }
+    *last = t;
+    filename::generate_base(t.0, t.1, std::process::id(), &hostname())
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // on success when it fits.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn set_times(file: &File, secs: i64, path: &Path) -> Result<()> {
+    let ts = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [ts, ts];
+    // SAFETY: fd is open for the duration of the call; times points to two
+    // valid timespecs.
+    if unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| io_ctx("setting the time of", path));
+    }
+    Ok(())
+}
+
+/// The size with every bare LF counted as CRLF (Dovecot's "virtual size").
+fn count_vsize(data: &[u8], last_was_cr: &mut bool) -> u64 {
+    let mut extra = 0u64;
+    let mut prev_cr = *last_was_cr;
+    for &b in data {
+        if b == b'\n' && !prev_cr {
+            extra += 1;
+        }
+        prev_cr = b == b'\r';
+    }
+    if let Some(&l) = data.last() {
+        *last_was_cr = l == b'\r';
+    }
+    data.len() as u64 + extra
+}
+
+/// Copies `src` to `dst` by reflink, else in-kernel copy, else read/write.
+fn clone_or_copy(src: &File, dst: &File, len: u64) -> std::io::Result<u64> {
+    // SAFETY: both fds are open; FICLONE takes the source fd as argument.
+    if unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) } == 0 {
+        return Ok(len);
+    }
+    let mut copied = 0u64;
+    loop {
+        // SAFETY: null offsets mean "use and advance the file positions".
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                std::ptr::null_mut(),
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                (1 << 30) as usize,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if copied == 0
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP)
+                )
+            {
+                break;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(copied);
+        }
+        copied += n as u64;
+    }
+    let mut s = src;
+    let mut d = dst;
+    std::io::copy(&mut s, &mut d)
+}
+
+impl<'a> MailboxUpdate<'a> {
+    pub(crate) fn new(store: &'a mut MaildirStore, name: MailboxName) -> Result<Self> {
+        let mail_dir = store.opts.mail_dir(&name)?;
+        Ok(MailboxUpdate {
+            store,
+            name,
+            mail_dir,
+            saves: Vec::new(),
+            save_uids: HashSet::new(),
+            open_tmps: HashSet::new(),
+            flags: BTreeMap::new(),
+            dates: BTreeMap::new(),
+            expunges: BTreeSet::new(),
+            header: None,
+        })
+    }
+
+    fn folder(&self) -> &Folder {
+        &self.store.folders[&self.name]
+    }
+
+    fn check_new_uid(&self, uid: Uid) -> Result<()> {
+        if uid == 0 || uid == u32::MAX {
+            bail!("mailbox {}: UID {uid} is not a valid UID", self.name);
+        }
+        if self.save_uids.contains(&uid) || self.folder().list.find_uid(uid).is_some() {
+            bail!(
+                "mailbox {}: UID {uid} is already used; a save needs an unused UID",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    fn create_tmp(&mut self) -> Result<(File, PathBuf)> {
+        let tmp_dir = self.mail_dir.join("tmp");
+        if !tmp_dir.is_dir() {
+            fs::create_dir_all(&tmp_dir).with_context(|| io_ctx("creating", &tmp_dir))?;
+        }
+        loop {
+            let p = tmp_dir.join(generate_base());
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+            {
+                Ok(f) => {
+                    self.open_tmps.insert(p.clone());
+                    return Ok((f, p));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| io_ctx("creating", &p)),
+            }
+        }
+    }
+
+    /// Starts saving a message with the record's UID, GUID, flags, date.
+    pub fn save_begin(&mut self, rec: &MessageRecord) -> Result<SaveHandle> {
+        self.check_new_uid(rec.uid)?;
+        let (file, tmp) = self.create_tmp()?;
+        self.save_uids.insert(rec.uid);
+        Ok(SaveHandle {
+            file,
+            tmp,
+            rec: rec.clone(),
+            written: 0,
+            vsize: 0,
+            last_was_cr: false,
+        })
+    }
+
+    pub fn write_chunk(&mut self, h: &mut SaveHandle, data: &[u8]) -> Result<()> {
+        h.file
+            .write_all(data)
+            .with_context(|| io_ctx("writing", &h.tmp))?;
+        h.written += data.len() as u64;
+        h.vsize += count_vsize(data, &mut h.last_was_cr);
+        Ok(())
+    }
+
+    /// Ends a save; the byte count must equal the record's size.
+    pub fn save_finish(&mut self, h: SaveHandle) -> Result<()> {
+        self.open_tmps.remove(&h.tmp);
+        if h.written != h.rec.size {
+            let _ = fs::remove_file(&h.tmp);
+            self.save_uids.remove(&h.rec.uid);
+            bail!(
+                "mailbox {}: message UID {} is {} bytes, but {} were announced",
+                self.name,
+                h.rec.uid,
+                h.written,
+                h.rec.size
+            );
+        }
+        if let Err(e) = set_times(&h.file, h.rec.internal_date, &h.tmp) {
+            let _ = fs::remove_file(&h.tmp);
+            self.save_uids.remove(&h.rec.uid);
+            return Err(e);
+        }
+        self.saves.push(PendingSave {
+            tmp: h.tmp,
+            rec: h.rec,
+            vsize: Some(h.vsize),
+        });
+        Ok(())
+    }
+
+    /// Abandons a save begun with `save_begin`.
+    pub fn save_abort(&mut self, h: SaveHandle) {
+        self.open_tmps.remove(&h.tmp);
+        self.save_uids.remove(&h.rec.uid);
+        let _ = fs::remove_file(&h.tmp);
+    }
+
+    /// Saves a copy of a file on this machine (reflink when the filesystem
+    /// can, else an in-kernel copy).
+    pub fn save_copy_of(&mut self, rec: &MessageRecord, src: &Path) -> Result<()> {
+        self.check_new_uid(rec.uid)?;
+        let sf = File::open(src).with_context(|| io_ctx("opening", src))?;
+        let len = sf.metadata().with_context(|| io_ctx("stat of", src))?.len();
+        if len != rec.size {
+            bail!(
+                "mailbox {}: {} is {len} bytes, but the message is {} bytes",
+                self.name,
+                src.display(),
+                rec.size
+            );
+        }
+        let (df, tmp) = self.create_tmp()?;
+        self.open_tmps.remove(&tmp);
+        let res = (|| -> Result<Option<u64>> {
+            let n = clone_or_copy(&sf, &df, len)
+                .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+            if n != len {
+                bail!("{} changed size while it was copied", src.display());
+            }
+            set_times(&df, rec.internal_date, &tmp)?;
+            // Dovecot wrote a W= it trusts; otherwise count it.
+            let src_name = src.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let base = MaildirFileName::parse(src_name);
+            let vsize = match (base.size(), base.vsize()) {
+                (Some(s), Some(w)) if s == len => Some(w),
+                _ => {
+                    let mut f = File::open(&tmp).with_context(|| io_ctx("opening", &tmp))?;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut cr = false;
+                    let mut v = 0u64;
+                    loop {
+                        let n = f.read(&mut buf).with_context(|| io_ctx("reading", &tmp))?;
+                        if n == 0 {
+                            break;
+                        }
+                        v += count_vsize(&buf[..n], &mut cr);
+                    }
+                    Some(v)
+                }
+            };
+            Ok(vsize)
+        })();
+        match res {
+            Ok(vsize) => {
+                self.save_uids.insert(rec.uid);
+                self.saves.push(PendingSave {
+                    tmp,
+                    rec: rec.clone(),
+                    vsize,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn pending_save_mut(&mut self, uid: Uid) -> Option<&mut PendingSave> {
+        self.saves.iter_mut().find(|s| s.rec.uid == uid)
+    }
+
+    /// Sets a message's flags and keywords (replacing the old ones).
+    pub fn set_flags(&mut self, uid: Uid, flags: Flags, keywords: &[String]) -> Result<()> {
+        let mut kw: Vec<String> = keywords.to_vec();
+        kw.sort();
+        kw.dedup();
+        if let Some(s) = self.pending_save_mut(uid) {
+            s.rec.flags = flags;
+            s.rec.keywords = kw;
+            return Ok(());
+        }
+        if self.folder().list.find_uid(uid).is_none() {
+            bail!("mailbox {}: no message with UID {uid}", self.name);
+        }
+        self.flags.insert(uid, (flags, kw));
+        Ok(())
+    }
+
+    /// Sets a message's INTERNALDATE (the file's mtime).
+    pub fn set_internal_date(&mut self, uid: Uid, secs: i64) {
+        if let Some(s) = self.pending_save_mut(uid) {
+            s.rec.internal_date = secs;
+            return;
+        }
+        self.dates.insert(uid, secs);
+    }
+
+    pub fn expunge(&mut self, uid: Uid) -> Result<()> {
+        if let Some(i) = self.saves.iter().position(|s| s.rec.uid == uid) {
+            let s = self.saves.remove(i);
+            let _ = fs::remove_file(&s.tmp);
+            self.save_uids.remove(&uid);
+            return Ok(());
+        }
+        self.flags.remove(&uid);
+        self.dates.remove(&uid);
+        self.expunges.insert(uid);
+        Ok(())
+    }
+
+    /// Forces the uidlist header (backup makes the destination's numbers
+    /// equal to the source's, even lower ones).
+    pub fn set_header(&mut self, guid: MailboxGuid, uidvalidity: u32, uidnext: Uid) {
+        self.header = Some((guid, uidvalidity, uidnext));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.saves.is_empty()
+            && self.flags.is_empty()
+            && self.dates.is_empty()
+            && self.expunges.is_empty()
+            && self.header.is_none()
+    }
+
+    fn flush_tmp_files(&self) -> Result<()> {
+        if self.saves.len() > SYNCFS_THRESHOLD {
+            let dir = self.mail_dir.join("tmp");
+            let f = File::open(&dir).with_context(|| io_ctx("opening", &dir))?;
+            // SAFETY: the fd is open for the duration of the call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| io_ctx("syncfs on", &dir));
+            }
+            return Ok(());
+        }
+        for s in &self.saves {
+            let f = File::open(&s.tmp).with_context(|| io_ctx("opening", &s.tmp))?;
+            f.sync_data()
+                .with_context(|| io_ctx("fdatasync of", &s.tmp))?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable and visible. An update with no changes
+    /// writes nothing.
+    pub fn commit(mut self) -> Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.flush_tmp_files()?;
+        let name = self.name.clone();
+        let ctl = self.store.opts.control_dir(&name)?;
+        fs::create_dir_all(&ctl).with_context(|| io_ctx("creating", &ctl))?;
+        let uidlist_path = ctl.join(uidlist::FILE_NAME);
+        let lock = DotLock::acquire(&uidlist_path)?;
+
+        // The folder as it is now, under the lock: others may have
+        // delivered, expunged or changed flags since we last looked.
+        let old = MaildirStore::read_uidlist(&uidlist_path)?;
+        let mut files = scan::scan_folder(&self.mail_dir)?;
+        let mut list = match &old {
+            Some(l) => l.clone(),
+            None => Uidlist::new(
+                fsutil::next_uidvalidity(&self.store.opts.control_root()),
+                MailboxGuid::generate().context("generating a mailbox GUID")?,
+            ),
+        };
+        if list.guid.is_none() {
+            list.guid = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
+        }
+        list.version = 3;
+        let old_next = list.next_uid();
+        let old_uv = list.uidvalidity;
+        let old_guid = list.guid;
+        let max_saved = self.saves.iter().map(|s| s.rec.uid).max().unwrap_or(0);
+        // Files delivered meanwhile get UIDs above ours, never the same.
+        scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
+        for s in &self.saves {
+            if list.find_uid(s.rec.uid).is_some() {
+                bail!(
+                    "mailbox {name}: UID {} was taken by another program while dsync was \
+                     saving; nothing was changed, run again",
+                    s.rec.uid
+                );
+            }
+        }
+
+        // Keywords first: a file name must never carry a letter Dovecot
+        // cannot resolve yet.
+        let (mut kw, kw_mtime) = self.store.read_keywords(&name)?;
+        let kw_before = kw.clone();
+        let mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
+            let mut m = 0u32;
+            for n in names {
+                if !keywords::valid_keyword(n) {
+                    tracing::warn!("mailbox {name}: keyword {n:?} cannot be stored; skipped");
+                    continue;
+                }
+                match kw.get_or_add(n) {
+                    Some(i) => m |= 1 << i,
+                    None => tracing::warn!(
+                        "mailbox {name}: more than 26 keywords; Maildir cannot store {n:?}"
+                    ),
+                }
+            }
+            m
+        };
+        let save_masks: Vec<u32> = self
+            .saves
+            .iter()
+            .map(|s| mask_of(&s.rec.keywords, &mut kw))
+            .collect();
+        let flag_masks: BTreeMap<Uid, u32> = self
+            .flags
+            .iter()
+            .map(|(uid, (_, names))| (*uid, mask_of(names, &mut kw)))
+            .collect();
+        if kw != kw_before {
+            let min = kw_mtime.map(|t| t + Duration::from_secs(1));
+            fsutil::write_atomic(&ctl.join(keywords::FILE_NAME), &kw.to_bytes(), min)?;
+        }
+
+        let mut touched_new = false;
+        let mut touched_cur = false;
+
+        // Expunges.
+        for uid in &self.expunges {
+            let Some(i) = list.find_uid(*uid) else {
+                continue;
+            };
+            let base = list.records[i].filename.clone();
+            if let Some(loc) = files.remove(&base) {
+                let p = loc_path(&self.mail_dir, &loc);
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| io_ctx("removing", &p)),
+                }
+                if loc.in_new {
+                    touched_new = true;
+                } else {
+                    touched_cur = true;
+                }
+            }
+            list.records.remove(i);
+        }
+
+        // Flag changes: rename within cur/ (a file in new/ moves to cur/,
+        // as Dovecot does once a message has flags).
+        for (uid, (flags, _)) in &self.flags {
+            let Some(i) = list.find_uid(*uid) else {
+                continue;
+            };
+            let base = list.records[i].filename.clone();
+            let want = flag_masks[uid];
+            let mut renamed = false;
+            for _ in 0..3 {
+                let Some(loc) = files.get(&base).cloned() else {
+                    break;
+                };
+                let old_name = MaildirFileName::parse(&loc.name);
+                // Letters with no keyword behind them are someone else's.
+                let unknown = old_name.keyword_mask()
+                    & !(0..26u32)
+                        .filter(|i| kw.name(*i as usize).is_some())
+                        .fold(0, |m, i| m | (1 << i));
+                let new_name = old_name.with_flags(*flags, want | unknown).format();
+                if new_name == loc.name && !loc.in_new {
+                    renamed = true;
+                    break;
+                }
+                if loc.in_new && new_name == loc.name && flags.bits() == 0 && want == 0 {
+                    renamed = true;
+                    break;
+                }
+                let from = loc_path(&self.mail_dir, &loc);
+                let to = self.mail_dir.join("cur").join(&new_name);
+                match fs::rename(&from, &to) {
+                    Ok(()) => {
+                        touched_cur = true;
+                        touched_new |= loc.in_new;
+                        files.insert(
+                            base.clone(),
+                            FileLoc {
+                                name: new_name,
+                                in_new: false,
+                            },
+                        );
+                        renamed = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        // Renamed by someone else meanwhile: look again.
+                        files = scan::scan_folder(&self.mail_dir)?;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("renaming {} to {}", from.display(), to.display())
+                        })
+                    }
+                }
+            }
+            if !renamed {
+                tracing::warn!(
+                    "mailbox {name}: message UID {uid} vanished before its flags could be set"
+                );
+            }
+        }
+
+        // INTERNALDATE changes.
+        for (uid, secs) in &self.dates {
+            let Some(i) = list.find_uid(*uid) else {
+                continue;
+            };
+            if let Some(loc) = files.get(&list.records[i].filename) {
+                let p = loc_path(&self.mail_dir, loc);
+                match OpenOptions::new().write(true).open(&p) {
+                    Ok(f) => set_times(&f, *secs, &p)?,
+                    Err(e) if e.kind() == ErrorKind::NotFound => tracing::warn!(
+                        "mailbox {name}: message UID {uid} vanished before its date could be set"
+                    ),
+                    Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
+                }
+            }
+        }
+
+        // New messages into cur/ or new/.
+        let mut inserted_low = false;
+        let saves = std::mem::take(&mut self.saves);
+        for (s, mask) in saves.iter().zip(save_masks) {
+            let size = s.rec.size;
+            let vsize = s.vsize;
+            let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| files.contains_key(b));
+            let mut fname = MaildirFileName {
+                stem: base.clone(),
+                info: filename::Info::None,
+            };
+            if !(s.rec.in_new && s.rec.flags.bits() == 0 && mask == 0) {
+                fname = fname.with_flags(s.rec.flags, mask);
+            }
+            let sub = if s.rec.in_new { "new" } else { "cur" };
+            let dest = self.mail_dir.join(sub).join(fname.format());
+            fs::rename(&s.tmp, &dest)
+                .with_context(|| format!("renaming {} to {}", s.tmp.display(), dest.display()))?;
+            if s.rec.in_new {
+                touched_new = true;
+            } else {
+                touched_cur = true;
+            }
+            files.insert(
+                base.clone(),
+                FileLoc {
+                    name: fname.format(),
+                    in_new: s.rec.in_new,
+                },
+            );
+            let mut r = UidlistRecord::new(s.rec.uid, base);
+            if let Some(g) = g {
+                r.set(b'G', g);
+            }
+            if let Some(p) = &s.rec.pop3_uidl {
+                if valid_ext_value(p) {
+                    r.set(b'P', p.clone());
+                } else {
+                    tracing::warn!(
+                        "mailbox {name}: POP3 UIDL {p:?} of UID {} cannot be stored",
+                        s.rec.uid
+                    );
+                }
+            }
+            if let Some(o) = s.rec.pop3_order {
+                r.set(b'O', o.to_string());
+            }
+            inserted_low |= s.rec.uid < old_next;
+            list.records.push(r);
+        }
+        list.records.sort_by_key(|r| r.uid);
+        if touched_new {
+            fsutil::fsync_dir(&self.mail_dir.join("new"))?;
+        }
+        if touched_cur {
+            fsutil::fsync_dir(&self.mail_dir.join("cur"))?;
+        }
+
+        // Header.
+        let after_last = list.records.last().map_or(1, |r| r.uid + 1);
+        match self.header {
+            Some((guid, uv, next)) => {
+                list.guid = Some(guid);
+                list.uidvalidity = uv;
+                list.header_next_uid = next.max(after_last);
+            }
+            None => list.header_next_uid = list.next_uid().max(old_next),
+        }
+        let contradicts_index = old.is_some()
+            && (inserted_low
+                || list.next_uid() < old_next
+                || list.uidvalidity != old_uv
+                || list.guid != old_guid);
+
+        let bytes = list.to_bytes();
+        if old.as_ref().map(|o| o.to_bytes()) == Some(bytes.clone()) {
+            drop(lock);
+        } else {
+            lock.replace(&bytes)?;
+            fsutil::fsync_dir(&ctl)?;
+        }
+        if contradicts_index {
+            self.store.remove_dovecot_index(&name)?;
+        }
+        tracing::debug!("mailbox {name}: committed {:?}", info_of(&name, &list));
+        self.store.folders.insert(
+            name,
+            Folder {
+                list,
+                files,
+                stamp: None,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl Drop for MailboxUpdate<'_> {
+    fn drop(&mut self) {
+        for s in &self.saves {
+            let _ = fs::remove_file(&s.tmp);
+        }
+        for t in &self.open_tmps {
+            let _ = fs::remove_file(t);
+        }
+    }
+}
+
+fn loc_path(mail_dir: &Path, loc: &FileLoc) -> PathBuf {
+    mail_dir
+        .join(if loc.in_new { "new" } else { "cur" })
+        .join(&loc.name)
+}
+
+/// The base name for a saved message and the `G` field it needs, if any.
+/// The GUID itself is the name when it is a valid one whose S=/W= (if any)
+/// are true: that keeps the GUID with no uidlist field, as Dovecot's dsync
+/// does. A GUID without sizes gets them appended (faster for Dovecot) and
+/// is kept in `G`. Anything else gets a fresh Dovecot-style name.
+fn choose_base(
+    guid: &str,
+    size: u64,
+    vsize: Option<u64>,
+    taken: impl Fn(&str) -> bool,
+) -> (String, Option<String>) {
+    let sizes = match vsize {
+        Some(v) => format!(",S={size},W={v}"),
+        None => format!(",S={size}"),
+    };
+    if valid_base_name(guid) {
+        let s = size_field(guid, 'S');
+        let w = size_field(guid, 'W');
+        let has_s = guid.contains(",S=");
+        let has_w = guid.contains(",W=");
+        if !has_s && !has_w {
+            let cand = format!("{guid}{sizes}");
+            if valid_base_name(&cand) && !taken(&cand) {
+                return (cand, Some(guid.to_string()));
+            }
+        } else if (!has_s || s == Some(size))
+            && (!has_w || (w.is_some() && (vsize.is_none() || w == vsize)))
+            && !taken(guid)
+        {
+            return (guid.to_string(), None);
+        }
+    }
+    let g = (!guid.is_empty() && valid_ext_value(guid)).then(|| guid.to_string());
+    if g.is_none() && !guid.is_empty() {
+        tracing::warn!("message GUID {guid:?} cannot be stored in dovecot-uidlist; it changes");
+    }
+    loop {
+        let cand = format!("{}{sizes}", generate_base());
+        if !taken(&cand) {
+            return (cand, g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vsize_counts_bare_lf() {
+        let mut cr = false;
+        assert_eq!(count_vsize(b"a\nb\r\n", &mut cr), 6);
+        assert_eq!(count_vsize(b"x\r", &mut cr), 2);
+        assert_eq!(count_vsize(b"\n", &mut cr), 1); // CR LF split over chunks
+        assert_eq!(count_vsize(b"\n", &mut cr), 2);
+    }
+
+    #[test]
+    fn base_choice() {
+        let none = |_: &str| false;
+        assert_eq!(
+            choose_base("1.M2P3.h,S=5,W=7", 5, Some(7), none),
+            ("1.M2P3.h,S=5,W=7".to_string(), None)
+        );
+        assert_eq!(
+            choose_base("abc", 5, Some(7), none),
+            ("abc,S=5,W=7".to_string(), Some("abc".to_string()))
+        );
+        let (b, g) = choose_base("1.M2P3.h,S=5,W=8", 5, Some(7), none);
+        assert!(b.ends_with(",S=5,W=7") && b != "1.M2P3.h,S=5,W=7");
+        assert_eq!(g.as_deref(), Some("1.M2P3.h,S=5,W=8"));
+        let (b, g) = choose_base("has space", 5, Some(5), none);
+        assert!(b.ends_with(",S=5,W=5"));
+        assert_eq!(g, None);
+        let (b, g) = choose_base("a:b", 5, Some(5), none);
+        assert!(b.contains(".M"));
+        assert_eq!(g.as_deref(), Some("a:b"));
+        let (b, _) = choose_base("x,S=5,W=5", 5, Some(5), |b| b == "x,S=5,W=5");
+        assert_ne!(b, "x,S=5,W=5");
+    }
+}
