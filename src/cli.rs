@@ -7,7 +7,7 @@ use crate::brain::remote::Remote;
 use crate::brain::Report;
 use crate::config::{self, Config};
 use crate::location::{self, Expand, Location2, MailLocation};
-use crate::maildir::MaildirStore;
+use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
 use crate::model::MailboxName;
 use crate::protocol::{self, connection::BoxRead, connection::BoxWrite};
 use crate::server::{self, ServerOptions, StoreOpener};
@@ -247,11 +247,29 @@ enum Mode {
     Mirror,
 }
 
+fn maildir_options(m: &location::MaildirLocation) -> MaildirOptions {
+    MaildirOptions {
+        root: m.root.clone(),
+        layout: match m.layout {
+            location::MaildirLayout::Maildirpp => Layout::MaildirPlusPlus,
+            location::MaildirLayout::Fs => Layout::Fs,
+        },
+        inbox: m.inbox.clone(),
+        control: m.control.clone(),
+        index: match &m.index {
+            location::IndexLocation::Default => IndexDir::Default,
+            location::IndexLocation::Memory => IndexDir::Memory,
+            location::IndexLocation::Path(p) => IndexDir::Path(p.clone()),
+        },
+        alt_char: None,
+    }
+}
+
 /// Opens a mail location as a store; `create` makes a missing one.
-fn open_store(loc: &MailLocation, config: &Config, create: bool) -> Result<MaildirStore> {
+fn open_store(loc: &MailLocation, _config: &Config, create: bool) -> Result<MaildirStore> {
     match loc {
         MailLocation::Maildir(m) => {
-            MaildirStore::open(crate::maildir::options_from(m, config), create)
+            MaildirStore::open(maildir_options(m), create)
         }
         MailLocation::Mbox(m) => bail!(
             "mbox locations ({}) are not supported yet; use a maildir: location",
