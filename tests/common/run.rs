@@ -75,9 +75,19 @@ pub fn dsync(workdir: &Path, src: Option<&str>, args: &[&str]) -> Run {
     dsync_raw(workdir, &full)
 }
 
+/// The binary under test: this crate's `dsync`, or the program named by
+/// env `DSYNC_TEST_BINARY` (to hold the scenarios against another
+/// implementation, e.g. a wrapper around Dovecot's `doveadm backup`).
+pub fn binary() -> PathBuf {
+    match std::env::var_os("DSYNC_TEST_BINARY") {
+        Some(b) => PathBuf::from(b),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_dsync")),
+    }
+}
+
 /// Runs the binary with exactly these arguments (no `-c` added).
 pub fn dsync_raw(workdir: &Path, args: &[String]) -> Run {
-    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_dsync"))
+    let out = assert_cmd::Command::new(binary())
         .args(args)
         .current_dir(workdir)
         .env("HOME", workdir)
