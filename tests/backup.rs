@@ -16,7 +16,7 @@ use common::run::{dsync, Run};
 use common::tree::{self, listing, Listing, SourceGuard};
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `dsync -c CONF -o mail_location=SRC OPTS… backup DEST`.
 fn backup(t: &Path, src: &str, opts: &[&str], dest: &str) -> Run {
@@ -312,8 +312,10 @@ fn stray_destination_edits_are_undone_in_place() {
         .iter()
         .find(|p| p.to_str().unwrap().ends_with(":2,S"))
         .unwrap();
-    fs::rename(f, f.to_str().unwrap().replace(":2,S", ":2,FS")).unwrap();
+    let flagged = PathBuf::from(f.to_str().unwrap().replace(":2,S", ":2,FS"));
+    fs::rename(f, &flagged).unwrap();
     touched.insert(rel(f));
+    touched.insert(rel(&flagged));
     // A deleted message.
     let gone = inbox.iter().find(|p| !touched.contains(&rel(p))).unwrap();
     fs::remove_file(gone).unwrap();
@@ -323,8 +325,10 @@ fn stray_destination_edits_are_undone_in_place() {
         .iter()
         .find(|p| !touched.contains(&rel(p)) && p.to_str().unwrap().ends_with('a'))
         .unwrap();
-    fs::rename(k, k.to_str().unwrap().trim_end_matches('a')).unwrap();
+    let unkeyworded = PathBuf::from(k.to_str().unwrap().trim_end_matches('a'));
+    fs::rename(k, &unkeyworded).unwrap();
     touched.insert(rel(k));
+    touched.insert(rel(&unkeyworded));
     // An extra message in cur/, one dropped into new/, an extra folder.
     fs::write(
         dst.root.join("cur/1700000000.M9P9.stray:2,S"),
