@@ -607,3 +607,36 @@ fn backup_without_location_is_a_usage_error() {
     r.expect_code(64);
     assert!(!r.stderr.is_empty(), "a usage error must say what is wrong");
 }
+
+/// POP3 UIDLs kept from an earlier server (`P` fields in dovecot-uidlist)
+/// travel with their messages. Compared only where dovecot-pop3d is
+/// installed; the IMAP side is compared everywhere.
+#[test]
+fn pop3_uidls_are_kept() {
+    require_dovecot!();
+    let t = tempdir();
+    let (src, dst) = pair(t.path());
+    let md = Maildir::create(&src.root);
+    let mut g = Gen::new(131);
+    for b in ["1.M1P1.old", "2.M1P1.old", "3.M1P1.old"] {
+        md.inbox().put(
+            &Msg::new(g.message(700, Eol::Crlf))
+                .base(b)
+                .sizes(Sizes::None)
+                .flags("S"),
+        );
+    }
+    fs::write(
+        src.root.join("dovecot-uidlist"),
+        "3 V1234 N4 G0123456789abcdef0123456789abcdef\n\
+         1 Puidl-from-old-server-1 :1.M1P1.old\n\
+         2 :2.M1P1.old\n\
+         3 Puidl-from-old-server-3 :3.M1P1.old\n",
+    )
+    .unwrap();
+    let s = backup_and_check(t.path(), &src, &dst);
+    match &s.pop3_uidls {
+        Some(u) => assert_eq!(u[0].1, "uidl-from-old-server-1"),
+        None => eprintln!("NOTE: dovecot-pop3d not installed; POP3 UIDLs were not compared"),
+    }
+}

@@ -403,3 +403,80 @@ fn generator_is_deterministic_and_sized() {
         Some("y:2,S")
     );
 }
+
+#[test]
+fn mbox_location_snapshots() {
+    require_dovecot!();
+    let t = tempdir();
+    let root = t.path().join("mail");
+    let inbox = t.path().join("mail/inbox");
+    write_mbox(
+        &inbox,
+        &[
+            (
+                1_600_000_000,
+                b"Subject: one\n\nbody\nFrom the start\n".to_vec(),
+            ),
+            (1_600_000_100, b"Subject: two\n\nsecond\n".to_vec()),
+        ],
+    );
+    write_mbox(
+        &root.join("Archive"),
+        &[(1_500_000_000, b"Subject: old\n\nold\n".to_vec())],
+    );
+    let loc = format!("mbox:{}:INBOX={}", root.display(), inbox.display());
+    let s = snapshot(&loc);
+    let msgs = &s.mailbox("INBOX").messages;
+    assert_eq!(msgs.len(), 2, "{s:?}");
+    assert_eq!(msgs[&1].subject, "one");
+    assert_eq!(msgs[&1].internaldate, "13-Sep-2020 12:26:40 +0000");
+    assert_eq!(s.mailbox("Archive").messages[&1].subject, "old");
+    assert_eq!(
+        s.mailbox("Archive").messages[&1].internaldate,
+        "14-Jul-2017 02:40:00 +0000"
+    );
+}
+
+#[test]
+fn pop3_uidls_are_snapshotted_when_pop3_is_installed() {
+    require_dovecot!();
+    let t = tempdir();
+    let md = Maildir::create(t.path().join("m"));
+    for b in ["1.M1P1.h", "2.M1P1.h"] {
+        md.inbox().put(
+            &Msg::new(format!("Subject: {b}\r\n\r\nx\r\n"))
+                .base(b)
+                .sizes(Sizes::None)
+                .flags("S"),
+        );
+    }
+    fs::write(
+        md.root.join("dovecot-uidlist"),
+        "3 V1234 N3 G0123456789abcdef0123456789abcdef\n1 Pold-uidl-one :1.M1P1.h\n2 :2.M1P1.h\n",
+    )
+    .unwrap();
+    let s = snapshot(&md.location());
+    let Some(u) = &s.pop3_uidls else {
+        eprintln!("NOTE: dovecot-pop3d not installed; POP3 UIDLs are not compared");
+        return;
+    };
+    assert_eq!(
+        u,
+        &vec![
+            (1, "old-uidl-one".to_string()),
+            (2, "00000002000004d2".to_string())
+        ]
+    );
+    fs::write(
+        md.root.join("dovecot-uidlist"),
+        "3 V1234 N3 G0123456789abcdef0123456789abcdef\n1 Pchanged :1.M1P1.h\n2 :2.M1P1.h\n",
+    )
+    .unwrap();
+    // Dovecot caches the UIDL in its index; a fresh copy reads the file.
+    cp_a(&md.root, &t.path().join("copy"));
+    for f in ["dovecot.index", "dovecot.index.log", "dovecot.index.cache"] {
+        let _ = fs::remove_file(t.path().join("copy").join(f));
+    }
+    let c = snapshot(&Maildir::at(t.path().join("copy")).location());
+    expect_diff(&s, &c, &["POP3 UIDLs differ"]);
+}

@@ -509,3 +509,40 @@ pub fn typical_maildir(root: &Path, seed: u64, count: usize) -> Maildir {
     md.subscribe(&["INBOX", "Sent", "Drafts", "Entwürfe", "Archive/2024"]);
     md
 }
+
+/// Writes an mbox file: each message after a `From ` separator line with
+/// its date (INTERNALDATE), body lines starting with "From " quoted as
+/// ">From ", a blank line between messages. Messages are taken as LF text.
+pub fn write_mbox(path: &Path, messages: &[(i64, Vec<u8>)]) {
+    let mut out = Vec::new();
+    for (secs, bytes) in messages {
+        // asctime form: "Thu Jan  1 00:00:00 1970".
+        let d = rfc2822(*secs); // "Thu, 1 Jan 1970 00:00:00 +0000"
+        let f: Vec<&str> = d.split(' ').collect();
+        out.extend_from_slice(
+            format!(
+                "From sender@example.org {} {} {:>2} {} {}\n",
+                &f[0][..3],
+                f[2],
+                f[1],
+                f[4],
+                f[3]
+            )
+            .as_bytes(),
+        );
+        for line in bytes.split_inclusive(|&c| c == b'\n') {
+            if line.starts_with(b"From ") {
+                out.push(b'>');
+            }
+            out.extend_from_slice(line);
+        }
+        if !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).expect("mkdir for mbox");
+    }
+    fs::write(path, out).expect("write mbox");
+}

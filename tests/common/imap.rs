@@ -206,6 +206,7 @@ struct Server {
     stdin: Option<ChildStdin>,
     reader: BufReader<ChildStdout>,
     log: Arc<Mutex<Vec<u8>>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
     done: Arc<AtomicBool>,
     _conf: tempfile::TempDir,
     ownership: Ownership,
@@ -252,7 +253,7 @@ impl Server {
         let mut stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let log2 = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = stderr.read(&mut buf) {
                 if n == 0 {
@@ -281,6 +282,7 @@ impl Server {
             stdin: Some(stdin),
             reader,
             log,
+            log_reader: Some(log_reader),
             done,
             _conf: conf,
             ownership,
@@ -291,16 +293,33 @@ impl Server {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
+    /// The whole log of a server that has stopped talking: waits briefly
+    /// for it to exit (killing it otherwise) and for its stderr to drain.
+    fn log_after_exit(&mut self) -> String {
+        self.stdin.take();
+        let start = Instant::now();
+        while let Ok(None) = self.child.try_wait() {
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(h) = self.log_reader.take() {
+            let _ = h.join();
+        }
+        self.log()
+    }
+
     /// Waits for the process to exit, gives the tree back, returns the log.
     fn finish(mut self) -> Result<String> {
         // EOF on stdin ends a session that did not log out.
         self.stdin.take();
         let status = self.child.wait()?;
-        self.done.store(true, Ordering::Relaxed);
-        // Give the stderr thread a moment to drain the pipe.
-        std::thread::sleep(Duration::from_millis(20));
+        let log = self.log_after_exit();
         self.ownership.restore();
-        let log = self.log();
         if !status.success() {
             bail!("Dovecot exited with {status}; log:\n{log}");
         }
@@ -573,7 +592,7 @@ impl Session {
             let start = buf.len();
             let n = server.reader.read_until(b'\n', &mut buf)?;
             if n == 0 {
-                let log = server.log();
+                let log = server.log_after_exit();
                 bail!("Dovecot closed the connection; log:\n{log}");
             }
             match trailing_literal(&buf[start..]) {
@@ -581,7 +600,7 @@ impl Session {
                     let old = buf.len();
                     buf.resize(old + len, 0);
                     if let Err(e) = server.reader.read_exact(&mut buf[old..]) {
-                        let log = server.log();
+                        let log = server.log_after_exit();
                         bail!("reading a {len}-byte literal: {e}; Dovecot log:\n{log}");
                     }
                 }
