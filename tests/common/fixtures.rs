@@ -125,11 +125,16 @@ pub fn set_mtime(path: &Path, secs: i64) {
 }
 
 /// The Maildir++ directory name of a UTF-8 folder name with `/` separators
-/// ("Archive/2024" → ".Archive.2024", "Entwürfe" → ".Entw&APw-rfe").
+/// ("Archive/2024" → ".Archive.2024", "Entwürfe" → ".Entw&APw-rfe"). A `.`
+/// inside a part cannot be written: Maildir++ would read it as a level.
 pub fn folder_dir_name(name: &str) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         return String::new();
     }
+    assert!(
+        !name.contains('.'),
+        "{name:?}: a '.' is the Maildir++ hierarchy separator"
+    );
     let parts: Vec<String> = name.split('/').map(mutf7::encode).collect();
     format!(".{}", parts.join("."))
 }
@@ -545,4 +550,11 @@ pub fn write_mbox(path: &Path, messages: &[(i64, Vec<u8>)]) {
         fs::create_dir_all(dir).expect("mkdir for mbox");
     }
     fs::write(path, out).expect("write mbox");
+}
+
+/// Has Dovecot index `location` once, as a live server would have: it
+/// writes dovecot-uidlist (assigning UIDs and UIDVALIDITY), dovecot-uidvalidity
+/// and its index files.
+pub fn index_with_dovecot(location: &str) {
+    super::snapshot::snapshot(location);
 }

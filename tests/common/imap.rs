@@ -20,8 +20,19 @@ use super::mutf7;
 #[allow(unused_imports)]
 pub use super::snapshot::{assert_same, diff, snapshot, MailSnapshot, MailboxState, MessageState};
 
-pub const IMAP_BINARY: &str = "/usr/lib/dovecot/imap";
-pub const POP3_BINARY: &str = "/usr/lib/dovecot/pop3";
+/// Dovecot's IMAP server; env `DSYNC_TEST_DOVECOT_IMAP` overrides the path.
+pub fn imap_binary() -> String {
+    std::env::var("DSYNC_TEST_DOVECOT_IMAP").unwrap_or_else(|_| "/usr/lib/dovecot/imap".into())
+}
+
+/// Dovecot's POP3 server (optional): its path beside the IMAP server's.
+pub fn pop3_binary() -> String {
+    let imap = imap_binary();
+    match imap.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/pop3"),
+        None => "pop3".into(),
+    }
+}
 
 /// A session that takes longer than this is considered hung and killed.
 const SESSION_DEADLINE: Duration = Duration::from_secs(600);
@@ -29,15 +40,23 @@ const SESSION_DEADLINE: Duration = Duration::from_secs(600);
 /// True when Dovecot's IMAP server is installed. When it is not, prints a
 /// loud SKIPPING line and returns false so the caller can return early; on
 /// CI (env `CI` set) it panics instead, because CI must run these tests.
-pub fn dovecot_available(test: &str) -> bool {
-    if Path::new(IMAP_BINARY).exists() {
+pub fn dovecot_available(context: &str) -> bool {
+    let imap = imap_binary();
+    if Path::new(&imap).exists() {
         return true;
     }
-    let why = format!("{IMAP_BINARY} is missing; `apt-get install dovecot-imapd`");
+    // libtest names the thread after the test.
+    let test = std::thread::current().name().unwrap_or(context).to_string();
+    let why = format!("{imap} is missing; `apt-get install dovecot-imapd`");
     if std::env::var_os("CI").is_some() {
         panic!("{test}: dovecot-imapd is required on CI: {why}");
     }
-    eprintln!("SKIPPING {test}: dovecot-imapd not installed ({why})");
+    // Straight to the process's stderr: eprintln! would be captured and
+    // shown only for failing tests, and a skip must not go unnoticed.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPING {test}: dovecot-imapd not installed ({why})"
+    );
     false
 }
 
@@ -562,7 +581,7 @@ pub fn imap_session(location: &str) -> Session {
 
 impl Session {
     pub fn open(location: &str) -> Result<Session> {
-        let server = Server::start(IMAP_BINARY, location)?;
+        let server = Server::start(&imap_binary(), location)?;
         let mut s = Session {
             server: Some(server),
             tag: 0,
@@ -759,11 +778,11 @@ pub fn log_problems(log: &str) -> Vec<&str> {
 /// POP3 UIDLs (`UIDL` listing: message number and UIDL) of INBOX, or
 /// `None` when dovecot-pop3d is not installed (it is optional).
 pub fn pop3_uidls(location: &str) -> Option<Vec<(u32, String)>> {
-    if !Path::new(POP3_BINARY).exists() {
+    if !Path::new(&pop3_binary()).exists() {
         return None;
     }
     let run = || -> Result<Vec<(u32, String)>> {
-        let mut s = Server::start(POP3_BINARY, location)?;
+        let mut s = Server::start(&pop3_binary(), location)?;
         let stdin = s.stdin.as_mut().context("stdin closed")?;
         stdin.write_all(b"UIDL\r\nQUIT\r\n")?;
         stdin.flush()?;
