@@ -88,7 +88,7 @@ fn source_already_indexed_by_dovecot() {
     let t = tempdir();
     let (src, dst) = pair(t.path());
     typical_maildir(&src.root, 11, 30);
-    snapshot(&src.location());
+    index_with_dovecot(&src.location());
     let s = backup_and_check(t.path(), &src, &dst);
     assert_eq!(s.message_count(), 30 + 3 + 1 + 4);
 }
@@ -422,7 +422,7 @@ fn reverse_backup_restores_into_the_configured_location() {
     // A (the configured location) has other mail; B is the backup.
     typical_maildir(&a.root, 91, 6);
     typical_maildir(&b.root, 92, 15);
-    snapshot(&b.location());
+    index_with_dovecot(&b.location());
     let guard = SourceGuard::new(&b.root);
     backup(t.path(), &a.location(), &["-R"], &b.location()).expect_ok();
     guard.assert_untouched();
@@ -451,7 +451,7 @@ fn mailbox_option_limits_the_backup() {
     let t = tempdir();
     let (src, dst) = pair(t.path());
     typical_maildir(&src.root, 101, 10);
-    snapshot(&src.location());
+    index_with_dovecot(&src.location());
     let guard = SourceGuard::new(&src.root);
     backup(
         t.path(),

@@ -24,7 +24,7 @@ fn cp_a(from: &Path, to: &Path) {
 /// An indexed Maildir and a `cp -a` copy of it.
 fn indexed_pair(t: &Path) -> (Maildir, Maildir) {
     let a = typical_maildir(&t.join("a"), 7, 15);
-    snapshot(&a.location());
+    index_with_dovecot(&a.location());
     cp_a(&a.root, &t.join("b"));
     (a, Maildir::at(t.join("b")))
 }
