@@ -51,6 +51,7 @@ fn backup_and_check(t: &Path, src: &Maildir, dst: &Maildir) -> MailSnapshot {
         dst.root.join("cur").is_dir(),
         "DEST has no INBOX after backup"
     );
+    assert_uidvalidity_pinned(src, dst);
 
     let first = listing(&dst.root);
     backup(t, &src.location(), &[], &dst.location()).expect_ok();
@@ -76,6 +77,35 @@ fn backup_and_check(t: &Path, src: &Maildir, dst: &Maildir) -> MailSnapshot {
     );
     assert_same(&s, &snapshot(&dst.location()));
     s
+}
+
+/// Every folder of SRC has a dovecot-uidlist on both sides, with the same
+/// UIDVALIDITY. Without one, Dovecot would pick UIDVALIDITY and UIDs itself
+/// when it first opens the folder, and the two sides would drift apart
+/// (two Dovecots indexing within the same second pick the same values, so
+/// comparing snapshots alone would miss this).
+fn assert_uidvalidity_pinned(src: &Maildir, dst: &Maildir) {
+    for (path, e) in listing(&src.root) {
+        if e.kind != 'd' || !(path == "cur" || path.ends_with("/cur")) {
+            continue;
+        }
+        let folder = path.trim_end_matches("cur").trim_end_matches('/');
+        let read = |root: &Path| {
+            let f = root.join(folder).join("dovecot-uidlist");
+            let text = fs::read_to_string(&f)
+                .unwrap_or_else(|e| panic!("{}: {e} (UIDs are not pinned)", f.display()));
+            tree::parse_uidlist(&text).0
+        };
+        let (s, d) = (read(&src.root), read(&dst.root));
+        assert!(
+            s.is_some(),
+            "{folder:?}: source dovecot-uidlist has no UIDVALIDITY"
+        );
+        assert_eq!(
+            s, d,
+            "{folder:?}: UIDVALIDITY in source and DEST dovecot-uidlist"
+        );
+    }
 }
 
 fn pair(t: &Path) -> (Maildir, Maildir) {

@@ -480,3 +480,26 @@ fn pop3_uidls_are_snapshotted_when_pop3_is_installed() {
     let c = snapshot(&Maildir::at(t.path().join("copy")).location());
     expect_diff(&s, &c, &["POP3 UIDLs differ"]);
 }
+
+/// The judge must not disturb what it judges: message files keep their
+/// names (new/ stays new/), inodes, mtimes and bytes.
+#[test]
+fn snapshot_leaves_message_files_alone() {
+    require_dovecot!();
+    let t = tempdir();
+    let md = typical_maildir(&t.path().join("m"), 5, 18);
+    let messages = |l: Listing| -> Listing {
+        l.into_iter()
+            .filter(|(p, e)| e.kind == 'f' && (p.contains("cur/") || p.contains("new/")))
+            .collect()
+    };
+    let before = messages(listing(&md.root));
+    assert!(before.keys().any(|p| p.starts_with("new/")));
+    snapshot(&md.location());
+    snapshot(&md.location());
+    tree::assert_unchanged(
+        "messages after two snapshots",
+        &before,
+        &messages(listing(&md.root)),
+    );
+}

@@ -775,44 +775,71 @@ pub fn log_problems(log: &str) -> Vec<&str> {
         .collect()
 }
 
-/// POP3 UIDLs (`UIDL` listing: message number and UIDL) of INBOX, or
-/// `None` when dovecot-pop3d is not installed (it is optional).
+/// POP3 UIDLs (`UIDL` listing: message number and UIDL) of a Maildir's
+/// INBOX, or `None` when dovecot-pop3d is not installed (it is optional)
+/// or the location is not a Maildir.
+///
+/// A POP3 session opens INBOX read-write, and Dovecot then moves `new/`
+/// to `cur/`: so it runs on a copy of INBOX, never on the tree under test.
 pub fn pop3_uidls(location: &str) -> Option<Vec<(u32, String)>> {
-    if !Path::new(&pop3_binary()).exists() {
+    if !Path::new(&pop3_binary()).exists() || !location.starts_with("maildir:") {
         return None;
     }
     let run = || -> Result<Vec<(u32, String)>> {
-        let mut s = Server::start(&pop3_binary(), location)?;
+        let root = location_paths(location)
+            .into_iter()
+            .next()
+            .context("no Maildir root")?;
+        let copy = tempfile::Builder::new().prefix("dovecot-pop3-").tempdir()?;
+        std::fs::set_permissions(copy.path(), std::fs::Permissions::from_mode(0o755))?;
+        let mut cp = Command::new("cp");
+        cp.arg("-a");
+        for e in std::fs::read_dir(&root)? {
+            let e = e?;
+            let name = e.file_name();
+            let is_inbox_part = matches!(name.to_str(), Some("cur" | "new" | "tmp"))
+                || (e.file_type()?.is_file() && name.to_string_lossy().starts_with("dovecot"));
+            if is_inbox_part {
+                cp.arg(e.path());
+            }
+        }
+        let st = cp.arg(copy.path()).status()?;
+        if !st.success() {
+            bail!("copying INBOX of {} for POP3 failed", root.display());
+        }
+        let copy_location = format!("maildir:{}", copy.path().display());
+        let mut s = Server::start(&pop3_binary(), &copy_location)?;
         let stdin = s.stdin.as_mut().context("stdin closed")?;
         stdin.write_all(b"UIDL\r\nQUIT\r\n")?;
         stdin.flush()?;
+        // Preauthenticated POP3 sends no greeting: the first +OK is UIDL's.
         let mut out = Vec::new();
         let mut line = String::new();
-        let mut in_list = false;
+        let mut state = 0; // 0: before UIDL's +OK, 1: in the listing, 2: after
         loop {
             line.clear();
             if s.reader.read_line(&mut line)? == 0 {
                 break;
             }
             let l = line.trim_end();
-            if in_list {
-                if l == "." {
-                    in_list = false;
-                    continue;
-                }
-                let (n, u) = l.split_once(' ').context("bad UIDL line")?;
-                out.push((n.parse()?, u.to_string()));
-            } else if l.starts_with("+OK")
-                && out.is_empty()
-                && !l.contains("Logged")
-                && !l.contains("Logging")
-            {
-                in_list = true;
-            } else if l.starts_with("-ERR") {
+            if l.starts_with("-ERR") {
                 bail!("POP3 error {l:?}; log:\n{}", s.log());
             }
+            match state {
+                0 if l.starts_with("+OK") => state = 1,
+                1 if l == "." => state = 2,
+                1 => {
+                    let (n, u) = l.split_once(' ').context("bad UIDL line")?;
+                    out.push((n.parse()?, u.to_string()));
+                }
+                _ => {}
+            }
         }
-        s.finish()?;
+        let log = s.finish()?;
+        let problems = log_problems(&log);
+        if !problems.is_empty() {
+            bail!("Dovecot's POP3 complained:\n  {}", problems.join("\n  "));
+        }
         Ok(out)
     };
     Some(run().unwrap_or_else(|e| panic!("POP3 UIDL on {location}: {e:#}")))
