@@ -590,12 +590,10 @@ fn corrupt_source_uidlist_fails_and_changes_nothing() {
     md.folder("Other")
         .put(&Msg::new(g.message(600, Eol::Crlf)).flags("S"));
     let uidlist = src.root.join("dovecot-uidlist");
-    fs::write(
-        &uidlist,
-        "3 V1 N10 G0123456789abcdef0123456789abcdef\n9 :b\n7 :a\n",
-    )
-    .unwrap();
-    // DEST: an earlier copy of the source, which must survive the failure.
+    let header = "3 V1 N10 G0123456789abcdef0123456789abcdef\n";
+    fs::write(&uidlist, format!("{header}7 :a\n9 :b\n")).unwrap();
+    // DEST: an earlier copy of the source (with a sound uidlist), which
+    // must survive the failure.
     let st = std::process::Command::new("cp")
         .arg("-a")
         .arg(&src.root)
@@ -603,6 +601,8 @@ fn corrupt_source_uidlist_fails_and_changes_nothing() {
         .status()
         .unwrap();
     assert!(st.success());
+    // Then the source's uidlist breaks: UID 7 after UID 9, on line 3.
+    fs::write(&uidlist, format!("{header}9 :b\n7 :a\n")).unwrap();
     md.inbox()
         .put(&Msg::new(g.message(600, Eol::Crlf)).base("c"));
 
