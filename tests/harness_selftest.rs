@@ -503,3 +503,14 @@ fn snapshot_leaves_message_files_alone() {
         &messages(listing(&md.root)),
     );
 }
+
+#[test]
+fn listings_leave_out_the_engine_lock_file() {
+    let t = tempdir();
+    let md = typical_maildir(&t.path().join("m"), 3, 2);
+    let g = tree::SourceGuard::new(&md.root);
+    let before = listing(&md.root);
+    fs::write(md.root.join("dsync.lock"), "123\n").unwrap();
+    assert!(changes(&before, &listing(&md.root)).is_empty());
+    g.assert_untouched();
+}

@@ -27,11 +27,20 @@ pub struct Entry {
 /// Paths relative to the root ("" is the root itself), sorted.
 pub type Listing = BTreeMap<String, Entry>;
 
-/// Lists `root` recursively, hashing every regular file.
+/// dsync's own bookkeeping at a store's root (src/lock.rs: the run lock,
+/// rewritten with the holder's pid on every run). It is not mail, so
+/// listings leave it out.
+pub const ENGINE_OWN_FILES: &[&str] = &["dsync.lock"];
+
+/// Lists `root` recursively, hashing every regular file; leaves out
+/// [`ENGINE_OWN_FILES`].
 pub fn listing(root: &Path) -> Listing {
     let mut out = Listing::new();
     super::imap::walk(root, &mut |p, m| {
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if ENGINE_OWN_FILES.contains(&rel.as_str()) {
+            return Ok(());
+        }
         let kind = if m.is_dir() {
             'd'
         } else if m.is_file() {
