@@ -27,6 +27,7 @@ pub struct DotLock {
     lock: PathBuf,
     target: PathBuf,
     file: Option<File>,
+    touched: Instant,
 }
 
 impl DotLock {
@@ -50,6 +51,7 @@ impl DotLock {
                         lock,
                         target: target.to_path_buf(),
                         file: Some(file),
+                        touched: Instant::now(),
                     })
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -80,6 +82,17 @@ impl DotLock {
                     return Err(e).with_context(|| format!("creating lock {}", lock.display()))
                 }
             }
+        }
+    }
+
+    /// Keeps a long-held lock from looking stale to others (Dovecot
+    /// overrides locks untouched for two minutes). Cheap to call often.
+    pub fn keep_alive(&mut self) {
+        if self.touched.elapsed() > Duration::from_secs(20) {
+            if let Some(f) = &self.file {
+                let _ = f.set_modified(SystemTime::now());
+            }
+            self.touched = Instant::now();
         }
     }
 

@@ -24,3 +24,18 @@ pub use filename::Layout;
 pub use options::{IndexDir, MaildirOptions};
 pub use store::MaildirStore;
 pub use update::{MailboxUpdate, SaveHandle};
+
+/// The mailbox changed under us (another program delivered, expunged or
+/// renamed files meanwhile) so the operation could not be done now; running
+/// again fixes it. Callers find it with `err.downcast_ref::<ChangedMeanwhile>()`
+/// (the engine's exit code 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedMeanwhile(pub String);
+
+impl std::fmt::Display for ChangedMeanwhile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChangedMeanwhile {}

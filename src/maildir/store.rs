@@ -11,6 +11,7 @@ use super::options::MaildirOptions;
 use super::scan::{self, FileMap};
 use super::subscriptions::{self, Subscriptions};
 use super::uidlist::{self, Uidlist};
+use super::ChangedMeanwhile;
 use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -327,10 +328,11 @@ impl MaildirStore {
                 Err(missing) => last_err = Some(missing),
             }
         }
-        bail!(
+        Err(ChangedMeanwhile(format!(
             "mailbox {name} keeps changing while it is read (last: {} vanished); try again",
             last_err.unwrap_or_default()
-        )
+        ))
+        .into())
     }
 
     fn try_snapshot(
@@ -413,11 +415,12 @@ impl MaildirStore {
         if let Some(loc) = scan::scan_folder(&mail_dir)?.get(&base) {
             return Ok(path_of(loc));
         }
-        bail!(
+        Err(ChangedMeanwhile(format!(
             "message UID {uid} in mailbox {name} vanished: no file {base}* in {} \
              (expunged or moved by another program meanwhile)",
             mail_dir.display()
-        )
+        ))
+        .into())
     }
 
     /// The message's file, opened, and its size.
@@ -434,7 +437,10 @@ impl MaildirStore {
                 Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
             }
         }
-        bail!("message UID {uid} in mailbox {name} keeps moving while it is opened; try again")
+        Err(ChangedMeanwhile(format!(
+            "message UID {uid} in mailbox {name} keeps moving while it is opened; try again"
+        ))
+        .into())
     }
 
     pub fn subscriptions(&self) -> Result<Vec<MailboxName>> {

@@ -393,11 +393,9 @@ fn vanished_message_error() {
     fs::rename(root.join("cur/1.M1P1.h:2,"), root.join("cur/1.M1P1.h:2,S")).unwrap();
     assert!(s.open_message(&MailboxName::inbox(), 1).is_ok());
     fs::remove_file(root.join("cur/1.M1P1.h:2,S")).unwrap();
-    let e = s
-        .open_message(&MailboxName::inbox(), 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("vanished"), "{e}");
+    let e = s.open_message(&MailboxName::inbox(), 1).unwrap_err();
+    assert!(e.downcast_ref::<ChangedMeanwhile>().is_some());
+    assert!(e.to_string().contains("vanished"), "{e}");
 }
 
 /// `cargo test --release -- --ignored million --nocapture`: timings for a
@@ -464,4 +462,28 @@ fn hundred_thousand_files_timing() {
     let commit = t.elapsed();
     assert_eq!(snap.messages.len(), 100_000);
     eprintln!("assign UIDs {first:?}, snapshot (cached scan) {snap_t:?}, cold snapshot {cold:?}, one-flag commit {commit:?}");
+}
+
+#[test]
+fn uid_taken_meanwhile_is_a_retryable_error() {
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let root = s.options().root.clone();
+    s.create_mailbox(&inbox, MailboxGuid([1; 16]), 5).unwrap();
+    let mut u = s.update(&inbox).unwrap();
+    save(&mut u, &rec(1, "mine", b"m"), b"m");
+    // Another program assigns UID 1 to its own delivery meanwhile.
+    fs::write(root.join("cur/9.M1P1.x:2,"), "o").unwrap();
+    fs::write(
+        root.join("dovecot-uidlist"),
+        format!("3 V5 N2 G{}\n1 :9.M1P1.x\n", MailboxGuid([1; 16]).to_hex()),
+    )
+    .unwrap();
+    let e = u.commit().unwrap_err();
+    assert!(e.downcast_ref::<ChangedMeanwhile>().is_some(), "{e}");
+    assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
+    assert!(!root.join("dovecot-uidlist.lock").exists());
+    let snap = s.snapshot(&inbox).unwrap();
+    assert_eq!(snap.messages.len(), 1);
+    assert_eq!(snap.messages[0].guid, "9.M1P1.x");
 }

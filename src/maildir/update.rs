@@ -15,6 +15,7 @@ use super::keywords::{self, Keywords};
 use super::scan::{self, FileLoc};
 use super::store::{info_of, io_ctx, Folder, MaildirStore};
 use super::uidlist::{self, valid_ext_value, Uidlist, UidlistRecord};
+use super::ChangedMeanwhile;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord, Uid};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -428,7 +429,7 @@ impl<'a> MailboxUpdate<'a> {
         let ctl = self.store.opts.control_dir(&name)?;
         fs::create_dir_all(&ctl).with_context(|| io_ctx("creating", &ctl))?;
         let uidlist_path = ctl.join(uidlist::FILE_NAME);
-        let lock = DotLock::acquire(&uidlist_path)?;
+        let mut lock = DotLock::acquire(&uidlist_path)?;
 
         // The folder as it is now, under the lock: others may have
         // delivered, expunged or changed flags since we last looked.
@@ -453,11 +454,12 @@ impl<'a> MailboxUpdate<'a> {
         scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
         for s in &self.saves {
             if list.find_uid(s.rec.uid).is_some() {
-                bail!(
+                return Err(ChangedMeanwhile(format!(
                     "mailbox {name}: UID {} was taken by another program while dsync was \
                      saving; nothing was changed, run again",
                     s.rec.uid
-                );
+                ))
+                .into());
             }
         }
 
@@ -499,31 +501,50 @@ impl<'a> MailboxUpdate<'a> {
         let mut touched_new = false;
         let mut touched_cur = false;
 
-        // Expunges.
+        // Expunges. A file renamed meanwhile (a client changed its flags)
+        // is looked up again: leaving it would bring the message back
+        // under a new UID.
+        let mut gone: HashSet<Uid> = HashSet::new();
         for uid in &self.expunges {
+            lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
                 continue;
             };
             let base = list.records[i].filename.clone();
-            if let Some(loc) = files.remove(&base) {
+            for attempt in 0..3 {
+                let Some(loc) = files.get(&base).cloned() else {
+                    break;
+                };
                 let p = loc_path(&self.mail_dir, &loc);
                 match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Ok(()) => {
+                        files.remove(&base);
+                        if loc.in_new {
+                            touched_new = true;
+                        } else {
+                            touched_cur = true;
+                        }
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound && attempt < 2 => {
+                        files = scan::scan_folder(&self.mail_dir)?;
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        files.remove(&base);
+                    }
                     Err(e) => return Err(e).with_context(|| io_ctx("removing", &p)),
                 }
-                if loc.in_new {
-                    touched_new = true;
-                } else {
-                    touched_cur = true;
-                }
             }
-            list.records.remove(i);
+            gone.insert(*uid);
+        }
+        if !gone.is_empty() {
+            list.records.retain(|r| !gone.contains(&r.uid));
         }
 
         // Flag changes: rename within cur/ (a file in new/ moves to cur/,
         // as Dovecot does once a message has flags).
         for (uid, (flags, _)) in &self.flags {
+            lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
                 continue;
             };
@@ -585,6 +606,7 @@ impl<'a> MailboxUpdate<'a> {
 
         // INTERNALDATE changes.
         for (uid, secs) in &self.dates {
+            lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
                 continue;
             };
@@ -604,6 +626,7 @@ impl<'a> MailboxUpdate<'a> {
         let mut inserted_low = false;
         let saves = std::mem::take(&mut self.saves);
         for (s, mask) in saves.iter().zip(save_masks) {
+            lock.keep_alive();
             let size = s.rec.size;
             let vsize = s.vsize;
             let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| files.contains_key(b));
