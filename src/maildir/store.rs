@@ -277,13 +277,16 @@ impl MaildirStore {
                     MailboxGuid::generate().context("generating a mailbox GUID")?,
                 ),
             };
+            let complete = list.version == 3 && list.guid.is_some();
             if list.guid.is_none() {
                 list.guid = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
             }
             list.version = 3;
-            scan::reconcile(&mut list, &files, 1);
-            lock.replace(&list.to_bytes())?;
-            fsutil::fsync_dir(&ctl)?;
+            let changed = scan::reconcile(&mut list, &files, 1).changed();
+            if created || !complete || changed {
+                lock.replace(&list.to_bytes())?;
+                fsutil::fsync_dir(&ctl)?;
+            }
             if created {
                 // Any Dovecot index left behind describes a uidlist that is
                 // gone; let Dovecot rebuild it from ours.
