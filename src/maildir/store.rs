@@ -67,10 +67,10 @@ impl MaildirStore {
     /// Opens the store at `opts.root`. With `create`, a missing root is
     /// created (with INBOX); without it, the root must exist.
     pub fn open(opts: MaildirOptions, create: bool) -> Result<Self> {
-        if !matches!(opts.alt_char, None | Some(':')) {
+        if opts.alt_char == '.' || opts.alt_char == '/' || opts.alt_char.is_control() {
             bail!(
-                "mail location {}: an info separator other than ':' is not supported",
-                opts.root.display()
+                "dsync_alt_char {:?} cannot replace characters in mailbox names",
+                opts.alt_char
             );
         }
         match fs::metadata(&opts.root) {
@@ -101,6 +101,18 @@ impl MaildirStore {
 
     pub fn options(&self) -> &MaildirOptions {
         &self.opts
+    }
+
+    /// Whether this store can hold a mailbox with this name as it is.
+    pub fn is_storable(&self, name: &MailboxName) -> bool {
+        super::filename::check_name(name, self.opts.layout).is_ok()
+    }
+
+    /// The name under which this store would keep a mailbox called `name`
+    /// on the other side: `name` itself when storable, else Dovecot's dsync
+    /// repair with `alt_char` (see [`super::filename::fix_name`]).
+    pub fn storable_name(&self, name: &MailboxName) -> MailboxName {
+        super::filename::fix_name(name, self.opts.layout, self.opts.alt_char)
     }
 
     /// Dovecot creates INBOX on first access; so do we.
