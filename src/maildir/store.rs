@@ -34,6 +34,8 @@ pub(crate) struct Folder {
 pub struct MaildirStore {
     pub(crate) opts: MaildirOptions,
     pub(crate) folders: HashMap<MailboxName, Folder>,
+    /// Changes commits had to leave out (see [`MaildirStore::take_skipped`]).
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Dovecot's per-folder index files: removed when our uidlist would
@@ -92,6 +94,7 @@ impl MaildirStore {
         let store = MaildirStore {
             opts,
             folders: HashMap::new(),
+            skipped: Vec::new(),
         };
         if create {
             store.ensure_inbox_dirs()?;
@@ -101,6 +104,14 @@ impl MaildirStore {
 
     pub fn options(&self) -> &MaildirOptions {
         &self.opts
+    }
+
+    /// Changes that commits left out since the last call: a message
+    /// expunged or renamed by another program before its flags or date
+    /// could be set, a keyword Maildir cannot store. Non-empty means "synced
+    /// without errors, but running again may find more to do" (exit 2).
+    pub fn take_skipped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Whether this store can hold a mailbox with this name as it is.

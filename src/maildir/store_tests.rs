@@ -487,3 +487,27 @@ fn uid_taken_meanwhile_is_a_retryable_error() {
     assert_eq!(snap.messages.len(), 1);
     assert_eq!(snap.messages[0].guid, "9.M1P1.x");
 }
+
+#[test]
+fn changes_left_out_are_reported() {
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let root = s.options().root.clone();
+    fs::write(root.join("cur/1.M1P1.h:2,"), "x").unwrap();
+    s.snapshot(&inbox).unwrap();
+    let mut u = s.update(&inbox).unwrap();
+    u.set_flags(1, Flags::SEEN, &[]).unwrap();
+    assert!(u
+        .set_flags(2, Flags::SEEN, &[])
+        .unwrap_err()
+        .downcast_ref::<ChangedMeanwhile>()
+        .is_some());
+    save(&mut u, &rec(2, "bad guid", b"y"), b"y");
+    fs::remove_file(root.join("cur/1.M1P1.h:2,")).unwrap();
+    u.commit().unwrap();
+    let skipped = s.take_skipped();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0].contains("UID 1"), "{skipped:?}");
+    assert!(skipped[1].contains("bad guid"), "{skipped:?}");
+    assert!(s.take_skipped().is_empty());
+}

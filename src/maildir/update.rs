@@ -357,7 +357,11 @@ impl<'a> MailboxUpdate<'a> {
             return Ok(());
         }
         if self.folder().list.find_uid(uid).is_none() {
-            bail!("mailbox {}: no message with UID {uid}", self.name);
+            return Err(ChangedMeanwhile(format!(
+                "mailbox {}: no message with UID {uid} (expunged meanwhile?)",
+                self.name
+            ))
+            .into());
         }
         self.flags.insert(uid, (flags, kw));
         Ok(())
@@ -467,18 +471,20 @@ impl<'a> MailboxUpdate<'a> {
         // cannot resolve yet.
         let (mut kw, kw_mtime) = self.store.read_keywords(&name)?;
         let kw_before = kw.clone();
-        let mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
+        // What could not be done, for the caller's exit status.
+        let mut skipped: Vec<String> = Vec::new();
+        let mut mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
             let mut m = 0u32;
             for n in names {
                 if !keywords::valid_keyword(n) {
-                    tracing::warn!("mailbox {name}: keyword {n:?} cannot be stored; skipped");
+                    skipped.push(format!("mailbox {name}: keyword {n:?} cannot be stored"));
                     continue;
                 }
                 match kw.get_or_add(n) {
                     Some(i) => m |= 1 << i,
-                    None => tracing::warn!(
+                    None => skipped.push(format!(
                         "mailbox {name}: more than 26 keywords; Maildir cannot store {n:?}"
-                    ),
+                    )),
                 }
             }
             m
@@ -546,6 +552,9 @@ impl<'a> MailboxUpdate<'a> {
         for (uid, (flags, _)) in &self.flags {
             lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
+                skipped.push(format!(
+                    "mailbox {name}: message UID {uid} was expunged before its flags could be set"
+                ));
                 continue;
             };
             let base = list.records[i].filename.clone();
@@ -598,9 +607,9 @@ impl<'a> MailboxUpdate<'a> {
                 }
             }
             if !renamed {
-                tracing::warn!(
+                skipped.push(format!(
                     "mailbox {name}: message UID {uid} vanished before its flags could be set"
-                );
+                ));
             }
         }
 
@@ -608,15 +617,18 @@ impl<'a> MailboxUpdate<'a> {
         for (uid, secs) in &self.dates {
             lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
+                skipped.push(format!(
+                    "mailbox {name}: message UID {uid} was expunged before its date could be set"
+                ));
                 continue;
             };
             if let Some(loc) = files.get(&list.records[i].filename) {
                 let p = loc_path(&self.mail_dir, loc);
                 match OpenOptions::new().write(true).open(&p) {
                     Ok(f) => set_times(&f, *secs, &p)?,
-                    Err(e) if e.kind() == ErrorKind::NotFound => tracing::warn!(
+                    Err(e) if e.kind() == ErrorKind::NotFound => skipped.push(format!(
                         "mailbox {name}: message UID {uid} vanished before its date could be set"
-                    ),
+                    )),
                     Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
                 }
             }
@@ -630,6 +642,12 @@ impl<'a> MailboxUpdate<'a> {
             let size = s.rec.size;
             let vsize = s.vsize;
             let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| files.contains_key(b));
+            if g.is_none() && base != s.rec.guid && !s.rec.guid.is_empty() {
+                skipped.push(format!(
+                    "mailbox {name}: message GUID {:?} cannot be kept (UID {} is now {base})",
+                    s.rec.guid, s.rec.uid
+                ));
+            }
             let mut fname = MaildirFileName {
                 stem: base.clone(),
                 info: filename::Info::None,
@@ -708,6 +726,10 @@ impl<'a> MailboxUpdate<'a> {
             self.store.remove_dovecot_index(&name)?;
         }
         tracing::debug!("mailbox {name}: committed {:?}", info_of(&name, &list));
+        for m in &skipped {
+            tracing::warn!("{m}");
+        }
+        self.store.skipped.extend(skipped);
         self.store.folders.insert(
             name,
             Folder {
@@ -770,9 +792,6 @@ fn choose_base(
         }
     }
     let g = (!guid.is_empty() && valid_ext_value(guid)).then(|| guid.to_string());
-    if g.is_none() && !guid.is_empty() {
-        tracing::warn!("message GUID {guid:?} cannot be stored in dovecot-uidlist; it changes");
-    }
     loop {
         let cand = format!("{}{sizes}", generate_base());
         if !taken(&cand) {
