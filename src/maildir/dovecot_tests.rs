@@ -443,3 +443,133 @@ fn separate_control_and_index_dirs_with_fs_layout() {
     assert_eq!(got, vec![(1, "k"), (2, "")], "{out}");
     assert!(out.contains("[UIDNEXT 3]"), "{out}");
 }
+
+/// The child half of `concurrent_with_dovecot`: run as `nobody` (so the
+/// files it writes are Dovecot's too), saves messages the way the engine
+/// does, retrying when the mailbox changed under it.
+#[test]
+#[ignore]
+fn concurrent_child() {
+    let Ok(root) = std::env::var("DSYNC_MAILDIR_CHILD_ROOT") else {
+        return;
+    };
+    let mut s = MaildirStore::open(MaildirOptions::new(root), false).unwrap();
+    let inbox = MailboxName::inbox();
+    let mut retries = 0;
+    for i in 0..20u32 {
+        loop {
+            let next = s.snapshot(&inbox).unwrap().info.uidnext;
+            let body = format!("ours {i}\n");
+            let r = rec(next, &format!("ours-{i}"), body.as_bytes());
+            let mut u = s.update(&inbox).unwrap();
+            let mut h = match u.save_begin(&r) {
+                Ok(h) => h,
+                Err(e) if e.downcast_ref::<ChangedMeanwhile>().is_some() => {
+                    retries += 1;
+                    continue;
+                }
+                Err(e) => panic!("{e:#}"),
+            };
+            u.write_chunk(&mut h, body.as_bytes()).unwrap();
+            u.save_finish(h).unwrap();
+            match u.commit() {
+                Ok(()) => break,
+                Err(e) if e.downcast_ref::<ChangedMeanwhile>().is_some() => retries += 1,
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+    }
+    eprintln!("child: {retries} retries");
+}
+
+#[test]
+fn concurrent_with_dovecot() {
+    let Some(dv) = dovecot("") else { return };
+    dv.imap(&["SELECT INBOX"]);
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "maildir::dovecot_tests::concurrent_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DSYNC_MAILDIR_CHILD_ROOT", &dv.root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Dovecot appends at the same time.
+    let mut cmds = Vec::new();
+    for i in 0..20 {
+        cmds.push(format!(
+            "APPEND INBOX () {{{}}}\r\ntheirs {i}\n",
+            9 + i.to_string().len()
+        ));
+    }
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    dv.imap(&cmds);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child did not run:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "{}",
+        err.lines().find(|l| l.contains("retries")).unwrap_or("")
+    );
+
+    // Everything is there once, and Dovecot and we agree on every UID.
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID BODY.PEEK[])"]);
+    let mut ours: Vec<(u32, String)> = Vec::new();
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let snap = s.snapshot(&MailboxName::inbox()).unwrap();
+    for m in &snap.messages {
+        let (mut f, _) = s.open_message(&MailboxName::inbox(), m.uid).unwrap();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut f, &mut body).unwrap();
+        ours.push((m.uid, body));
+    }
+    assert_eq!(ours.len(), 40, "{ours:?}");
+    let mut bodies: Vec<&str> = ours.iter().map(|(_, b)| b.as_str()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 40);
+    let dovecot_uids: Vec<u32> = out
+        .lines()
+        .filter(|l| l.contains(" FETCH (UID "))
+        .map(|l| {
+            l.split("UID ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let our_uids: Vec<u32> = ours.iter().map(|(u, _)| *u).collect();
+    assert_eq!(dovecot_uids, our_uids);
+    for (uid, body) in &ours {
+        let marker = format!(
+            "* {} FETCH (UID {uid} BODY[] {{",
+            our_uids.iter().position(|u| u == uid).unwrap() + 1
+        );
+        let at = out
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{marker} not in\n{out}"));
+        // Dovecot serves LF as CRLF.
+        let served = body.replace('\n', "\r\n");
+        assert!(
+            out[at..].starts_with(&format!("{marker}{}}}\r\n{served})", served.len())),
+            "{}",
+            &out[at..at + 40]
+        );
+    }
+}

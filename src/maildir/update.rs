@@ -190,11 +190,19 @@ impl<'a> MailboxUpdate<'a> {
         if uid == 0 || uid == u32::MAX {
             bail!("mailbox {}: UID {uid} is not a valid UID", self.name);
         }
-        if self.save_uids.contains(&uid) || self.folder().list.find_uid(uid).is_some() {
+        if self.save_uids.contains(&uid) {
             bail!(
-                "mailbox {}: UID {uid} is already used; a save needs an unused UID",
+                "mailbox {}: UID {uid} is saved twice in one transaction",
                 self.name
             );
+        }
+        if self.folder().list.find_uid(uid).is_some() {
+            // Usually another program delivered meanwhile.
+            return Err(ChangedMeanwhile(format!(
+                "mailbox {}: UID {uid} is already used; a save needs an unused UID",
+                self.name
+            ))
+            .into());
         }
         Ok(())
     }
