@@ -657,3 +657,47 @@ fn concurrent_flag_changes() {
     );
     assert!(out.contains("[UIDNEXT 31]"), "{out}");
 }
+
+#[test]
+fn dovecot_lists_our_tree_changes() {
+    let Some(dv) = dovecot("") else { return };
+    // Dovecot builds its mailbox list index and STATUS cache first.
+    dv.imap(&[
+        "CREATE Old",
+        "CREATE Old/Child",
+        "CREATE Gone",
+        "APPEND Old () {3}\r\none",
+        "LIST \"\" *",
+        "STATUS Old (MESSAGES UIDNEXT UIDVALIDITY)",
+        "STATUS Gone (MESSAGES UIDNEXT UIDVALIDITY)",
+    ]);
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let n = |x: &str| MailboxName::parse(x, '/').unwrap();
+    s.rename_mailbox(&n("Old"), &n("New")).unwrap();
+    s.delete_mailbox(&n("Gone")).unwrap();
+    s.create_mailbox(&n("Fresh"), MailboxGuid([3; 16]), 31337)
+        .unwrap();
+    save(&mut s, &n("New"), &[(rec(5, "two", b"2\n"), b"2\n")]);
+    let out = dv.imap(&[
+        "LIST \"\" *",
+        "STATUS New (MESSAGES UIDNEXT)",
+        "STATUS Fresh (MESSAGES UIDNEXT UIDVALIDITY)",
+    ]);
+    let mut listed: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("* LIST"))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec!["Fresh", "INBOX", "New", "New/Child"], "{out}");
+    let status = |mbox: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("* STATUS {mbox} ")))
+            .unwrap_or_else(|| panic!("no STATUS {mbox} in\n{out}"))
+            .to_string()
+    };
+    assert!(status("New").contains("MESSAGES 2"), "{out}");
+    assert!(status("New").contains("UIDNEXT 6"), "{out}");
+    assert!(status("Fresh").contains("UIDVALIDITY 31337"), "{out}");
+    assert!(status("Fresh").contains("MESSAGES 0"), "{out}");
+}
