@@ -701,3 +701,35 @@ fn dovecot_lists_our_tree_changes() {
     assert!(status("Fresh").contains("UIDVALIDITY 31337"), "{out}");
     assert!(status("Fresh").contains("MESSAGES 0"), "{out}");
 }
+
+#[test]
+fn separate_inbox_dir() {
+    let Some(dv) = dovecot(":INBOX={base}/inbox") else {
+        return;
+    };
+    let out = dv.imap(&[
+        "APPEND INBOX (\\Seen) {3}\r\nin1",
+        "CREATE Sub",
+        "APPEND Sub () {3}\r\ns11",
+        "STATUS INBOX (UIDVALIDITY UIDNEXT)",
+    ]);
+    let mut o = MaildirOptions::new(&dv.root);
+    o.inbox = Some(dv.base.join("inbox"));
+    let mut s = MaildirStore::open(o, false).unwrap();
+    let infos = s.list_mailboxes().unwrap();
+    let names: Vec<String> = infos.iter().map(|i| i.name.to_string()).collect();
+    assert_eq!(names, vec!["INBOX", "Sub"]);
+    assert!(
+        out.contains(&format!("UIDVALIDITY {}", infos[0].uidvalidity)),
+        "{out}"
+    );
+    assert_eq!(infos[0].uidnext, 2);
+    assert!(dv.base.join("inbox/dovecot-uidlist").exists());
+    let snap = s.snapshot(&MailboxName::inbox()).unwrap();
+    assert_eq!(snap.messages.len(), 1);
+    assert_eq!(snap.messages[0].flags, Flags::SEEN);
+    save(&mut s, &MailboxName::inbox(), &[(rec(7, "x", b"x"), b"x")]);
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID)"]);
+    assert!(out.contains("[UIDNEXT 8]"), "{out}");
+    assert!(out.contains("FETCH (UID 7)"), "{out}");
+}
