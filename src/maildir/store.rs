@@ -586,6 +586,13 @@ impl MaildirStore {
         mkdir_p(&ctl)?;
         let list = Uidlist::new(uidvalidity, guid);
         fsutil::write_atomic(&uidlist_path, &list.to_bytes(), None)?;
+        // An index left from an earlier folder of this name would describe
+        // other messages.
+        if let Some(idx) = self.opts.index_dir(name)? {
+            if INDEX_FILES.iter().any(|f| idx.join(f).exists()) {
+                self.remove_dovecot_index(name)?;
+            }
+        }
         // cur/ last: the folder becomes visible only when it is complete.
         mkdir_p(&dir.join("cur"))?;
         fsutil::fsync_dir(&dir)?;

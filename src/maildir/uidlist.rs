@@ -182,6 +182,11 @@ impl Uidlist {
                 }
                 return perr(n, "empty line");
             }
+            if line.contains(&b'\r') {
+                // CRLF line ends (an edited file) would turn every file
+                // name into one that matches nothing.
+                return perr(n, "carriage return in line (edited with CRLF line ends?)");
+            }
             let rec = parse_record(line, list.version, n)?;
             if rec.uid <= prev {
                 return perr(
@@ -457,6 +462,7 @@ mod tests {
             (b"3 V1 N1\n1:a\n", 2),
             (b"3 V1 N1\n1 :a", 2),
             (b"3 V1 N1\n\n1 :a\n", 2),
+            (b"3 V1 N1\n1 :a\r\n", 2),
         ] {
             let e = Uidlist::parse(bad).unwrap_err();
             assert_eq!(e.line, line, "{:?}: {e}", String::from_utf8_lossy(bad));
