@@ -221,6 +221,13 @@ impl MaildirStore {
         Ok(out)
     }
 
+    /// One folder's numbers without listing its messages (reconciles the
+    /// folder like every read does).
+    pub fn mailbox_info(&mut self, name: &MailboxName) -> Result<MailboxInfo> {
+        let f = self.sync_folder(name)?;
+        Ok(info_of(name, &f.list))
+    }
+
     pub fn mailbox_exists(&self, name: &MailboxName) -> Result<bool> {
         if name.is_inbox() {
             return Ok(true);

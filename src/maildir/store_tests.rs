@@ -511,3 +511,14 @@ fn changes_left_out_are_reported() {
     assert!(skipped[1].contains("bad guid"), "{skipped:?}");
     assert!(s.take_skipped().is_empty());
 }
+
+#[test]
+fn store_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<MaildirStore>();
+    assert_send::<SaveHandle>();
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let info = s.mailbox_info(&MailboxName::inbox()).unwrap();
+    assert_eq!(info.uidnext, 1);
+    assert!(s.mailbox_info(&n("nope")).is_err());
+}
