@@ -26,9 +26,32 @@ pub use super::update::{MailboxUpdate, SaveHandle};
 #[derive(Clone, Debug)]
 pub(crate) struct Folder {
     pub list: Uidlist,
-    pub files: FileMap,
+    /// `locs[i]` is where `list.records[i]`'s file is (the base name is
+    /// the record's, not stored twice).
+    pub locs: Vec<scan::FileLoc>,
     /// Taken before the read; `None` after our own writes.
     pub stamp: Option<scan::Stamp>,
+}
+
+impl Folder {
+    /// `files` must hold a file for every record (as after `reconcile`).
+    pub fn new(list: Uidlist, files: FileMap, stamp: Option<scan::Stamp>) -> Folder {
+        Self::try_new(list, files, stamp).expect("reconciled records all have files")
+    }
+
+    /// `None` when some record has no file in `files`.
+    pub fn try_new(
+        list: Uidlist,
+        mut files: FileMap,
+        stamp: Option<scan::Stamp>,
+    ) -> Option<Folder> {
+        let locs = list
+            .records
+            .iter()
+            .map(|r| files.remove(&r.filename))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Folder { list, locs, stamp })
+    }
 }
 
 pub struct MaildirStore {
@@ -326,7 +349,7 @@ impl MaildirStore {
         };
         let stamp = (!needs_write).then_some(stamp);
         self.folders
-            .insert(name.clone(), Folder { list, files, stamp });
+            .insert(name.clone(), Folder::new(list, files, stamp));
         Ok(&self.folders[name])
     }
 
@@ -385,13 +408,11 @@ impl MaildirStore {
         };
         let chunk = records.len().div_ceil(threads).max(1);
         type Stat = std::result::Result<(i64, u64), (PathBuf, std::io::Error)>;
-        let stat_chunk = |recs: &[uidlist::UidlistRecord]| -> Vec<Stat> {
-            recs.iter()
-                .map(|rec| {
-                    let loc = &folder.files[&rec.filename];
-                    let path = mail_dir
-                        .join(if loc.in_new { "new" } else { "cur" })
-                        .join(&loc.name);
+        let locs = &folder.locs;
+        let stat_chunk = |range: std::ops::Range<usize>| -> Vec<Stat> {
+            range
+                .map(|i| {
+                    let path = locs[i].path(&mail_dir, &records[i].filename);
                     match fs::metadata(&path) {
                         Ok(m) => Ok((m.mtime(), m.len())),
                         Err(e) => Err((path, e)),
@@ -400,12 +421,15 @@ impl MaildirStore {
                 .collect()
         };
         let stats: Vec<Stat> = if threads == 1 {
-            stat_chunk(records)
+            stat_chunk(0..records.len())
         } else {
             std::thread::scope(|sc| {
-                let handles: Vec<_> = records
-                    .chunks(chunk)
-                    .map(|c| sc.spawn(move || stat_chunk(c)))
+                let handles: Vec<_> = (0..records.len())
+                    .step_by(chunk)
+                    .map(|start| {
+                        let end = (start + chunk).min(records.len());
+                        sc.spawn(move || stat_chunk(start..end))
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -414,7 +438,7 @@ impl MaildirStore {
             })
         };
         let mut messages = Vec::with_capacity(records.len());
-        for (rec, st) in records.iter().zip(stats) {
+        for ((rec, loc), st) in records.iter().zip(locs).zip(stats) {
             let (mtime, len) = match st {
                 Ok(v) => v,
                 Err((path, e)) if e.kind() == ErrorKind::NotFound => {
@@ -422,8 +446,7 @@ impl MaildirStore {
                 }
                 Err((path, e)) => return Err(e).with_context(|| io_ctx("stat of", &path)),
             };
-            let loc = &folder.files[&rec.filename];
-            let fname = MaildirFileName::parse(&loc.name);
+            let fname = MaildirFileName::parse(&loc.file_name(&rec.filename));
             let (keywords, _) = kw.names_of_mask(fname.keyword_mask());
             let guid = match rec.get(b'G') {
                 Some(g) if !g.is_empty() => g.to_string(),
@@ -453,11 +476,7 @@ impl MaildirStore {
         let mail_dir = self.opts.mail_dir(name)?;
         let (base, cached) = match self.folders.get(name) {
             Some(f) => match f.list.find_uid(uid) {
-                Some(i) => {
-                    let base = f.list.records[i].filename.clone();
-                    let loc = f.files.get(&base).cloned();
-                    (base, loc)
-                }
+                Some(i) => (f.list.records[i].filename.clone(), f.locs.get(i).cloned()),
                 None => bail!("mailbox {name} has no message with UID {uid}"),
             },
             None => {
@@ -469,11 +488,7 @@ impl MaildirStore {
                 }
             }
         };
-        let path_of = |loc: &scan::FileLoc| {
-            mail_dir
-                .join(if loc.in_new { "new" } else { "cur" })
-                .join(&loc.name)
-        };
+        let path_of = |loc: &scan::FileLoc| loc.path(&mail_dir, &base);
         if let Some(loc) = cached {
             let p = path_of(&loc);
             if p.exists() {

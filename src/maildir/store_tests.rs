@@ -522,3 +522,38 @@ fn store_can_move_between_threads() {
     assert_eq!(info.uidnext, 1);
     assert!(s.mailbox_info(&n("nope")).is_err());
 }
+
+/// `cargo test --release -- --ignored memory_per_message --nocapture`.
+#[test]
+#[ignore]
+fn memory_per_message() {
+    use super::scan::{reconcile, FileLoc, FileMap};
+    use super::uidlist::Uidlist;
+    fn rss_kb() -> u64 {
+        let s = fs::read_to_string("/proc/self/status").unwrap();
+        let l = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        l.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let before = rss_kb();
+    let mut files = FileMap::new();
+    for i in 0..1_000_000u32 {
+        let base = format!(
+            "{}.M{}P1234.host.example.com,S=4321,W=4400",
+            1_600_000_000 + i,
+            i
+        );
+        let loc = FileLoc::new(&format!("{base}:2,S"), base.len(), false);
+        files.insert(base, loc);
+    }
+    let mut l = Uidlist::new(1, MailboxGuid([1; 16]));
+    reconcile(&mut l, &files, 1);
+    let peak = rss_kb();
+    let folder = super::store::Folder::new(l, files, None);
+    let after = rss_kb();
+    eprintln!(
+        "{} bytes per message while reading (file map + uidlist), {} once cached",
+        (peak - before) * 1024 / 1_000_000,
+        (after - before) * 1024 / 1_000_000
+    );
+    drop(folder);
+}

@@ -529,7 +529,7 @@ impl<'a> MailboxUpdate<'a> {
                 let Some(loc) = files.get(&base).cloned() else {
                     break;
                 };
-                let p = loc_path(&self.mail_dir, &loc);
+                let p = loc_path(&self.mail_dir, &base, &loc);
                 match fs::remove_file(&p) {
                     Ok(()) => {
                         files.remove(&base);
@@ -572,34 +572,29 @@ impl<'a> MailboxUpdate<'a> {
                 let Some(loc) = files.get(&base).cloned() else {
                     break;
                 };
-                let old_name = MaildirFileName::parse(&loc.name);
+                let cur_name = loc.file_name(&base);
+                let old_name = MaildirFileName::parse(&cur_name);
                 // Letters with no keyword behind them are someone else's.
                 let unknown = old_name.keyword_mask()
                     & !(0..26u32)
                         .filter(|i| kw.name(*i as usize).is_some())
                         .fold(0, |m, i| m | (1 << i));
                 let new_name = old_name.with_flags(*flags, want | unknown).format();
-                if new_name == loc.name && !loc.in_new {
+                if new_name == cur_name && !loc.in_new {
                     renamed = true;
                     break;
                 }
-                if loc.in_new && new_name == loc.name && flags.bits() == 0 && want == 0 {
+                if loc.in_new && new_name == cur_name && flags.bits() == 0 && want == 0 {
                     renamed = true;
                     break;
                 }
-                let from = loc_path(&self.mail_dir, &loc);
+                let from = loc_path(&self.mail_dir, &base, &loc);
                 let to = self.mail_dir.join("cur").join(&new_name);
                 match fs::rename(&from, &to) {
                     Ok(()) => {
                         touched_cur = true;
                         touched_new |= loc.in_new;
-                        files.insert(
-                            base.clone(),
-                            FileLoc {
-                                name: new_name,
-                                in_new: false,
-                            },
-                        );
+                        files.insert(base.clone(), FileLoc::new(&new_name, base.len(), false));
                         renamed = true;
                         break;
                     }
@@ -630,8 +625,9 @@ impl<'a> MailboxUpdate<'a> {
                 ));
                 continue;
             };
-            if let Some(loc) = files.get(&list.records[i].filename) {
-                let p = loc_path(&self.mail_dir, loc);
+            let base = &list.records[i].filename;
+            if let Some(loc) = files.get(base) {
+                let p = loc_path(&self.mail_dir, base, loc);
                 match OpenOptions::new().write(true).open(&p) {
                     Ok(f) => set_times(&f, *secs, &p)?,
                     Err(e) if e.kind() == ErrorKind::NotFound => skipped.push(format!(
@@ -674,10 +670,7 @@ impl<'a> MailboxUpdate<'a> {
             }
             files.insert(
                 base.clone(),
-                FileLoc {
-                    name: fname.format(),
-                    in_new: s.rec.in_new,
-                },
+                FileLoc::new(&fname.format(), base.len(), s.rec.in_new),
             );
             let mut r = UidlistRecord::new(s.rec.uid, base);
             if let Some(g) = g {
@@ -738,14 +731,12 @@ impl<'a> MailboxUpdate<'a> {
             tracing::warn!("{m}");
         }
         self.store.skipped.extend(skipped);
-        self.store.folders.insert(
-            name,
-            Folder {
-                list,
-                files,
-                stamp: None,
-            },
-        );
+        // Cached only when it is a complete picture; otherwise the next
+        // read looks at the disk again.
+        match Folder::try_new(list, files, None) {
+            Some(f) => self.store.folders.insert(name, f),
+            None => self.store.folders.remove(&name),
+        };
         Ok(())
     }
 }
@@ -761,10 +752,8 @@ impl Drop for MailboxUpdate<'_> {
     }
 }
 
-fn loc_path(mail_dir: &Path, loc: &FileLoc) -> PathBuf {
-    mail_dir
-        .join(if loc.in_new { "new" } else { "cur" })
-        .join(&loc.name)
+fn loc_path(mail_dir: &Path, base: &str, loc: &FileLoc) -> PathBuf {
+    loc.path(mail_dir, base)
 }
 
 /// The base name for a saved message and the `G` field it needs, if any.
