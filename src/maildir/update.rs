@@ -479,6 +479,12 @@ impl<'a> MailboxUpdate<'a> {
         // cannot resolve yet.
         let (mut kw, kw_mtime) = self.store.read_keywords(&name)?;
         let kw_before = kw.clone();
+        // Letters some file carries with no name behind them stay unused.
+        let orphans = files
+            .values()
+            .map(|loc| MaildirFileName::parse(&loc.info).keyword_mask())
+            .fold(0u32, |m, k| m | k)
+            & !kw.assigned_mask();
         // What could not be done, for the caller's exit status.
         let mut skipped: Vec<String> = Vec::new();
         let mut mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
@@ -488,7 +494,7 @@ impl<'a> MailboxUpdate<'a> {
                     skipped.push(format!("mailbox {name}: keyword {n:?} cannot be stored"));
                     continue;
                 }
-                match kw.get_or_add(n) {
+                match kw.get_or_add_avoiding(n, orphans) {
                     Some(i) => m |= 1 << i,
                     None => skipped.push(format!(
                         "mailbox {name}: more than 26 keywords; Maildir cannot store {n:?}"
@@ -575,10 +581,7 @@ impl<'a> MailboxUpdate<'a> {
                 let cur_name = loc.file_name(&base);
                 let old_name = MaildirFileName::parse(&cur_name);
                 // Letters with no keyword behind them are someone else's.
-                let unknown = old_name.keyword_mask()
-                    & !(0..26u32)
-                        .filter(|i| kw.name(*i as usize).is_some())
-                        .fold(0, |m, i| m | (1 << i));
+                let unknown = old_name.keyword_mask() & !kw.assigned_mask();
                 let new_name = old_name.with_flags(*flags, want | unknown).format();
                 if new_name == cur_name && !loc.in_new {
                     renamed = true;
