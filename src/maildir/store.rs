@@ -607,7 +607,7 @@ impl MaildirStore {
         }
         mkdir_p(&ctl)?;
         let list = Uidlist::new(uidvalidity, guid);
-        fsutil::write_atomic(&uidlist_path, &list.to_bytes(), None)?;
+        DotLock::acquire(&uidlist_path)?.replace(&list.to_bytes())?;
         // An index left from an earlier folder of this name would describe
         // other messages.
         if let Some(idx) = self.opts.index_dir(name)? {

@@ -66,14 +66,6 @@ pub fn valid_ext_value(v: &str) -> bool {
         .any(|b| b == b' ' || b == b'\n' || b == b'\r' || b == 0)
 }
 
-/// Whether a name can appear as a record's file name.
-pub fn valid_record_filename(f: &str) -> bool {
-    !f.is_empty()
-        && !f
-            .bytes()
-            .any(|b| b == b'/' || b == b'\n' || b == b':' || b == 0)
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uidlist {
     /// 1 or 3 as read; always written as 3.

@@ -515,7 +515,10 @@ impl<'a> MailboxUpdate<'a> {
             .collect();
         if kw != kw_before {
             let min = kw_mtime.map(|t| t + Duration::from_secs(1));
-            fsutil::write_atomic(&ctl.join(keywords::FILE_NAME), &kw.to_bytes(), min)?;
+            // Under Dovecot's own keywords lock too, though holding the
+            // uidlist lock already keeps Dovecot from writing it.
+            DotLock::acquire(&ctl.join(keywords::FILE_NAME))?
+                .replace_with_mtime(&kw.to_bytes(), min)?;
         }
 
         let mut touched_new = false;
