@@ -64,12 +64,14 @@ impl Dovecot {
     /// Runs one IMAP session with these commands (tags are added) and
     /// returns the server's output.
     fn imap(&self, cmds: &[&str]) -> String {
-        let st = Command::new("chown")
+        // May race with a child renaming files (the concurrency tests); a
+        // file left unreadable would make Dovecot complain below.
+        let _ = Command::new("chown")
             .args(["-R", "nobody:nogroup"])
             .arg(&self.base)
+            .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(st.success());
         let mut child = Command::new("setpriv")
             .args([
                 "--reuid=nobody",
@@ -442,4 +444,292 @@ fn separate_control_and_index_dirs_with_fs_layout() {
     let got: Vec<(u32, &str)> = f.iter().map(|x| (x.0, x.1.as_str())).collect();
     assert_eq!(got, vec![(1, "k"), (2, "")], "{out}");
     assert!(out.contains("[UIDNEXT 3]"), "{out}");
+}
+
+/// The child half of `concurrent_with_dovecot`: run as `nobody` (so the
+/// files it writes are Dovecot's too), saves messages the way the engine
+/// does, retrying when the mailbox changed under it.
+#[test]
+#[ignore]
+fn concurrent_child() {
+    let Ok(root) = std::env::var("DSYNC_MAILDIR_CHILD_ROOT") else {
+        return;
+    };
+    let mut s = MaildirStore::open(MaildirOptions::new(root), false).unwrap();
+    let inbox = MailboxName::inbox();
+    let mut retries = 0;
+    for i in 0..20u32 {
+        loop {
+            let next = s.snapshot(&inbox).unwrap().info.uidnext;
+            let body = format!("ours {i}\n");
+            let r = rec(next, &format!("ours-{i}"), body.as_bytes());
+            let mut u = s.update(&inbox).unwrap();
+            let mut h = match u.save_begin(&r) {
+                Ok(h) => h,
+                Err(e) if e.downcast_ref::<ChangedMeanwhile>().is_some() => {
+                    retries += 1;
+                    continue;
+                }
+                Err(e) => panic!("{e:#}"),
+            };
+            u.write_chunk(&mut h, body.as_bytes()).unwrap();
+            u.save_finish(h).unwrap();
+            match u.commit() {
+                Ok(()) => break,
+                Err(e) if e.downcast_ref::<ChangedMeanwhile>().is_some() => retries += 1,
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+    }
+    eprintln!("child: {retries} retries");
+}
+
+#[test]
+fn concurrent_with_dovecot() {
+    let Some(dv) = dovecot("") else { return };
+    dv.imap(&["SELECT INBOX"]);
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "maildir::dovecot_tests::concurrent_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DSYNC_MAILDIR_CHILD_ROOT", &dv.root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Dovecot appends at the same time.
+    let mut cmds = Vec::new();
+    for i in 0..20 {
+        cmds.push(format!(
+            "APPEND INBOX () {{{}}}\r\ntheirs {i}\n",
+            9 + i.to_string().len()
+        ));
+    }
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    dv.imap(&cmds);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child did not run:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "{}",
+        err.lines().find(|l| l.contains("retries")).unwrap_or("")
+    );
+
+    // Everything is there once, and Dovecot and we agree on every UID.
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID BODY.PEEK[])"]);
+    let mut ours: Vec<(u32, String)> = Vec::new();
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let snap = s.snapshot(&MailboxName::inbox()).unwrap();
+    for m in &snap.messages {
+        let (mut f, _) = s.open_message(&MailboxName::inbox(), m.uid).unwrap();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut f, &mut body).unwrap();
+        ours.push((m.uid, body));
+    }
+    assert_eq!(ours.len(), 40, "{ours:?}");
+    let mut bodies: Vec<&str> = ours.iter().map(|(_, b)| b.as_str()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 40);
+    let dovecot_uids: Vec<u32> = out
+        .lines()
+        .filter(|l| l.contains(" FETCH (UID "))
+        .map(|l| {
+            l.split("UID ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let our_uids: Vec<u32> = ours.iter().map(|(u, _)| *u).collect();
+    assert_eq!(dovecot_uids, our_uids);
+    for (uid, body) in &ours {
+        let marker = format!(
+            "* {} FETCH (UID {uid} BODY[] {{",
+            our_uids.iter().position(|u| u == uid).unwrap() + 1
+        );
+        let at = out
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{marker} not in\n{out}"));
+        // Dovecot serves LF as CRLF.
+        let served = body.replace('\n', "\r\n");
+        assert!(
+            out[at..].starts_with(&format!("{marker}{}}}\r\n{served})", served.len())),
+            "{}",
+            &out[at..at + 40]
+        );
+    }
+}
+
+/// Child half of `concurrent_flag_changes`: flags every message, many times.
+#[test]
+#[ignore]
+fn concurrent_flag_child() {
+    let Ok(root) = std::env::var("DSYNC_MAILDIR_FLAG_ROOT") else {
+        return;
+    };
+    let mut s = MaildirStore::open(MaildirOptions::new(root), false).unwrap();
+    let inbox = MailboxName::inbox();
+    for round in 0..40 {
+        let mut u = s.update(&inbox).unwrap();
+        for uid in 1..=30 {
+            let kw = vec![format!("round{}", round % 3)];
+            u.set_flags(uid, Flags::SEEN, &kw).unwrap();
+        }
+        u.commit().unwrap();
+    }
+}
+
+#[test]
+fn concurrent_flag_changes() {
+    let Some(dv) = dovecot("") else { return };
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let recs: Vec<(MessageRecord, Vec<u8>)> = (1..=30)
+        .map(|i| {
+            let body = format!("m{i}\n").into_bytes();
+            (rec(i, &format!("msg-{i}"), &body), body)
+        })
+        .collect();
+    let refs: Vec<(MessageRecord, &[u8])> = recs
+        .iter()
+        .map(|(r, b)| (r.clone(), b.as_slice()))
+        .collect();
+    save(&mut s, &inbox, &refs);
+    dv.imap(&["SELECT INBOX"]);
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "maildir::dovecot_tests::concurrent_flag_child",
+            "--ignored",
+        ])
+        .env("DSYNC_MAILDIR_FLAG_ROOT", &dv.root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmds = vec!["SELECT INBOX"];
+    for _ in 0..40 {
+        cmds.push("STORE 1:* +FLAGS (\\Flagged)");
+        cmds.push("STORE 1:* -FLAGS (\\Flagged)");
+    }
+    dv.imap(&cmds);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whatever the flags ended as, no message was lost, doubled or
+    // renumbered, and Dovecot agrees.
+    let snap = s.snapshot(&inbox).unwrap();
+    let got: Vec<(u32, &str)> = snap
+        .messages
+        .iter()
+        .map(|m| (m.uid, m.guid.as_str()))
+        .collect();
+    let want: Vec<(u32, String)> = (1..=30).map(|i| (i, format!("msg-{i}"))).collect();
+    let want: Vec<(u32, &str)> = want.iter().map(|(u, g)| (*u, g.as_str())).collect();
+    assert_eq!(got, want);
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID FLAGS)"]);
+    let f = fetched(&out);
+    assert_eq!(
+        f.iter().map(|x| x.0).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<u32>>()
+    );
+    assert!(out.contains("[UIDNEXT 31]"), "{out}");
+}
+
+#[test]
+fn dovecot_lists_our_tree_changes() {
+    let Some(dv) = dovecot("") else { return };
+    // Dovecot builds its mailbox list index and STATUS cache first.
+    dv.imap(&[
+        "CREATE Old",
+        "CREATE Old/Child",
+        "CREATE Gone",
+        "APPEND Old () {3}\r\none",
+        "LIST \"\" *",
+        "STATUS Old (MESSAGES UIDNEXT UIDVALIDITY)",
+        "STATUS Gone (MESSAGES UIDNEXT UIDVALIDITY)",
+    ]);
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let n = |x: &str| MailboxName::parse(x, '/').unwrap();
+    s.rename_mailbox(&n("Old"), &n("New")).unwrap();
+    s.delete_mailbox(&n("Gone")).unwrap();
+    s.create_mailbox(&n("Fresh"), MailboxGuid([3; 16]), 31337)
+        .unwrap();
+    save(&mut s, &n("New"), &[(rec(5, "two", b"2\n"), b"2\n")]);
+    let out = dv.imap(&[
+        "LIST \"\" *",
+        "STATUS New (MESSAGES UIDNEXT)",
+        "STATUS Fresh (MESSAGES UIDNEXT UIDVALIDITY)",
+    ]);
+    let mut listed: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("* LIST"))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec!["Fresh", "INBOX", "New", "New/Child"], "{out}");
+    let status = |mbox: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("* STATUS {mbox} ")))
+            .unwrap_or_else(|| panic!("no STATUS {mbox} in\n{out}"))
+            .to_string()
+    };
+    assert!(status("New").contains("MESSAGES 2"), "{out}");
+    assert!(status("New").contains("UIDNEXT 6"), "{out}");
+    assert!(status("Fresh").contains("UIDVALIDITY 31337"), "{out}");
+    assert!(status("Fresh").contains("MESSAGES 0"), "{out}");
+}
+
+#[test]
+fn separate_inbox_dir() {
+    let Some(dv) = dovecot(":INBOX={base}/inbox") else {
+        return;
+    };
+    let out = dv.imap(&[
+        "APPEND INBOX (\\Seen) {3}\r\nin1",
+        "CREATE Sub",
+        "APPEND Sub () {3}\r\ns11",
+        "STATUS INBOX (UIDVALIDITY UIDNEXT)",
+    ]);
+    let mut o = MaildirOptions::new(&dv.root);
+    o.inbox = Some(dv.base.join("inbox"));
+    let mut s = MaildirStore::open(o, false).unwrap();
+    let infos = s.list_mailboxes().unwrap();
+    let names: Vec<String> = infos.iter().map(|i| i.name.to_string()).collect();
+    assert_eq!(names, vec!["INBOX", "Sub"]);
+    assert!(
+        out.contains(&format!("UIDVALIDITY {}", infos[0].uidvalidity)),
+        "{out}"
+    );
+    assert_eq!(infos[0].uidnext, 2);
+    assert!(dv.base.join("inbox/dovecot-uidlist").exists());
+    let snap = s.snapshot(&MailboxName::inbox()).unwrap();
+    assert_eq!(snap.messages.len(), 1);
+    assert_eq!(snap.messages[0].flags, Flags::SEEN);
+    save(&mut s, &MailboxName::inbox(), &[(rec(7, "x", b"x"), b"x")]);
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (UID)"]);
+    assert!(out.contains("[UIDNEXT 8]"), "{out}");
+    assert!(out.contains("FETCH (UID 7)"), "{out}");
 }

@@ -289,6 +289,14 @@ pub enum Layout {
 
 /// Why a mailbox name cannot be stored in a layout.
 pub fn check_name(name: &MailboxName, layout: Layout) -> Result<(), String> {
+    let first = &name.parts()[0];
+    if first.eq_ignore_ascii_case("INBOX") && first != "INBOX" {
+        // Stored as `.inbox` it would never be found again (INBOX is
+        // case-insensitive); callers normalise it to "INBOX".
+        return Err(format!(
+            "mailbox name {name:?}: INBOX must be spelled \"INBOX\""
+        ));
+    }
     for p in name.parts() {
         if p.contains('/') || p.contains('\0') {
             return Err(format!(
@@ -314,6 +322,49 @@ pub fn check_name(name: &MailboxName, layout: Layout) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A name this layout can store, made from `name` the way Dovecot's dsync
+/// fixes names from the other side (dsync-brain-mailbox-tree.c): control
+/// characters, the layout's own separator (`.` for Maildir++) and `/`
+/// become `alt_char`; a part that is still reserved (`cur`, `new`, `tmp`,
+/// a leading `.` in the fs layout) gets a `_` in front. Valid names come
+/// back unchanged.
+pub fn fix_name(name: &MailboxName, layout: Layout, alt_char: char) -> MailboxName {
+    if check_name(name, layout).is_ok()
+        && !name.parts().iter().any(|p| p.chars().any(char::is_control))
+    {
+        return name.clone();
+    }
+    let parts = name
+        .parts()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == 0 && p.eq_ignore_ascii_case("INBOX") {
+                return "INBOX".to_string();
+            }
+            let mut q: String = p
+                .chars()
+                .map(|c| {
+                    let bad = c.is_control()
+                        || c == '/'
+                        || (layout == Layout::MaildirPlusPlus && c == '.');
+                    if bad {
+                        alt_char
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let single = MailboxName::from_parts(vec![q.clone()]).expect("non-empty part");
+            if check_name(&single, layout).is_err() {
+                q.insert(0, '_');
+            }
+            q
+        })
+        .collect();
+    MailboxName::from_parts(parts).expect("parts stay non-empty")
 }
 
 /// The path of a folder relative to the mail root; `None` for INBOX (the
@@ -463,6 +514,23 @@ mod tests {
     }
 
     #[test]
+    fn fixing_names() {
+        let n = |s: &str| MailboxName::parse(s, '/').unwrap();
+        let pp = Layout::MaildirPlusPlus;
+        assert_eq!(fix_name(&n("a.b/c"), pp, '_'), n("a_b/c"));
+        assert_eq!(fix_name(&n("ok/Ärger"), pp, '_'), n("ok/Ärger"));
+        assert_eq!(fix_name(&n("a\tb"), pp, '-'), n("a-b"));
+        assert_eq!(fix_name(&n("a.b/cur"), Layout::Fs, '_'), n("a.b/_cur"));
+        assert_eq!(fix_name(&n(".hidden"), Layout::Fs, '_'), n("_.hidden"));
+        let lower = MailboxName::from_parts(vec!["inbox".into(), "x".into()]).unwrap();
+        assert!(check_name(&lower, pp).is_err());
+        assert_eq!(fix_name(&lower, pp, '_'), n("INBOX/x"));
+        let weird = MailboxName::from_parts(vec!["x/y".into(), "\0".into()]).unwrap();
+        let fixed = fix_name(&weird, pp, '_');
+        assert!(check_name(&fixed, pp).is_ok(), "{fixed:?}");
+    }
+
+    #[test]
     fn base_names() {
         assert!(valid_base_name("1795888928.M260517P7962.vm,S=5,W=5"));
         assert!(!valid_base_name(".hidden"));
@@ -509,6 +577,16 @@ mod tests {
             if let Ok(Some(rel)) = folder_rel_path(&name, Layout::Fs) {
                 let v: Vec<&str> = rel.split('/').collect();
                 prop_assert_eq!(fs_dir_to_name(&v), Some(name));
+            }
+        }
+
+        #[test]
+        fn fixed_names_are_storable(parts in proptest::collection::vec("\\PC{1,6}|[./\\x00-\\x1f]{1,3}|cur|tmp", 1..4)) {
+            let name = MailboxName::from_parts(parts).unwrap();
+            for layout in [Layout::MaildirPlusPlus, Layout::Fs] {
+                let fixed = fix_name(&name, layout, '_');
+                prop_assert!(check_name(&fixed, layout).is_ok(), "{:?}", fixed);
+                prop_assert_eq!(fix_name(&fixed, layout, '_'), fixed.clone());
             }
         }
 

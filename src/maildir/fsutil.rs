@@ -27,6 +27,7 @@ pub struct DotLock {
     lock: PathBuf,
     target: PathBuf,
     file: Option<File>,
+    touched: Instant,
 }
 
 impl DotLock {
@@ -50,6 +51,7 @@ impl DotLock {
                         lock,
                         target: target.to_path_buf(),
                         file: Some(file),
+                        touched: Instant::now(),
                     })
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -83,10 +85,32 @@ impl DotLock {
         }
     }
 
+    /// Keeps a long-held lock from looking stale to others (Dovecot
+    /// overrides locks untouched for two minutes). Cheap to call often.
+    pub fn keep_alive(&mut self) {
+        if self.touched.elapsed() > Duration::from_secs(20) {
+            if let Some(f) = &self.file {
+                let _ = f.set_modified(SystemTime::now());
+            }
+            self.touched = Instant::now();
+        }
+    }
+
     /// Writes `data` as the target's new content and releases the lock.
-    pub fn replace(mut self, data: &[u8]) -> Result<()> {
+    pub fn replace(self, data: &[u8]) -> Result<()> {
+        self.replace_with_mtime(data, None)
+    }
+
+    /// Like `replace`, with the new file's mtime raised to at least
+    /// `min_mtime`, for readers that cache by mtime (Dovecot re-reads
+    /// dovecot-keywords only when its mtime in seconds changes).
+    pub fn replace_with_mtime(mut self, data: &[u8], min_mtime: Option<SystemTime>) -> Result<()> {
         let mut f = self.file.take().expect("lock file open");
         f.write_all(data)
+            .and_then(|_| match min_mtime {
+                Some(min) if SystemTime::now() < min => f.set_modified(min),
+                _ => Ok(()),
+            })
             .and_then(|_| f.sync_data())
             .with_context(|| format!("writing {}", self.lock.display()))?;
         drop(f);
@@ -109,43 +133,6 @@ impl Drop for DotLock {
             let _ = fs::remove_file(&self.lock);
         }
     }
-}
-
-/// Replaces `path` atomically (temp file in the same directory, fsync,
-/// rename). `min_mtime`: the new file's mtime is raised to at least this,
-/// for readers (Dovecot's dovecot-keywords) that cache by mtime.
-pub fn write_atomic(path: &Path, data: &[u8], min_mtime: Option<SystemTime>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.dsync-tmp.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    let res = (|| -> Result<()> {
-        f.write_all(data)?;
-        if let Some(min) = min_mtime {
-            let now = SystemTime::now();
-            if now < min {
-                f.set_modified(min)?;
-            }
-        }
-        f.sync_data()?;
-        Ok(())
-    })();
-    if let Err(e) = res {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", tmp.display()));
-    }
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }
 
 /// Reads a file, `None` when it does not exist.
@@ -262,11 +249,17 @@ mod tests {
         let l = DotLock::acquire(&t).unwrap();
         assert!(d.path().join("dovecot-uidlist.lock").exists());
         l.replace(b"x\n").unwrap();
-        assert_eq!(fs::read(&t).unwrap(), b"x\n");
+        let future = SystemTime::now() + Duration::from_secs(100);
+        DotLock::acquire(&t)
+            .unwrap()
+            .replace_with_mtime(b"y\n", Some(future))
+            .unwrap();
+        assert_eq!(fs::metadata(&t).unwrap().modified().unwrap(), future);
+        assert_eq!(fs::read(&t).unwrap(), b"y\n");
         assert!(!d.path().join("dovecot-uidlist.lock").exists());
         let l = DotLock::acquire(&t).unwrap();
         drop(l);
         assert!(!d.path().join("dovecot-uidlist.lock").exists());
-        assert_eq!(fs::read(&t).unwrap(), b"x\n");
+        assert_eq!(fs::read(&t).unwrap(), b"y\n");
     }
 }

@@ -84,22 +84,29 @@ impl Keywords {
     /// The index for `name`, allocating the lowest free one. `None` when all
     /// 26 are taken (Maildir cannot store more keywords per folder).
     pub fn get_or_add(&mut self, name: &str) -> Option<usize> {
+        self.get_or_add_avoiding(name, 0)
+    }
+
+    /// Like [`Keywords::get_or_add`], but a new keyword never gets a letter
+    /// in `avoid`: letters files already carry without a name would
+    /// otherwise suddenly mean this keyword.
+    pub fn get_or_add_avoiding(&mut self, name: &str, avoid: u32) -> Option<usize> {
         if let Some(i) = self.index_of(name) {
             return Some(i);
         }
-        let free = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.slots.len());
-        if free >= MAX_KEYWORDS {
-            return None;
-        }
-        if free == self.slots.len() {
-            self.slots.push(None);
+        let free = (0..MAX_KEYWORDS).find(|i| self.name(*i).is_none() && avoid & (1 << i) == 0)?;
+        if self.slots.len() <= free {
+            self.slots.resize(free + 1, None);
         }
         self.slots[free] = Some(name.to_string());
         Some(free)
+    }
+
+    /// Bit i set when index i has a name.
+    pub fn assigned_mask(&self) -> u32 {
+        (0..MAX_KEYWORDS)
+            .filter(|i| self.name(*i).is_some())
+            .fold(0, |m, i| m | (1 << i))
     }
 
     /// Bitmask (bit i = letter 'a'+i) → sorted, deduplicated names. Letters
@@ -159,6 +166,10 @@ mod tests {
             assert_eq!(k.get_or_add(&format!("k{i}")), Some(i));
         }
         assert_eq!(k.get_or_add("full"), None);
+        let mut k = Keywords::default();
+        assert_eq!(k.get_or_add_avoiding("x", 0b101), Some(1));
+        assert_eq!(k.get_or_add_avoiding("y", 0b101), Some(3));
+        assert_eq!(k.assigned_mask(), 0b1010);
         assert!(valid_keyword("$Junk") && !valid_keyword("a b") && !valid_keyword(""));
     }
 

@@ -29,10 +29,9 @@ pub struct MaildirOptions {
     /// and dovecot-uidvalidity live, in the same tree shape as the mail.
     pub control: Option<PathBuf>,
     pub index: IndexDir,
-    /// An info separator other than `:` in file names (some filesystems
-    /// cannot store `:`). Not supported yet: `open` refuses anything but
-    /// `None` or `Some(':')` rather than misreading every file name.
-    pub alt_char: Option<char>,
+    /// `dsync_alt_char`: replaces characters a name cannot hold here (see
+    /// [`super::filename::fix_name`]). Dovecot's default is `_`.
+    pub alt_char: char,
 }
 
 impl MaildirOptions {
@@ -44,7 +43,7 @@ impl MaildirOptions {
             inbox: None,
             control: None,
             index: IndexDir::Default,
-            alt_char: None,
+            alt_char: '_',
         }
     }
 

@@ -12,12 +12,37 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::SystemTime;
 
-/// Where a message file currently is.
+/// Where a message file currently is. The base name is kept once, by
+/// whoever holds this (the map key or the uidlist record); only the rest of
+/// the name is stored here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileLoc {
-    /// The full file name (with `:2,…`).
-    pub name: String,
+    /// The file name after the base name (`:2,S`, often empty in new/).
+    pub info: Box<str>,
     pub in_new: bool,
+}
+
+impl FileLoc {
+    pub fn new(full_name: &str, base_len: usize, in_new: bool) -> FileLoc {
+        FileLoc {
+            info: full_name[base_len..].into(),
+            in_new,
+        }
+    }
+
+    pub fn file_name(&self, base: &str) -> String {
+        let mut s = String::with_capacity(base.len() + self.info.len());
+        s.push_str(base);
+        s.push_str(&self.info);
+        s
+    }
+
+    /// `<mail_dir>/cur|new/<base><info>`.
+    pub fn path(&self, mail_dir: &Path, base: &str) -> std::path::PathBuf {
+        mail_dir
+            .join(if self.in_new { "new" } else { "cur" })
+            .join(self.file_name(base))
+    }
 }
 
 /// Base name → file, for one folder.
@@ -53,18 +78,10 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
             continue;
         }
         let base = MaildirFileName::parse(name).base().to_string();
-        // A file seen in both (Dovecot moving new/ → cur/ meanwhile):
-        // cur/ is where it ends up.
-        if in_new && out.contains_key(&base) {
-            continue;
-        }
-        out.insert(
-            base,
-            FileLoc {
-                name: name.to_string(),
-                in_new,
-            },
-        );
+        let loc = FileLoc::new(name, base.len(), in_new);
+        // A file seen in both (Dovecot moving new/ → cur/ meanwhile) is
+        // where it ends up: cur/ is read last and wins.
+        out.insert(base, loc);
     }
     Ok(())
 }
@@ -185,10 +202,9 @@ pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconc
             files.contains_key(&rec.filename) && last_idx.get(rec.filename.as_str()) == Some(&i)
         })
         .collect();
-    let mut new_files: Vec<&FileLoc> = files
-        .iter()
-        .filter(|(base, _)| !last_idx.contains_key(base.as_str()))
-        .map(|(_, loc)| loc)
+    let mut new_files: Vec<&String> = files
+        .keys()
+        .filter(|base| !last_idx.contains_key(base.as_str()))
         .collect();
     drop(last_idx);
     let before = list.records.len();
@@ -200,11 +216,11 @@ pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconc
     list.header_next_uid = list.header_next_uid.max(next);
 
     if !new_files.is_empty() {
-        new_files.sort_by(|a, b| dovecot_sort_cmp(&a.name, &b.name));
+        // The order never looks past the base name, so bases suffice.
+        new_files.sort_by(|a, b| dovecot_sort_cmp(a, b));
         let mut uid = list.next_uid().max(first_free);
-        for loc in new_files {
-            let base = MaildirFileName::parse(&loc.name).base().to_string();
-            list.records.push(UidlistRecord::new(uid, base));
+        for base in new_files {
+            list.records.push(UidlistRecord::new(uid, base.clone()));
             uid += 1;
         }
         list.header_next_uid = uid;
@@ -222,13 +238,9 @@ mod tests {
         names
             .iter()
             .map(|(n, in_new)| {
-                (
-                    MaildirFileName::parse(n).base().to_string(),
-                    FileLoc {
-                        name: n.to_string(),
-                        in_new: *in_new,
-                    },
-                )
+                let base = MaildirFileName::parse(n).base().to_string();
+                let loc = FileLoc::new(n, base.len(), *in_new);
+                (base, loc)
             })
             .collect()
     }
@@ -316,13 +328,8 @@ mod tests {
         fs::write(d.path().join("cur/.hidden"), "x").unwrap();
         let m = scan_folder(d.path()).unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(
-            m["a"],
-            FileLoc {
-                name: "a:2,S".into(),
-                in_new: false
-            }
-        );
+        assert_eq!(m["a"].file_name("a"), "a:2,S");
+        assert!(!m["a"].in_new);
         assert!(m["b"].in_new);
         assert!(scan_folder(&d.path().join("cur")).is_err());
     }

@@ -11,6 +11,7 @@ use super::options::MaildirOptions;
 use super::scan::{self, FileMap};
 use super::subscriptions::{self, Subscriptions};
 use super::uidlist::{self, Uidlist};
+use super::ChangedMeanwhile;
 use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -25,14 +26,39 @@ pub use super::update::{MailboxUpdate, SaveHandle};
 #[derive(Clone, Debug)]
 pub(crate) struct Folder {
     pub list: Uidlist,
-    pub files: FileMap,
+    /// `locs[i]` is where `list.records[i]`'s file is (the base name is
+    /// the record's, not stored twice).
+    pub locs: Vec<scan::FileLoc>,
     /// Taken before the read; `None` after our own writes.
     pub stamp: Option<scan::Stamp>,
+}
+
+impl Folder {
+    /// `files` must hold a file for every record (as after `reconcile`).
+    pub fn new(list: Uidlist, files: FileMap, stamp: Option<scan::Stamp>) -> Folder {
+        Self::try_new(list, files, stamp).expect("reconciled records all have files")
+    }
+
+    /// `None` when some record has no file in `files`.
+    pub fn try_new(
+        list: Uidlist,
+        mut files: FileMap,
+        stamp: Option<scan::Stamp>,
+    ) -> Option<Folder> {
+        let locs = list
+            .records
+            .iter()
+            .map(|r| files.remove(&r.filename))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Folder { list, locs, stamp })
+    }
 }
 
 pub struct MaildirStore {
     pub(crate) opts: MaildirOptions,
     pub(crate) folders: HashMap<MailboxName, Folder>,
+    /// Changes commits had to leave out (see [`MaildirStore::take_skipped`]).
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Dovecot's per-folder index files: removed when our uidlist would
@@ -66,10 +92,10 @@ impl MaildirStore {
     /// Opens the store at `opts.root`. With `create`, a missing root is
     /// created (with INBOX); without it, the root must exist.
     pub fn open(opts: MaildirOptions, create: bool) -> Result<Self> {
-        if !matches!(opts.alt_char, None | Some(':')) {
+        if opts.alt_char == '.' || opts.alt_char == '/' || opts.alt_char.is_control() {
             bail!(
-                "mail location {}: an info separator other than ':' is not supported",
-                opts.root.display()
+                "dsync_alt_char {:?} cannot replace characters in mailbox names",
+                opts.alt_char
             );
         }
         match fs::metadata(&opts.root) {
@@ -91,6 +117,7 @@ impl MaildirStore {
         let store = MaildirStore {
             opts,
             folders: HashMap::new(),
+            skipped: Vec::new(),
         };
         if create {
             store.ensure_inbox_dirs()?;
@@ -100,6 +127,26 @@ impl MaildirStore {
 
     pub fn options(&self) -> &MaildirOptions {
         &self.opts
+    }
+
+    /// Changes that commits left out since the last call: a message
+    /// expunged or renamed by another program before its flags or date
+    /// could be set, a keyword Maildir cannot store. Non-empty means "synced
+    /// without errors, but running again may find more to do" (exit 2).
+    pub fn take_skipped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Whether this store can hold a mailbox with this name as it is.
+    pub fn is_storable(&self, name: &MailboxName) -> bool {
+        super::filename::check_name(name, self.opts.layout).is_ok()
+    }
+
+    /// The name under which this store would keep a mailbox called `name`
+    /// on the other side: `name` itself when storable, else Dovecot's dsync
+    /// repair with `alt_char` (see [`super::filename::fix_name`]).
+    pub fn storable_name(&self, name: &MailboxName) -> MailboxName {
+        super::filename::fix_name(name, self.opts.layout, self.opts.alt_char)
     }
 
     /// Dovecot creates INBOX on first access; so do we.
@@ -197,6 +244,13 @@ impl MaildirStore {
         Ok(out)
     }
 
+    /// One folder's numbers without listing its messages (reconciles the
+    /// folder like every read does).
+    pub fn mailbox_info(&mut self, name: &MailboxName) -> Result<MailboxInfo> {
+        let f = self.sync_folder(name)?;
+        Ok(info_of(name, &f.list))
+    }
+
     pub fn mailbox_exists(&self, name: &MailboxName) -> Result<bool> {
         if name.is_inbox() {
             return Ok(true);
@@ -276,13 +330,16 @@ impl MaildirStore {
                     MailboxGuid::generate().context("generating a mailbox GUID")?,
                 ),
             };
+            let complete = list.version == 3 && list.guid.is_some();
             if list.guid.is_none() {
                 list.guid = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
             }
             list.version = 3;
-            scan::reconcile(&mut list, &files, 1);
-            lock.replace(&list.to_bytes())?;
-            fsutil::fsync_dir(&ctl)?;
+            let changed = scan::reconcile(&mut list, &files, 1).changed();
+            if created || !complete || changed {
+                lock.replace(&list.to_bytes())?;
+                fsutil::fsync_dir(&ctl)?;
+            }
             if created {
                 // Any Dovecot index left behind describes a uidlist that is
                 // gone; let Dovecot rebuild it from ours.
@@ -292,7 +349,7 @@ impl MaildirStore {
         };
         let stamp = (!needs_write).then_some(stamp);
         self.folders
-            .insert(name.clone(), Folder { list, files, stamp });
+            .insert(name.clone(), Folder::new(list, files, stamp));
         Ok(&self.folders[name])
     }
 
@@ -327,10 +384,11 @@ impl MaildirStore {
                 Err(missing) => last_err = Some(missing),
             }
         }
-        bail!(
+        Err(ChangedMeanwhile(format!(
             "mailbox {name} keeps changing while it is read (last: {} vanished); try again",
             last_err.unwrap_or_default()
-        )
+        ))
+        .into())
     }
 
     fn try_snapshot(
@@ -340,20 +398,55 @@ impl MaildirStore {
         let (kw, _) = self.read_keywords(name)?;
         let mail_dir = self.opts.mail_dir(name)?;
         let folder = self.sync_folder(name)?;
-        let mut messages = Vec::with_capacity(folder.list.records.len());
-        for rec in &folder.list.records {
-            let loc = &folder.files[&rec.filename];
-            let path = mail_dir
-                .join(if loc.in_new { "new" } else { "cur" })
-                .join(&loc.name);
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => {
+        let records = &folder.list.records;
+        // One stat per message (INTERNALDATE is the mtime), spread over a
+        // few threads: on a cold cache they wait on the disk, not the CPU.
+        let threads = if records.len() < 4096 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+        };
+        let chunk = records.len().div_ceil(threads).max(1);
+        type Stat = std::result::Result<(i64, u64), (PathBuf, std::io::Error)>;
+        let locs = &folder.locs;
+        let stat_chunk = |range: std::ops::Range<usize>| -> Vec<Stat> {
+            range
+                .map(|i| {
+                    let path = locs[i].path(&mail_dir, &records[i].filename);
+                    match fs::metadata(&path) {
+                        Ok(m) => Ok((m.mtime(), m.len())),
+                        Err(e) => Err((path, e)),
+                    }
+                })
+                .collect()
+        };
+        let stats: Vec<Stat> = if threads == 1 {
+            stat_chunk(0..records.len())
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..records.len())
+                    .step_by(chunk)
+                    .map(|start| {
+                        let end = (start + chunk).min(records.len());
+                        sc.spawn(move || stat_chunk(start..end))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("stat thread panicked"))
+                    .collect()
+            })
+        };
+        let mut messages = Vec::with_capacity(records.len());
+        for ((rec, loc), st) in records.iter().zip(locs).zip(stats) {
+            let (mtime, len) = match st {
+                Ok(v) => v,
+                Err((path, e)) if e.kind() == ErrorKind::NotFound => {
                     return Ok(Err(path.display().to_string()));
                 }
-                Err(e) => return Err(e).with_context(|| io_ctx("stat of", &path)),
+                Err((path, e)) => return Err(e).with_context(|| io_ctx("stat of", &path)),
             };
-            let fname = MaildirFileName::parse(&loc.name);
+            let fname = MaildirFileName::parse(&loc.file_name(&rec.filename));
             let (keywords, _) = kw.names_of_mask(fname.keyword_mask());
             let guid = match rec.get(b'G') {
                 Some(g) if !g.is_empty() => g.to_string(),
@@ -364,8 +457,8 @@ impl MaildirStore {
                 guid,
                 flags: fname.flags(),
                 keywords,
-                internal_date: meta.mtime(),
-                size: fname.size().unwrap_or(meta.len()),
+                internal_date: mtime,
+                size: fname.size().unwrap_or(len),
                 pop3_uidl: rec.get(b'P').map(str::to_string),
                 pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
                 in_new: loc.in_new,
@@ -383,11 +476,7 @@ impl MaildirStore {
         let mail_dir = self.opts.mail_dir(name)?;
         let (base, cached) = match self.folders.get(name) {
             Some(f) => match f.list.find_uid(uid) {
-                Some(i) => {
-                    let base = f.list.records[i].filename.clone();
-                    let loc = f.files.get(&base).cloned();
-                    (base, loc)
-                }
+                Some(i) => (f.list.records[i].filename.clone(), f.locs.get(i).cloned()),
                 None => bail!("mailbox {name} has no message with UID {uid}"),
             },
             None => {
@@ -399,11 +488,7 @@ impl MaildirStore {
                 }
             }
         };
-        let path_of = |loc: &scan::FileLoc| {
-            mail_dir
-                .join(if loc.in_new { "new" } else { "cur" })
-                .join(&loc.name)
-        };
+        let path_of = |loc: &scan::FileLoc| loc.path(&mail_dir, &base);
         if let Some(loc) = cached {
             let p = path_of(&loc);
             if p.exists() {
@@ -413,11 +498,12 @@ impl MaildirStore {
         if let Some(loc) = scan::scan_folder(&mail_dir)?.get(&base) {
             return Ok(path_of(loc));
         }
-        bail!(
+        Err(ChangedMeanwhile(format!(
             "message UID {uid} in mailbox {name} vanished: no file {base}* in {} \
              (expunged or moved by another program meanwhile)",
             mail_dir.display()
-        )
+        ))
+        .into())
     }
 
     /// The message's file, opened, and its size.
@@ -434,7 +520,10 @@ impl MaildirStore {
                 Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
             }
         }
-        bail!("message UID {uid} in mailbox {name} keeps moving while it is opened; try again")
+        Err(ChangedMeanwhile(format!(
+            "message UID {uid} in mailbox {name} keeps moving while it is opened; try again"
+        ))
+        .into())
     }
 
     pub fn subscriptions(&self) -> Result<Vec<MailboxName>> {
@@ -518,7 +607,14 @@ impl MaildirStore {
         }
         mkdir_p(&ctl)?;
         let list = Uidlist::new(uidvalidity, guid);
-        fsutil::write_atomic(&uidlist_path, &list.to_bytes(), None)?;
+        DotLock::acquire(&uidlist_path)?.replace(&list.to_bytes())?;
+        // An index left from an earlier folder of this name would describe
+        // other messages.
+        if let Some(idx) = self.opts.index_dir(name)? {
+            if INDEX_FILES.iter().any(|f| idx.join(f).exists()) {
+                self.remove_dovecot_index(name)?;
+            }
+        }
         // cur/ last: the folder becomes visible only when it is complete.
         mkdir_p(&dir.join("cur"))?;
         fsutil::fsync_dir(&dir)?;

@@ -393,11 +393,9 @@ fn vanished_message_error() {
     fs::rename(root.join("cur/1.M1P1.h:2,"), root.join("cur/1.M1P1.h:2,S")).unwrap();
     assert!(s.open_message(&MailboxName::inbox(), 1).is_ok());
     fs::remove_file(root.join("cur/1.M1P1.h:2,S")).unwrap();
-    let e = s
-        .open_message(&MailboxName::inbox(), 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("vanished"), "{e}");
+    let e = s.open_message(&MailboxName::inbox(), 1).unwrap_err();
+    assert!(e.downcast_ref::<ChangedMeanwhile>().is_some());
+    assert!(e.to_string().contains("vanished"), "{e}");
 }
 
 /// `cargo test --release -- --ignored million --nocapture`: timings for a
@@ -464,4 +462,120 @@ fn hundred_thousand_files_timing() {
     let commit = t.elapsed();
     assert_eq!(snap.messages.len(), 100_000);
     eprintln!("assign UIDs {first:?}, snapshot (cached scan) {snap_t:?}, cold snapshot {cold:?}, one-flag commit {commit:?}");
+}
+
+#[test]
+fn uid_taken_meanwhile_is_a_retryable_error() {
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let root = s.options().root.clone();
+    s.create_mailbox(&inbox, MailboxGuid([1; 16]), 5).unwrap();
+    let mut u = s.update(&inbox).unwrap();
+    save(&mut u, &rec(1, "mine", b"m"), b"m");
+    // Another program assigns UID 1 to its own delivery meanwhile.
+    fs::write(root.join("cur/9.M1P1.x:2,"), "o").unwrap();
+    fs::write(
+        root.join("dovecot-uidlist"),
+        format!("3 V5 N2 G{}\n1 :9.M1P1.x\n", MailboxGuid([1; 16]).to_hex()),
+    )
+    .unwrap();
+    let e = u.commit().unwrap_err();
+    assert!(e.downcast_ref::<ChangedMeanwhile>().is_some(), "{e}");
+    assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
+    assert!(!root.join("dovecot-uidlist.lock").exists());
+    let snap = s.snapshot(&inbox).unwrap();
+    assert_eq!(snap.messages.len(), 1);
+    assert_eq!(snap.messages[0].guid, "9.M1P1.x");
+}
+
+#[test]
+fn changes_left_out_are_reported() {
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let root = s.options().root.clone();
+    fs::write(root.join("cur/1.M1P1.h:2,"), "x").unwrap();
+    s.snapshot(&inbox).unwrap();
+    let mut u = s.update(&inbox).unwrap();
+    u.set_flags(1, Flags::SEEN, &[]).unwrap();
+    assert!(u
+        .set_flags(2, Flags::SEEN, &[])
+        .unwrap_err()
+        .downcast_ref::<ChangedMeanwhile>()
+        .is_some());
+    save(&mut u, &rec(2, "bad guid", b"y"), b"y");
+    fs::remove_file(root.join("cur/1.M1P1.h:2,")).unwrap();
+    u.commit().unwrap();
+    let skipped = s.take_skipped();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0].contains("UID 1"), "{skipped:?}");
+    assert!(skipped[1].contains("bad guid"), "{skipped:?}");
+    assert!(s.take_skipped().is_empty());
+}
+
+#[test]
+fn store_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<MaildirStore>();
+    assert_send::<SaveHandle>();
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let info = s.mailbox_info(&MailboxName::inbox()).unwrap();
+    assert_eq!(info.uidnext, 1);
+    assert!(s.mailbox_info(&n("nope")).is_err());
+}
+
+/// `cargo test --release -- --ignored memory_per_message --nocapture`.
+#[test]
+#[ignore]
+fn memory_per_message() {
+    use super::scan::{reconcile, FileLoc, FileMap};
+    use super::uidlist::Uidlist;
+    fn rss_kb() -> u64 {
+        let s = fs::read_to_string("/proc/self/status").unwrap();
+        let l = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        l.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let before = rss_kb();
+    let mut files = FileMap::new();
+    for i in 0..1_000_000u32 {
+        let base = format!(
+            "{}.M{}P1234.host.example.com,S=4321,W=4400",
+            1_600_000_000 + i,
+            i
+        );
+        let loc = FileLoc::new(&format!("{base}:2,S"), base.len(), false);
+        files.insert(base, loc);
+    }
+    let mut l = Uidlist::new(1, MailboxGuid([1; 16]));
+    reconcile(&mut l, &files, 1);
+    let peak = rss_kb();
+    let folder = super::store::Folder::new(l, files, None);
+    let after = rss_kb();
+    eprintln!(
+        "{} bytes per message while reading (file map + uidlist), {} once cached",
+        (peak - before) * 1024 / 1_000_000,
+        (after - before) * 1024 / 1_000_000
+    );
+    drop(folder);
+}
+
+#[test]
+fn orphan_keyword_letters_are_not_reused() {
+    let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    let root = s.options().root.clone();
+    // 'a' on a file, but no dovecot-keywords says what it means.
+    fs::write(root.join("cur/1.M1P1.h:2,a"), "x").unwrap();
+    fs::write(root.join("cur/2.M1P1.h:2,"), "y").unwrap();
+    s.snapshot(&inbox).unwrap();
+    let mut u = s.update(&inbox).unwrap();
+    u.set_flags(2, Flags::empty(), &["work".into()]).unwrap();
+    u.set_flags(1, Flags::SEEN, &[]).unwrap();
+    u.commit().unwrap();
+    assert_eq!(read(&root.join("dovecot-keywords")), "1 work\n");
+    assert!(root.join("cur/2.M1P1.h:2,b").exists());
+    // The unknown letter stays on its file, and still means nothing.
+    assert!(root.join("cur/1.M1P1.h:2,Sa").exists());
+    let snap = s.snapshot(&inbox).unwrap();
+    assert!(snap.messages[0].keywords.is_empty());
+    assert_eq!(snap.messages[1].keywords, vec!["work"]);
 }

@@ -66,14 +66,6 @@ pub fn valid_ext_value(v: &str) -> bool {
         .any(|b| b == b' ' || b == b'\n' || b == b'\r' || b == 0)
 }
 
-/// Whether a name can appear as a record's file name.
-pub fn valid_record_filename(f: &str) -> bool {
-    !f.is_empty()
-        && !f
-            .bytes()
-            .any(|b| b == b'/' || b == b'\n' || b == b':' || b == 0)
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uidlist {
     /// 1 or 3 as read; always written as 3.
@@ -181,6 +173,11 @@ impl Uidlist {
                     break;
                 }
                 return perr(n, "empty line");
+            }
+            if line.contains(&b'\r') {
+                // CRLF line ends (an edited file) would turn every file
+                // name into one that matches nothing.
+                return perr(n, "carriage return in line (edited with CRLF line ends?)");
             }
             let rec = parse_record(line, list.version, n)?;
             if rec.uid <= prev {
@@ -457,6 +454,7 @@ mod tests {
             (b"3 V1 N1\n1:a\n", 2),
             (b"3 V1 N1\n1 :a", 2),
             (b"3 V1 N1\n\n1 :a\n", 2),
+            (b"3 V1 N1\n1 :a\r\n", 2),
         ] {
             let e = Uidlist::parse(bad).unwrap_err();
             assert_eq!(e.line, line, "{:?}: {e}", String::from_utf8_lossy(bad));

@@ -15,6 +15,7 @@ use super::keywords::{self, Keywords};
 use super::scan::{self, FileLoc};
 use super::store::{info_of, io_ctx, Folder, MaildirStore};
 use super::uidlist::{self, valid_ext_value, Uidlist, UidlistRecord};
+use super::ChangedMeanwhile;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord, Uid};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -189,11 +190,19 @@ impl<'a> MailboxUpdate<'a> {
         if uid == 0 || uid == u32::MAX {
             bail!("mailbox {}: UID {uid} is not a valid UID", self.name);
         }
-        if self.save_uids.contains(&uid) || self.folder().list.find_uid(uid).is_some() {
+        if self.save_uids.contains(&uid) {
             bail!(
-                "mailbox {}: UID {uid} is already used; a save needs an unused UID",
+                "mailbox {}: UID {uid} is saved twice in one transaction",
                 self.name
             );
+        }
+        if self.folder().list.find_uid(uid).is_some() {
+            // Usually another program delivered meanwhile.
+            return Err(ChangedMeanwhile(format!(
+                "mailbox {}: UID {uid} is already used; a save needs an unused UID",
+                self.name
+            ))
+            .into());
         }
         Ok(())
     }
@@ -356,7 +365,11 @@ impl<'a> MailboxUpdate<'a> {
             return Ok(());
         }
         if self.folder().list.find_uid(uid).is_none() {
-            bail!("mailbox {}: no message with UID {uid}", self.name);
+            return Err(ChangedMeanwhile(format!(
+                "mailbox {}: no message with UID {uid} (expunged meanwhile?)",
+                self.name
+            ))
+            .into());
         }
         self.flags.insert(uid, (flags, kw));
         Ok(())
@@ -428,7 +441,7 @@ impl<'a> MailboxUpdate<'a> {
         let ctl = self.store.opts.control_dir(&name)?;
         fs::create_dir_all(&ctl).with_context(|| io_ctx("creating", &ctl))?;
         let uidlist_path = ctl.join(uidlist::FILE_NAME);
-        let lock = DotLock::acquire(&uidlist_path)?;
+        let mut lock = DotLock::acquire(&uidlist_path)?;
 
         // The folder as it is now, under the lock: others may have
         // delivered, expunged or changed flags since we last looked.
@@ -453,11 +466,12 @@ impl<'a> MailboxUpdate<'a> {
         scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
         for s in &self.saves {
             if list.find_uid(s.rec.uid).is_some() {
-                bail!(
+                return Err(ChangedMeanwhile(format!(
                     "mailbox {name}: UID {} was taken by another program while dsync was \
                      saving; nothing was changed, run again",
                     s.rec.uid
-                );
+                ))
+                .into());
             }
         }
 
@@ -465,18 +479,26 @@ impl<'a> MailboxUpdate<'a> {
         // cannot resolve yet.
         let (mut kw, kw_mtime) = self.store.read_keywords(&name)?;
         let kw_before = kw.clone();
-        let mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
+        // Letters some file carries with no name behind them stay unused.
+        let orphans = files
+            .values()
+            .map(|loc| MaildirFileName::parse(&loc.info).keyword_mask())
+            .fold(0u32, |m, k| m | k)
+            & !kw.assigned_mask();
+        // What could not be done, for the caller's exit status.
+        let mut skipped: Vec<String> = Vec::new();
+        let mut mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
             let mut m = 0u32;
             for n in names {
                 if !keywords::valid_keyword(n) {
-                    tracing::warn!("mailbox {name}: keyword {n:?} cannot be stored; skipped");
+                    skipped.push(format!("mailbox {name}: keyword {n:?} cannot be stored"));
                     continue;
                 }
-                match kw.get_or_add(n) {
+                match kw.get_or_add_avoiding(n, orphans) {
                     Some(i) => m |= 1 << i,
-                    None => tracing::warn!(
+                    None => skipped.push(format!(
                         "mailbox {name}: more than 26 keywords; Maildir cannot store {n:?}"
-                    ),
+                    )),
                 }
             }
             m
@@ -493,38 +515,63 @@ impl<'a> MailboxUpdate<'a> {
             .collect();
         if kw != kw_before {
             let min = kw_mtime.map(|t| t + Duration::from_secs(1));
-            fsutil::write_atomic(&ctl.join(keywords::FILE_NAME), &kw.to_bytes(), min)?;
+            // Under Dovecot's own keywords lock too, though holding the
+            // uidlist lock already keeps Dovecot from writing it.
+            DotLock::acquire(&ctl.join(keywords::FILE_NAME))?
+                .replace_with_mtime(&kw.to_bytes(), min)?;
         }
 
         let mut touched_new = false;
         let mut touched_cur = false;
 
-        // Expunges.
+        // Expunges. A file renamed meanwhile (a client changed its flags)
+        // is looked up again: leaving it would bring the message back
+        // under a new UID.
+        let mut gone: HashSet<Uid> = HashSet::new();
         for uid in &self.expunges {
+            lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
                 continue;
             };
             let base = list.records[i].filename.clone();
-            if let Some(loc) = files.remove(&base) {
-                let p = loc_path(&self.mail_dir, &loc);
+            for attempt in 0..3 {
+                let Some(loc) = files.get(&base).cloned() else {
+                    break;
+                };
+                let p = loc_path(&self.mail_dir, &base, &loc);
                 match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Ok(()) => {
+                        files.remove(&base);
+                        if loc.in_new {
+                            touched_new = true;
+                        } else {
+                            touched_cur = true;
+                        }
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound && attempt < 2 => {
+                        files = scan::scan_folder(&self.mail_dir)?;
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        files.remove(&base);
+                    }
                     Err(e) => return Err(e).with_context(|| io_ctx("removing", &p)),
                 }
-                if loc.in_new {
-                    touched_new = true;
-                } else {
-                    touched_cur = true;
-                }
             }
-            list.records.remove(i);
+            gone.insert(*uid);
+        }
+        if !gone.is_empty() {
+            list.records.retain(|r| !gone.contains(&r.uid));
         }
 
         // Flag changes: rename within cur/ (a file in new/ moves to cur/,
         // as Dovecot does once a message has flags).
         for (uid, (flags, _)) in &self.flags {
+            lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
+                skipped.push(format!(
+                    "mailbox {name}: message UID {uid} was expunged before its flags could be set"
+                ));
                 continue;
             };
             let base = list.records[i].filename.clone();
@@ -534,34 +581,26 @@ impl<'a> MailboxUpdate<'a> {
                 let Some(loc) = files.get(&base).cloned() else {
                     break;
                 };
-                let old_name = MaildirFileName::parse(&loc.name);
+                let cur_name = loc.file_name(&base);
+                let old_name = MaildirFileName::parse(&cur_name);
                 // Letters with no keyword behind them are someone else's.
-                let unknown = old_name.keyword_mask()
-                    & !(0..26u32)
-                        .filter(|i| kw.name(*i as usize).is_some())
-                        .fold(0, |m, i| m | (1 << i));
+                let unknown = old_name.keyword_mask() & !kw.assigned_mask();
                 let new_name = old_name.with_flags(*flags, want | unknown).format();
-                if new_name == loc.name && !loc.in_new {
+                if new_name == cur_name && !loc.in_new {
                     renamed = true;
                     break;
                 }
-                if loc.in_new && new_name == loc.name && flags.bits() == 0 && want == 0 {
+                if loc.in_new && new_name == cur_name && flags.bits() == 0 && want == 0 {
                     renamed = true;
                     break;
                 }
-                let from = loc_path(&self.mail_dir, &loc);
+                let from = loc_path(&self.mail_dir, &base, &loc);
                 let to = self.mail_dir.join("cur").join(&new_name);
                 match fs::rename(&from, &to) {
                     Ok(()) => {
                         touched_cur = true;
                         touched_new |= loc.in_new;
-                        files.insert(
-                            base.clone(),
-                            FileLoc {
-                                name: new_name,
-                                in_new: false,
-                            },
-                        );
+                        files.insert(base.clone(), FileLoc::new(&new_name, base.len(), false));
                         renamed = true;
                         break;
                     }
@@ -577,24 +616,29 @@ impl<'a> MailboxUpdate<'a> {
                 }
             }
             if !renamed {
-                tracing::warn!(
+                skipped.push(format!(
                     "mailbox {name}: message UID {uid} vanished before its flags could be set"
-                );
+                ));
             }
         }
 
         // INTERNALDATE changes.
         for (uid, secs) in &self.dates {
+            lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
+                skipped.push(format!(
+                    "mailbox {name}: message UID {uid} was expunged before its date could be set"
+                ));
                 continue;
             };
-            if let Some(loc) = files.get(&list.records[i].filename) {
-                let p = loc_path(&self.mail_dir, loc);
+            let base = &list.records[i].filename;
+            if let Some(loc) = files.get(base) {
+                let p = loc_path(&self.mail_dir, base, loc);
                 match OpenOptions::new().write(true).open(&p) {
                     Ok(f) => set_times(&f, *secs, &p)?,
-                    Err(e) if e.kind() == ErrorKind::NotFound => tracing::warn!(
+                    Err(e) if e.kind() == ErrorKind::NotFound => skipped.push(format!(
                         "mailbox {name}: message UID {uid} vanished before its date could be set"
-                    ),
+                    )),
                     Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
                 }
             }
@@ -604,9 +648,16 @@ impl<'a> MailboxUpdate<'a> {
         let mut inserted_low = false;
         let saves = std::mem::take(&mut self.saves);
         for (s, mask) in saves.iter().zip(save_masks) {
+            lock.keep_alive();
             let size = s.rec.size;
             let vsize = s.vsize;
             let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| files.contains_key(b));
+            if g.is_none() && base != s.rec.guid && !s.rec.guid.is_empty() {
+                skipped.push(format!(
+                    "mailbox {name}: message GUID {:?} cannot be kept (UID {} is now {base})",
+                    s.rec.guid, s.rec.uid
+                ));
+            }
             let mut fname = MaildirFileName {
                 stem: base.clone(),
                 info: filename::Info::None,
@@ -625,10 +676,7 @@ impl<'a> MailboxUpdate<'a> {
             }
             files.insert(
                 base.clone(),
-                FileLoc {
-                    name: fname.format(),
-                    in_new: s.rec.in_new,
-                },
+                FileLoc::new(&fname.format(), base.len(), s.rec.in_new),
             );
             let mut r = UidlistRecord::new(s.rec.uid, base);
             if let Some(g) = g {
@@ -685,14 +733,16 @@ impl<'a> MailboxUpdate<'a> {
             self.store.remove_dovecot_index(&name)?;
         }
         tracing::debug!("mailbox {name}: committed {:?}", info_of(&name, &list));
-        self.store.folders.insert(
-            name,
-            Folder {
-                list,
-                files,
-                stamp: None,
-            },
-        );
+        for m in &skipped {
+            tracing::warn!("{m}");
+        }
+        self.store.skipped.extend(skipped);
+        // Cached only when it is a complete picture; otherwise the next
+        // read looks at the disk again.
+        match Folder::try_new(list, files, None) {
+            Some(f) => self.store.folders.insert(name, f),
+            None => self.store.folders.remove(&name),
+        };
         Ok(())
     }
 }
@@ -708,10 +758,8 @@ impl Drop for MailboxUpdate<'_> {
     }
 }
 
-fn loc_path(mail_dir: &Path, loc: &FileLoc) -> PathBuf {
-    mail_dir
-        .join(if loc.in_new { "new" } else { "cur" })
-        .join(&loc.name)
+fn loc_path(mail_dir: &Path, base: &str, loc: &FileLoc) -> PathBuf {
+    loc.path(mail_dir, base)
 }
 
 /// The base name for a saved message and the `G` field it needs, if any.
@@ -747,9 +795,6 @@ fn choose_base(
         }
     }
     let g = (!guid.is_empty() && valid_ext_value(guid)).then(|| guid.to_string());
-    if g.is_none() && !guid.is_empty() {
-        tracing::warn!("message GUID {guid:?} cannot be stored in dovecot-uidlist; it changes");
-    }
     loop {
         let cand = format!("{}{sizes}", generate_base());
         if !taken(&cand) {
