@@ -315,14 +315,22 @@ fn tree_listing_sees_inode_mtime_and_content_changes() {
 }
 
 #[test]
-fn source_guard_allows_only_uidlist_growth() {
+fn source_guard_allows_only_uid_bookkeeping() {
     let t = tempdir();
     let md = typical_maildir(&t.path().join("m"), 2, 5);
     fs::write(md.root.join("dovecot-uidlist"), "3 V5 N2 G00\n1 :a\n").unwrap();
     let g = tree::SourceGuard::new(&md.root);
     fs::write(md.root.join("dovecot-uidlist"), "3 V5 N3 G00\n1 :a\n2 :b\n").unwrap();
     fs::write(md.root.join(".Sent/dovecot-uidlist"), "3 V9 N1\n").unwrap();
+    fs::write(md.root.join("dovecot-uidvalidity"), "6b0b1d31").unwrap();
+    fs::write(md.root.join("dovecot-uidvalidity.6b0b1d31"), "").unwrap();
     g.assert_untouched();
+    fs::write(md.root.join("dovecot.index.log"), "x").unwrap();
+    assert!(
+        std::panic::catch_unwind(|| g.assert_untouched()).is_err(),
+        "a Dovecot index file in the source went unnoticed"
+    );
+    fs::remove_file(md.root.join("dovecot.index.log")).unwrap();
     fs::write(md.root.join("dovecot-uidlist"), "3 V5 N3 G00\n2 :b\n").unwrap();
     let r = std::panic::catch_unwind(|| g.assert_untouched());
     assert!(r.is_err(), "a lost UID went unnoticed");

@@ -183,11 +183,13 @@ impl Maildir {
         self.folder("INBOX")
     }
 
-    /// Writes `subscriptions` in Dovecot's version 2 format.
+    /// Writes `subscriptions` as Dovecot does (version 2): storage names,
+    /// that is hierarchy parts in modified UTF-7 joined by TAB.
     pub fn subscribe(&self, names: &[&str]) {
         let mut s = String::from("V\t2\n\n");
         for n in names {
-            s.push_str(&n.replace('/', "\t"));
+            let parts: Vec<String> = n.split('/').map(mutf7::encode).collect();
+            s.push_str(&parts.join("\t"));
             s.push('\n');
         }
         fs::write(self.root.join("subscriptions"), s).expect("subscriptions");

@@ -5,6 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A run that takes longer is killed and reported (exit code -1): the
+/// biggest scenario (30 MB) takes seconds, so this means a hang.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The outcome of one dsync run.
 pub struct Run {
     pub code: i32,
@@ -19,10 +23,14 @@ impl Run {
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Run {
         if self.code != code {
+            let how = if self.code == -1 {
+                format!("was killed after {} s (hung?)", RUN_TIMEOUT.as_secs())
+            } else {
+                format!("exited {}", self.code)
+            };
             panic!(
-                "dsync {} exited {} (expected {code})\n--- stderr:\n{}\n--- stdout:\n{}",
+                "dsync {} {how} (expected exit {code})\n--- stderr:\n{}\n--- stdout:\n{}",
                 self.args.join(" "),
-                self.code,
                 self.stderr,
                 self.stdout
             );
@@ -92,7 +100,7 @@ pub fn dsync_raw(workdir: &Path, args: &[String]) -> Run {
         .current_dir(workdir)
         .env("HOME", workdir)
         .env_remove("DOVECOT_CONFIG")
-        .timeout(Duration::from_secs(600))
+        .timeout(RUN_TIMEOUT)
         .output()
         .expect("run dsync");
     Run {

@@ -170,8 +170,17 @@ fn first(v: &[String], n: usize) -> Vec<String> {
 }
 
 /// Files the engine may write in a backup's source: it must give every
-/// message a UID, which lives in dovecot-uidlist.
-pub const SOURCE_MAY_CHANGE: &[&str] = &["dovecot-uidlist"];
+/// message a UID, which lives in dovecot-uidlist, and may pick new
+/// UIDVALIDITYs the way Dovecot does, through dovecot-uidvalidity and its
+/// `dovecot-uidvalidity.<hex>` marker.
+pub const SOURCE_MAY_CHANGE: &[&str] = &["dovecot-uidlist", "dovecot-uidvalidity"];
+
+fn source_may_change(name: &str) -> bool {
+    SOURCE_MAY_CHANGE.contains(&name)
+        || name
+            .strip_prefix("dovecot-uidvalidity.")
+            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
 
 /// The state of a backup's source before the run, to check afterwards that
 /// the run left it alone.
@@ -202,14 +211,14 @@ impl SourceGuard {
     }
 
     /// Every file keeps its name, mtime and bytes and nothing is added or
-    /// removed, except that dovecot-uidlist may appear or grow; an existing
-    /// one must keep its UIDVALIDITY and every UID it had.
+    /// removed, except [`SOURCE_MAY_CHANGE`]: dovecot-uidlist may appear or
+    /// grow, but an existing one keeps its UIDVALIDITY and every UID it had.
     #[track_caller]
     pub fn assert_untouched(&self) {
         let after = listing(&self.root);
         let mut problems = Vec::new();
         for c in changes(&self.before, &after) {
-            if SOURCE_MAY_CHANGE.contains(&name_of(&c.path)) && c.what != "removed" {
+            if source_may_change(name_of(&c.path)) && c.what != "removed" {
                 continue;
             }
             // A directory's mtime moves when dovecot-uidlist appears.
