@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// A run that takes longer is killed and reported (exit code -1): the
 /// biggest scenario (30 MB) takes seconds, so this means a hang.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The outcome of one dsync run.
 pub struct Run {
