@@ -1,7 +1,7 @@
 //! The command line: `dsync [options] mirror|backup LOCATION2`, and
 //! `dsync [options] server` for the remote side.
 
-use crate::brain::backup::{self, Direction};
+use crate::brain::backup::{self, Direction, LocalOpener};
 use crate::brain::plan::Filter;
 use crate::brain::remote::Remote;
 use crate::brain::Report;
@@ -11,7 +11,7 @@ use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
 use crate::model::MailboxName;
 use crate::protocol::{self, connection::BoxRead, connection::BoxWrite};
 use crate::server::{self, ServerOptions, StoreOpener};
-use crate::{transport, user};
+use crate::{lock, transport, user};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -247,7 +247,7 @@ enum Mode {
     Mirror,
 }
 
-fn maildir_options(m: &location::MaildirLocation) -> MaildirOptions {
+fn maildir_options(m: &location::MaildirLocation, config: &Config) -> MaildirOptions {
     MaildirOptions {
         root: m.root.clone(),
         layout: match m.layout {
@@ -261,20 +261,41 @@ fn maildir_options(m: &location::MaildirLocation) -> MaildirOptions {
             location::IndexLocation::Memory => IndexDir::Memory,
             location::IndexLocation::Path(p) => IndexDir::Path(p.clone()),
         },
-        alt_char: None,
+        alt_char: config.alt_char(),
     }
 }
 
 /// Opens a mail location as a store; `create` makes a missing one.
-fn open_store(loc: &MailLocation, _config: &Config, create: bool) -> Result<MaildirStore> {
+fn open_store(loc: &MailLocation, config: &Config, create: bool) -> Result<MaildirStore> {
     match loc {
-        MailLocation::Maildir(m) => {
-            MaildirStore::open(maildir_options(m), create)
-        }
+        MailLocation::Maildir(m) => MaildirStore::open(maildir_options(m, config), create),
         MailLocation::Mbox(m) => bail!(
             "mbox locations ({}) are not supported yet; use a maildir: location",
             m.root.display()
         ),
+    }
+}
+
+/// Opens a store and takes its run lock, so two runs never work on the
+/// same mail at once.
+fn open_locked(
+    loc: &MailLocation,
+    config: &Config,
+    create: bool,
+) -> Result<(MaildirStore, lock::StoreLock)> {
+    let store = open_store(loc, config, create)?;
+    let wait = config
+        .get("dsync_lock_timeout")
+        .and_then(|s| s.trim_end_matches('s').parse().ok())
+        .unwrap_or(60);
+    let lock = lock::acquire(&store.options().root, Duration::from_secs(wait))?;
+    Ok((store, lock))
+}
+
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -307,15 +328,32 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     } else {
         Direction::Push
     };
-    let mut local = open_store(&loc1, &config, dir == Direction::Pull)
-        .with_context(|| format!("opening the local mail location {}", config.mail_location()))?;
     let timeout = io_timeout(&config);
+    if let (MailLocation::Maildir(a), Location2::Local(MailLocation::Maildir(b))) = (&loc1, &loc2) {
+        if same_path(&a.root, &b.root) {
+            return Err(UsageError(format!(
+                "LOCATION2 {} is the mail location itself; give another location",
+                b.root.display()
+            ))
+            .into());
+        }
+    }
+    let mut local_lock = None;
+    let local = {
+        let (config, loc1, lock) = (&config, &loc1, &mut local_lock);
+        Box::new(move |create: bool| {
+            let (store, l) = open_locked(loc1, config, create)
+                .with_context(|| format!("opening the mail location {}", config.mail_location()))?;
+            *lock = Some(l);
+            Ok(store)
+        }) as LocalOpener<'_>
+    };
 
     let (read, write, peer, server_task, child) = match loc2 {
         Location2::Local(loc) => {
             let ((r1, w1), (r2, w2)) = transport::in_process();
             let config2 = config.clone();
-            let opener: StoreOpener = Box::new(move |create| open_store(&loc, &config2, create));
+            let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config2, create));
             let task = tokio::spawn(server::serve(
                 r2,
                 w2,
@@ -353,7 +391,8 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
             )
         }
     };
-    let result = lead(&mut local, read, write, &peer, timeout, dir, &filter).await;
+    let result = lead(local, read, write, &peer, timeout, dir, &filter).await;
+    drop(local_lock);
     if let Some(task) = server_task {
         match task.await {
             Ok(Ok(())) => {}
@@ -400,9 +439,14 @@ fn remote_command(config: &Config, host: &str, user: Option<&str>) -> Result<Vec
             continue;
         }
         if user.is_none() && w.contains("%{user}") {
-            bail!("dsync_remote_cmd uses %{{user}} but LOCATION2 names no user (write user@{host})");
+            bail!(
+                "dsync_remote_cmd uses %{{user}} but LOCATION2 names no user (write user@{host})"
+            );
         }
-        argv.push(w.replace("%{host}", host).replace("%{user}", user.unwrap_or("")));
+        argv.push(
+            w.replace("%{host}", host)
+                .replace("%{user}", user.unwrap_or("")),
+        );
         i += 1;
     }
     Ok(argv)
@@ -419,7 +463,9 @@ fn split_command(s: &str) -> Result<Vec<String>> {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (None, '\\') | (Some('"'), '\\') => {
-                let next = chars.next().ok_or_else(|| anyhow::anyhow!("dsync_remote_cmd ends with a backslash"))?;
+                let next = chars
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("dsync_remote_cmd ends with a backslash"))?;
                 cur.get_or_insert_with(String::new).push(next);
             }
             (Some(_), c) => cur.get_or_insert_with(String::new).push(c),
@@ -439,7 +485,7 @@ fn split_command(s: &str) -> Result<Vec<String>> {
 }
 
 async fn lead(
-    local: &mut MaildirStore,
+    local: LocalOpener<'_>,
     read: BoxRead,
     write: BoxWrite,
     peer: &str,
@@ -449,10 +495,6 @@ async fn lead(
 ) -> Result<Report> {
     let (tx, rx) = protocol::connect(read, write, peer, timeout);
     let mut remote = Remote::handshake(tx, rx, vec![]).await?;
-    remote
-        .open(dir == Direction::Push)
-        .await
-        .context("opening the LOCATION2 mail store")?;
     let report = backup::run(local, &mut remote, dir, filter).await?;
     remote.quit().await?;
     tracing::debug!("sent {} bytes to {peer}", remote.bytes_sent());
@@ -468,7 +510,7 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
     let loc = location::parse_mail_location(config.mail_location(), &ex)
         .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
     let timeout = io_timeout(&config);
-    let opener: StoreOpener = Box::new(move |create| open_store(&loc, &config, create));
+    let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config, create));
     server::serve(
         Box::new(tokio::io::stdin()),
         Box::new(tokio::io::stdout()),

@@ -43,7 +43,7 @@ pub fn acquire(dir: &Path, wait: Duration) -> Result<StoreLock> {
             let _ = file.read_to_string(&mut holder);
             bail!(
                 "another dsync (pid {}) is working on {}; waited {} s for it. Try again when it has finished",
-                holder.trim().split_whitespace().next().unwrap_or("unknown"),
+                holder.split_whitespace().next().unwrap_or("unknown"),
                 dir.display(),
                 wait.as_secs()
             );
@@ -65,7 +65,9 @@ mod tests {
     fn second_lock_waits_then_fails_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let held = acquire(dir.path(), Duration::from_secs(1)).unwrap();
-        let e = acquire(dir.path(), Duration::from_millis(300)).unwrap_err().to_string();
+        let e = acquire(dir.path(), Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("another dsync"), "{e}");
         assert!(e.contains(&std::process::id().to_string()), "{e}");
         drop(held);

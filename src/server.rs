@@ -2,6 +2,7 @@
 //! or the in-process peer of a local run). It decides nothing; it reports
 //! its state and applies what the leader sends, in order.
 
+use crate::lock::StoreLock;
 use crate::maildir::{MailboxUpdate, MaildirStore};
 use crate::model::MailboxName;
 use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
@@ -19,13 +20,15 @@ pub struct ServerOptions {
 }
 
 /// Opens the store once the leader says whether a missing one may be created.
-pub type StoreOpener = Box<dyn FnOnce(bool) -> Result<MaildirStore> + Send>;
+/// It returns the store with its run lock, held until the server ends.
+pub type StoreOpener = Box<dyn FnOnce(bool) -> Result<(MaildirStore, StoreLock)> + Send>;
 
 struct Server {
     tx: Sender,
     rx: Receiver,
     opener: Option<StoreOpener>,
     store: Option<MaildirStore>,
+    _lock: Option<StoreLock>,
     selected: Option<MailboxName>,
     /// The first failure of a command that has no reply of its own; it is
     /// reported instead of the next reply, so the leader learns of it at
@@ -46,6 +49,7 @@ pub async fn serve(
         rx,
         opener: Some(opener),
         store: None,
+        _lock: None,
         selected: None,
         deferred: None,
     };
@@ -144,8 +148,9 @@ impl Server {
                     .take()
                     .ok_or_else(|| anyhow!("protocol error: OPEN sent twice"))?;
                 match block_in_place(|| opener(create)) {
-                    Ok(store) => {
+                    Ok((store, lock)) => {
                         self.store = Some(store);
+                        self._lock = Some(lock);
                         self.reply(Reply::Ok).await?;
                     }
                     Err(e) => self.reply(fail(e)).await?,
@@ -257,12 +262,12 @@ impl Server {
             Err(e) => {
                 // Expunged or moved by someone else since the snapshot: the
                 // leader skips it and reports that a rerun is needed.
-                return self
-                    .reply(Reply::NoBody {
-                        uid,
-                        reason: format!("{e:#}"),
-                    })
-                    .await;
+                self.reply(Reply::NoBody {
+                    uid,
+                    reason: format!("{e:#}"),
+                })
+                .await?;
+                return self.tx.flush().await;
             }
         };
         self.reply(Reply::Body { uid, size }).await?;
@@ -281,7 +286,10 @@ impl Server {
         if sent != size {
             tracing::warn!("message UID {uid} in {name} changed size while being read");
         }
-        self.tx.send_data(Bytes::new()).await
+        self.tx.send_data(Bytes::new()).await?;
+        // The leader waits for this body before it asks for more than its
+        // window, so it must not sit in our buffer.
+        self.tx.flush().await
     }
 
     /// BEGIN … COMMIT on the selected mailbox. Errors inside poison the

@@ -13,13 +13,15 @@ use tokio::process::{Child, Command};
 const DUPLEX_BUFFER: usize = 4 << 20;
 
 /// A pair of in-process byte streams: what one end writes the other reads.
+/// One whole pipe per direction, so dropping a writer (a side that failed)
+/// is an end-of-stream its reader sees at once; the halves of one split
+/// pipe would keep it open until both were gone.
 pub fn in_process() -> ((BoxRead, BoxWrite), (BoxRead, BoxWrite)) {
-    let (a, b) = tokio::io::duplex(DUPLEX_BUFFER);
-    let (ar, aw) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
+    let (a_write, b_read) = tokio::io::duplex(DUPLEX_BUFFER);
+    let (b_write, a_read) = tokio::io::duplex(DUPLEX_BUFFER);
     (
-        (Box::new(ar) as BoxRead, Box::new(aw) as BoxWrite),
-        (Box::new(br) as BoxRead, Box::new(bw) as BoxWrite),
+        (Box::new(a_read) as BoxRead, Box::new(a_write) as BoxWrite),
+        (Box::new(b_read) as BoxRead, Box::new(b_write) as BoxWrite),
     )
 }
 

@@ -68,16 +68,6 @@ fn passwd_entry(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn root_exists_and_unknown_user_is_a_clear_error() {
-        assert_eq!(super::lookup("root").unwrap().uid, 0);
-        let e = super::lookup("no-such-user-dsync").unwrap_err().to_string();
-        assert!(e.contains("not found"), "{e}");
-    }
-}
-
 /// Becomes `user` when running as root (`-u` on a mail server): group
 /// list, gid, then uid, so files are created with the user's ownership.
 /// A no-op when not root, where the kernel would refuse anyway.
@@ -96,10 +86,23 @@ pub fn become_user(user: &User) -> Result<()> {
         }
         Ok(())
     };
-    check(unsafe { libc::initgroups(cname.as_ptr(), user.gid as _) }, "initgroups")?;
+    check(
+        unsafe { libc::initgroups(cname.as_ptr(), user.gid as _) },
+        "initgroups",
+    )?;
     check(unsafe { libc::setgid(user.gid) }, "setgid")?;
     check(unsafe { libc::setuid(user.uid) }, "setuid")?;
     std::env::set_var("HOME", &user.home);
     std::env::set_var("USER", &user.name);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_exists_and_unknown_user_is_a_clear_error() {
+        assert_eq!(super::lookup("root").unwrap().uid, 0);
+        let e = super::lookup("no-such-user-dsync").unwrap_err().to_string();
+        assert!(e.contains("not found"), "{e}");
+    }
 }

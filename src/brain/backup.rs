@@ -27,25 +27,41 @@ pub enum Direction {
 /// hide a round trip, small enough that replies never pile up unboundedly.
 const FETCH_WINDOW: usize = 256;
 
+/// The local store, opened only when the run gets to it: a backup reads
+/// the source completely before it touches the destination, so a broken
+/// source leaves the destination exactly as it was.
+pub type LocalOpener<'a> = Box<dyn FnOnce(bool) -> Result<MaildirStore> + Send + 'a>;
+
 pub async fn run(
-    local: &mut MaildirStore,
+    open_local: LocalOpener<'_>,
     remote: &mut Remote,
     dir: Direction,
     filter: &Filter,
 ) -> Result<Report> {
     let mut report = Report::default();
-    remote.send(Command::List).await?;
-    remote.flush().await?;
-    let local_list =
-        block_in_place(|| -> Result<_> { Ok((local.list_mailboxes()?, local.subscriptions()?)) })?;
-    let remote_list = remote
-        .read_list()
-        .await
-        .context("listing the remote mailboxes")?;
-    let ((src_boxes, src_subs), (dst_boxes, dst_subs)) = match dir {
-        Direction::Push => (local_list, remote_list),
-        Direction::Pull => (remote_list, local_list),
+    let (mut local, (src_boxes, src_subs), (dst_boxes, dst_subs)) = match dir {
+        Direction::Push => {
+            let mut local = block_in_place(|| open_local(false))?;
+            let src = block_in_place(|| list(&mut local))?;
+            remote
+                .open(true)
+                .await
+                .context("opening the LOCATION2 mail store")?;
+            let dst = remote_list(remote).await?;
+            (local, src, dst)
+        }
+        Direction::Pull => {
+            remote
+                .open(false)
+                .await
+                .context("opening the LOCATION2 mail store")?;
+            let src = remote_list(remote).await?;
+            let mut local = block_in_place(|| open_local(true))?;
+            let dst = block_in_place(|| list(&mut local))?;
+            (local, src, dst)
+        }
     };
+    let local = &mut local;
     for name in &filter.0 {
         if !src_boxes.iter().any(|b| &b.name == name) {
             anyhow::bail!("mailbox {name} (given with -m) does not exist in the source");
@@ -151,6 +167,21 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+type Listing = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);
+
+fn list(store: &mut MaildirStore) -> Result<Listing> {
+    Ok((store.list_mailboxes()?, store.subscriptions()?))
+}
+
+async fn remote_list(remote: &mut Remote) -> Result<Listing> {
+    remote.send(Command::List).await?;
+    remote.flush().await?;
+    remote
+        .read_list()
+        .await
+        .with_context(|| format!("listing the mailboxes of {}", remote.peer))
 }
 
 async fn send_tree_op(remote: &mut Remote, op: &TreeOp) -> Result<()> {

@@ -66,7 +66,10 @@ pub struct SidePlan {
 
 impl SidePlan {
     pub fn is_empty(&self) -> bool {
-        self.header.is_none() && self.expunge.is_empty() && self.flags.is_empty() && self.saves.is_empty()
+        self.header.is_none()
+            && self.expunge.is_empty()
+            && self.flags.is_empty()
+            && self.saves.is_empty()
     }
 }
 
@@ -88,20 +91,32 @@ enum Side {
 }
 
 /// Builds the merge plan. `a` is the leader's side, `b` the follower's.
-pub fn merge_mailbox(base: Option<&BaseMailbox>, a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
+pub fn merge_mailbox(
+    base: Option<&BaseMailbox>,
+    a: &MailboxSnapshot,
+    b: &MailboxSnapshot,
+) -> MergePlan {
     let base = base.filter(|base| {
-        base.uidvalidity == a.info.uidvalidity && base.uidvalidity == b.info.uidvalidity && base.guid == a.info.guid
+        base.uidvalidity == a.info.uidvalidity
+            && base.uidvalidity == b.info.uidvalidity
+            && base.guid == a.info.guid
     });
     if a.info.uidvalidity != b.info.uidvalidity {
         return merge_by_guid(a, b);
     }
     let mut m = Merger::new(a, b);
-    let base_map: BTreeMap<Uid, &BaseMessage> = base.map(|b| b.messages.iter().map(|m| (m.uid, m)).collect()).unwrap_or_default();
+    let base_map: BTreeMap<Uid, &BaseMessage> = base
+        .map(|b| b.messages.iter().map(|m| (m.uid, m)).collect())
+        .unwrap_or_default();
     let am: BTreeMap<Uid, &MessageRecord> = a.messages.iter().map(|m| (m.uid, m)).collect();
     let bm: BTreeMap<Uid, &MessageRecord> = b.messages.iter().map(|m| (m.uid, m)).collect();
     let uids: BTreeSet<Uid> = am.keys().chain(bm.keys()).copied().collect();
     for uid in uids {
-        let (x, y, o) = (am.get(&uid).copied(), bm.get(&uid).copied(), base_map.get(&uid).copied());
+        let (x, y, o) = (
+            am.get(&uid).copied(),
+            bm.get(&uid).copied(),
+            base_map.get(&uid).copied(),
+        );
         match (x, y, o) {
             (Some(x), Some(y), _) if x.guid == y.guid => m.keep_both(x, y, o),
             (Some(x), Some(y), _) => {
@@ -123,7 +138,11 @@ pub fn merge_mailbox(base: Option<&BaseMailbox>, a: &MailboxSnapshot, b: &Mailbo
 /// lost its index). The side with more messages keeps its UIDs; the other
 /// side's messages are matched by GUID; nothing is expunged.
 fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
-    let winner = if b.messages.len() > a.messages.len() { Side::B } else { Side::A };
+    let winner = if b.messages.len() > a.messages.len() {
+        Side::B
+    } else {
+        Side::A
+    };
     let (w, l) = match winner {
         Side::A => (a, b),
         Side::B => (b, a),
@@ -138,7 +157,10 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
         by_guid.entry(msg.guid.as_str()).or_default().push(msg);
     }
     for msg in &w.messages {
-        match by_guid.get_mut(msg.guid.as_str()).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+        match by_guid
+            .get_mut(msg.guid.as_str())
+            .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+        {
             Some(lm) => {
                 // Same message on both: the loser's copy takes the winner's
                 // UID; with no base to tell who changed what, the leader's
@@ -156,19 +178,27 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
                         origin: Origin::Own(lm.uid),
                     });
                 } else if (lm.flags, &lm.keywords) != (flags, &keywords) {
-                    m.plan_mut(loser).flags.push((lm.uid, flags, keywords.clone()));
+                    m.plan_mut(loser)
+                        .flags
+                        .push((lm.uid, flags, keywords.clone()));
                 }
                 if (msg.flags, &msg.keywords) != (flags, &keywords) {
-                    m.plan_mut(winner).flags.push((msg.uid, flags, keywords.clone()));
+                    m.plan_mut(winner)
+                        .flags
+                        .push((msg.uid, flags, keywords.clone()));
                 }
-                m.result.insert(msg.uid, base_of(msg.uid, &msg.guid, flags, &keywords));
+                m.result
+                    .insert(msg.uid, base_of(msg.uid, &msg.guid, flags, &keywords));
             }
             None => {
                 m.plan_mut(loser).saves.push(Save {
                     record: msg.clone(),
                     origin: Origin::Other(msg.uid),
                 });
-                m.result.insert(msg.uid, base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
+                m.result.insert(
+                    msg.uid,
+                    base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords),
+                );
             }
         }
     }
@@ -186,7 +216,8 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
             record: rec,
             origin: Origin::Other(uid),
         });
-        m.result.insert(uid, base_of(uid, &rest.guid, rest.flags, &rest.keywords));
+        m.result
+            .insert(uid, base_of(uid, &rest.guid, rest.flags, &rest.keywords));
     }
     // Other(uid) for the loser refers to the winner's UID; for the winner
     // it refers to the loser's *new* UID, which exists once the loser's
@@ -222,7 +253,13 @@ struct Merger<'s> {
 
 impl<'s> Merger<'s> {
     fn new(a: &'s MailboxSnapshot, b: &'s MailboxSnapshot) -> Self {
-        let max_uid = a.messages.iter().chain(&b.messages).map(|m| m.uid).max().unwrap_or(0);
+        let max_uid = a
+            .messages
+            .iter()
+            .chain(&b.messages)
+            .map(|m| m.uid)
+            .max()
+            .unwrap_or(0);
         Merger {
             a_snap: a,
             b_snap: b,
@@ -264,7 +301,8 @@ impl<'s> Merger<'s> {
         if (y.flags, &y.keywords) != (flags, &keywords) {
             self.b.flags.push((y.uid, flags, keywords.clone()));
         }
-        self.result.insert(x.uid, base_of(x.uid, &x.guid, flags, &keywords));
+        self.result
+            .insert(x.uid, base_of(x.uid, &x.guid, flags, &keywords));
     }
 
     /// A message only `side` has and the base does not: new there.
@@ -274,7 +312,10 @@ impl<'s> Merger<'s> {
                 record: msg.clone(),
                 origin: Origin::Other(msg.uid),
             });
-            self.result.insert(msg.uid, base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
+            self.result.insert(
+                msg.uid,
+                base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords),
+            );
         } else {
             self.renumber(side, msg);
         }
@@ -295,7 +336,8 @@ impl<'s> Merger<'s> {
             record: rec,
             origin: Origin::Other(uid),
         });
-        self.result.insert(uid, base_of(uid, &msg.guid, msg.flags, &msg.keywords));
+        self.result
+            .insert(uid, base_of(uid, &msg.guid, msg.flags, &msg.keywords));
     }
 
     fn finish(mut self, guid: MailboxGuid, uidvalidity: u32) -> MergePlan {
@@ -389,7 +431,10 @@ mod tests {
             guid: MailboxGuid([1; 16]),
             uidvalidity: 5,
             uidnext: next,
-            messages: msgs.iter().map(|m| base_of(m.uid, &m.guid, m.flags, &m.keywords)).collect(),
+            messages: msgs
+                .iter()
+                .map(|m| base_of(m.uid, &m.guid, m.flags, &m.keywords))
+                .collect(),
         }
     }
 
@@ -397,8 +442,16 @@ mod tests {
     fn expunges_and_new_messages_flow_both_ways() {
         let common = vec![rec(1, "a", Flags::empty()), rec(2, "b", Flags::empty())];
         let o = base(3, &common);
-        let a = snap(5, 4, vec![rec(1, "a", Flags::SEEN), rec(3, "c", Flags::empty())]);
-        let b = snap(5, 3, vec![rec(1, "a", Flags::empty()), rec(2, "b", Flags::FLAGGED)]);
+        let a = snap(
+            5,
+            4,
+            vec![rec(1, "a", Flags::SEEN), rec(3, "c", Flags::empty())],
+        );
+        let b = snap(
+            5,
+            3,
+            vec![rec(1, "a", Flags::empty()), rec(2, "b", Flags::FLAGGED)],
+        );
         let p = merge_mailbox(Some(&o), &a, &b);
         // 2 was expunged on A: expunge on B despite B's flag change.
         assert_eq!(p.b.expunge, vec![2]);
@@ -412,8 +465,16 @@ mod tests {
     #[test]
     fn uid_conflict_renumbers_both() {
         let o = base(2, &[rec(1, "a", Flags::empty())]);
-        let a = snap(5, 3, vec![rec(1, "a", Flags::empty()), rec(2, "x", Flags::empty())]);
-        let b = snap(5, 3, vec![rec(1, "a", Flags::empty()), rec(2, "y", Flags::empty())]);
+        let a = snap(
+            5,
+            3,
+            vec![rec(1, "a", Flags::empty()), rec(2, "x", Flags::empty())],
+        );
+        let b = snap(
+            5,
+            3,
+            vec![rec(1, "a", Flags::empty()), rec(2, "y", Flags::empty())],
+        );
         let p = merge_mailbox(Some(&o), &a, &b);
         assert_eq!(p.a.expunge, vec![2]);
         assert_eq!(p.b.expunge, vec![2]);
@@ -437,13 +498,22 @@ mod tests {
         let x = Flags::SEEN.union(Flags::FLAGGED); // A added Flagged
         let y = Flags::empty(); // B removed Seen
         assert_eq!(merge_flags(x, y, Some(o)), Flags::FLAGGED);
-        let kw = merge_keywords(&["A".into(), "B".into()], &["B".into(), "C".into()], Some(&["B".into()]));
+        let kw = merge_keywords(
+            &["A".into(), "B".into()],
+            &["B".into(), "C".into()],
+            Some(&["B".into()]),
+        );
         assert_eq!(kw, vec!["A".to_string(), "B".into(), "C".into()]);
     }
 
     /// Applies a side plan to a model of that side.
-    fn apply(side: &MailboxSnapshot, plan: &SidePlan, other: &MailboxSnapshot) -> BTreeMap<Uid, (String, Flags)> {
-        let mut m: BTreeMap<Uid, MessageRecord> = side.messages.iter().map(|r| (r.uid, r.clone())).collect();
+    fn apply(
+        side: &MailboxSnapshot,
+        plan: &SidePlan,
+        other: &MailboxSnapshot,
+    ) -> BTreeMap<Uid, (String, Flags)> {
+        let mut m: BTreeMap<Uid, MessageRecord> =
+            side.messages.iter().map(|r| (r.uid, r.clone())).collect();
         let originals = m.clone();
         for (uid, f, kw) in &plan.flags {
             let r = m.get_mut(uid).expect("flag change on an existing message");
@@ -459,7 +529,10 @@ mod tests {
                 Origin::Other(_) => {}
             }
             assert!(s.record.uid >= side.info.uidnext, "save below UIDNEXT");
-            assert!(m.insert(s.record.uid, s.record.clone()).is_none(), "save over a UID");
+            assert!(
+                m.insert(s.record.uid, s.record.clone()).is_none(),
+                "save over a UID"
+            );
         }
         let _ = other;
         m.into_iter().map(|(u, r)| (u, (r.guid, r.flags))).collect()

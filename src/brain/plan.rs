@@ -92,42 +92,43 @@ pub fn plan_tree(
     });
     ops.extend(deletes.iter().map(|b| TreeOp::Delete(b.name.clone())));
 
-    let mut taken: HashSet<MailboxName> = dst
+    // Renames, simulated on the destination's current names: a store
+    // renames a mailbox's children with it (IMAP RENAME), so after a
+    // parent moves, a child may already be where it belongs.
+    let mut cur: Vec<Option<MailboxName>> = dst
         .iter()
-        .filter(|b| !deletes.iter().any(|d| d.name == b.name))
-        .map(|b| b.name.clone())
+        .map(|b| (!deletes.iter().any(|d| d.name == b.name)).then(|| b.name.clone()))
         .collect();
-    let mut renames: Vec<(MailboxName, MailboxName)> = Vec::new();
-    for (k, s) in src.iter().enumerate() {
-        if let Some(i) = matched[k] {
-            if dst[i].name != s.name {
-                renames.push((dst[i].name.clone(), s.name.clone()));
-            }
+    let mut wanted: Vec<(usize, MailboxName)> = src
+        .iter()
+        .enumerate()
+        .filter_map(|(k, s)| matched[k].map(|i| (i, s.name.clone())))
+        .collect();
+    // Parents first, so their children ride along.
+    wanted.sort_by_key(|(_, to)| to.parts().len());
+    let mut tmp_count = 0;
+    for (i, to) in wanted {
+        let from = cur[i].clone().expect("matched mailboxes are not deleted");
+        if from == to {
+            continue;
         }
-    }
-    // First move every renamed mailbox whose target is taken out of the way.
-    let mut second_pass = Vec::new();
-    for (from, to) in renames {
-        if taken.contains(&to) {
-            let tmp = MailboxName::from_parts(vec![format!("dsync-rename-{}", second_pass.len())])
+        if let Some(j) = cur.iter().position(|n| n.as_ref() == Some(&to)) {
+            // Taken by a mailbox that is itself renamed later: park it.
+            let tmp = MailboxName::from_parts(vec![format!("dsync-rename-{tmp_count}")])
                 .expect("non-empty name");
-            taken.remove(&from);
-            taken.insert(tmp.clone());
+            tmp_count += 1;
             ops.push(TreeOp::Rename {
-                from,
+                from: to.clone(),
                 to: tmp.clone(),
             });
-            second_pass.push((tmp, to));
-        } else {
-            taken.remove(&from);
-            taken.insert(to.clone());
-            ops.push(TreeOp::Rename { from, to });
+            rename_subtree(&mut cur, &to, &tmp);
+            debug_assert!(cur[j].as_ref() == Some(&tmp));
         }
-    }
-    for (from, to) in second_pass {
-        taken.remove(&from);
-        taken.insert(to.clone());
-        ops.push(TreeOp::Rename { from, to });
+        ops.push(TreeOp::Rename {
+            from: from.clone(),
+            to: to.clone(),
+        });
+        rename_subtree(&mut cur, &from, &to);
     }
     let mut creates: Vec<&MailboxInfo> = src
         .iter()
@@ -154,6 +155,19 @@ pub fn plan_tree(
         });
     }
     (ops, pairings)
+}
+
+/// Applies a rename to a list of names the way a store does: the mailbox
+/// and everything below it.
+fn rename_subtree(names: &mut [Option<MailboxName>], from: &MailboxName, to: &MailboxName) {
+    let n = from.parts().len();
+    for name in names.iter_mut().flatten() {
+        if name.parts().len() >= n && name.parts()[..n] == from.parts()[..] {
+            let mut parts = to.parts().to_vec();
+            parts.extend_from_slice(&name.parts()[n..]);
+            *name = MailboxName::from_parts(parts).expect("non-empty parts");
+        }
+    }
 }
 
 /// The changes to one destination mailbox.
@@ -338,16 +352,53 @@ mod tests {
         let dst = vec![info("B", 1, 1, 1), info("A", 2, 1, 1)];
         let (ops, _) = plan_tree(&src, &dst, &Filter::default());
         // Replaying the renames must end with A=guid1, B=guid2.
-        let mut state: HashMap<MailboxName, u8> = [(name("B"), 1), (name("A"), 2)].into();
-        for op in ops {
-            if let TreeOp::Rename { from, to } = op {
-                assert!(!state.contains_key(&to), "rename onto a taken name");
-                let g = state.remove(&from).unwrap();
-                state.insert(to, g);
-            }
-        }
+        let state = replay(&[("B", 1), ("A", 2)], &ops);
         assert_eq!(state[&name("A")], 1);
         assert_eq!(state[&name("B")], 2);
+    }
+
+    /// Replays rename ops with a store's semantics (children move along).
+    fn replay(start: &[(&str, u8)], ops: &[TreeOp]) -> HashMap<MailboxName, u8> {
+        let mut names: Vec<Option<MailboxName>> =
+            start.iter().map(|(n, _)| Some(name(n))).collect();
+        for op in ops {
+            if let TreeOp::Rename { from, to } = op {
+                assert!(
+                    names.iter().flatten().any(|n| n == from),
+                    "rename of a missing {from}"
+                );
+                assert!(
+                    !names.iter().flatten().any(|n| n == to),
+                    "rename onto a taken name {to}"
+                );
+                rename_subtree(&mut names, from, to);
+            }
+        }
+        names
+            .into_iter()
+            .zip(start)
+            .map(|(n, (_, g))| (n.unwrap(), *g))
+            .collect()
+    }
+
+    #[test]
+    fn renamed_parent_takes_its_children_along() {
+        let src = vec![
+            info("New", 1, 1, 1),
+            info("New/Child", 2, 1, 1),
+            info("Other/Kid", 3, 1, 1),
+        ];
+        let dst = vec![
+            info("Old", 1, 1, 1),
+            info("Old/Child", 2, 1, 1),
+            info("Old/Kid", 3, 1, 1),
+        ];
+        let (ops, _) = plan_tree(&src, &dst, &Filter::default());
+        let state = replay(&[("Old", 1), ("Old/Child", 2), ("Old/Kid", 3)], &ops);
+        assert_eq!(state[&name("New")], 1);
+        assert_eq!(state[&name("New/Child")], 2);
+        assert_eq!(state[&name("Other/Kid")], 3);
+        assert_eq!(ops.len(), 2, "{ops:?}");
     }
 
     #[test]
@@ -440,24 +491,32 @@ mod tests {
         use std::collections::BTreeMap;
 
         fn arb_mailbox() -> impl Strategy<Value = MailboxSnapshot> {
-            (1u32..4, proptest::collection::btree_map(1u32..30, (0u8..5, 0u8..32, 0i64..3), 0..20)).prop_map(|(uv, msgs)| {
-                let messages: Vec<MessageRecord> = msgs
-                    .into_iter()
-                    .map(|(uid, (g, f, d))| MessageRecord {
-                        internal_date: d,
-                        keywords: if f & 1 == 1 { vec!["Work".into()] } else { vec![] },
-                        ..msg(uid, &format!("g{g}"), Flags::from_bits(f % 32).unwrap())
-                    })
-                    .collect();
-                let uidnext = messages.last().map_or(1, |m| m.uid + 1);
-                MailboxSnapshot {
-                    info: MailboxInfo {
-                        messages: messages.len() as u32,
-                        ..info("INBOX", 1, uv, uidnext)
-                    },
-                    messages,
-                }
-            })
+            (
+                1u32..4,
+                proptest::collection::btree_map(1u32..30, (0u8..5, 0u8..32, 0i64..3), 0..20),
+            )
+                .prop_map(|(uv, msgs)| {
+                    let messages: Vec<MessageRecord> = msgs
+                        .into_iter()
+                        .map(|(uid, (g, f, d))| MessageRecord {
+                            internal_date: d,
+                            keywords: if f & 1 == 1 {
+                                vec!["Work".into()]
+                            } else {
+                                vec![]
+                            },
+                            ..msg(uid, &format!("g{g}"), Flags::from_bits(f % 32).unwrap())
+                        })
+                        .collect();
+                    let uidnext = messages.last().map_or(1, |m| m.uid + 1);
+                    MailboxSnapshot {
+                        info: MailboxInfo {
+                            messages: messages.len() as u32,
+                            ..info("INBOX", 1, uv, uidnext)
+                        },
+                        messages,
+                    }
+                })
         }
 
         proptest! {

@@ -196,7 +196,9 @@ impl<'a> MailboxUpdate<'a> {
                 self.name
             );
         }
-        if self.folder().list.find_uid(uid).is_some() {
+        // A UID this transaction expunges may be reused by it: a backup
+        // replaces a stray destination message under the source's UID.
+        if self.folder().list.find_uid(uid).is_some() && !self.expunges.contains(&uid) {
             // Usually another program delivered meanwhile.
             return Err(ChangedMeanwhile(format!(
                 "mailbox {}: UID {uid} is already used; a save needs an unused UID",
@@ -465,7 +467,7 @@ impl<'a> MailboxUpdate<'a> {
         // Files delivered meanwhile get UIDs above ours, never the same.
         scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
         for s in &self.saves {
-            if list.find_uid(s.rec.uid).is_some() {
+            if list.find_uid(s.rec.uid).is_some() && !self.expunges.contains(&s.rec.uid) {
                 return Err(ChangedMeanwhile(format!(
                     "mailbox {name}: UID {} was taken by another program while dsync was \
                      saving; nothing was changed, run again",
