@@ -2,6 +2,7 @@
 //! `dsync [options] server` for the remote side.
 
 use crate::brain::backup::{self, Direction, LocalOpener};
+use crate::brain::mirror::{self, MirrorOptions};
 use crate::brain::plan::Filter;
 use crate::brain::remote::Remote;
 use crate::brain::Report;
@@ -192,6 +193,7 @@ fn init_logging(opts: &Opts) {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }
@@ -300,11 +302,6 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
-    if mode == Mode::Mirror {
-        bail!(
-            "`dsync mirror` is not implemented yet in this version; use `dsync backup` (one-way)"
-        );
-    }
     let Setup { config, user } = setup(opts)?;
     let ex = Expand {
         user: &user.name,
@@ -391,7 +388,16 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
             )
         }
     };
-    let result = lead(local, read, write, &peer, timeout, dir, &filter).await;
+    let job = match mode {
+        Mode::Backup => LeadJob::Backup(dir, filter),
+        Mode::Mirror => LeadJob::Mirror(MirrorOptions {
+            filter,
+            allow_mass_delete: config
+                .get("dsync_allow_mass_delete")
+                .is_some_and(|v| v == "yes"),
+        }),
+    };
+    let result = lead(local, read, write, &peer, timeout, &job).await;
     drop(local_lock);
     if let Some(task) = server_task {
         match task.await {
@@ -484,18 +490,25 @@ fn split_command(s: &str) -> Result<Vec<String>> {
     Ok(words)
 }
 
+enum LeadJob {
+    Backup(Direction, Filter),
+    Mirror(MirrorOptions),
+}
+
 async fn lead(
     local: LocalOpener<'_>,
     read: BoxRead,
     write: BoxWrite,
     peer: &str,
     timeout: Duration,
-    dir: Direction,
-    filter: &Filter,
+    job: &LeadJob,
 ) -> Result<Report> {
     let (tx, rx) = protocol::connect(read, write, peer, timeout);
     let mut remote = Remote::handshake(tx, rx, vec![]).await?;
-    let report = backup::run(local, &mut remote, dir, filter).await?;
+    let report = match job {
+        LeadJob::Backup(dir, filter) => backup::run(local, &mut remote, *dir, filter).await?,
+        LeadJob::Mirror(opts) => mirror::run(local, &mut remote, opts).await?,
+    };
     remote.quit().await?;
     tracing::debug!("sent {} bytes to {peer}", remote.bytes_sent());
     Ok(report)

@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod merge;
+pub mod mirror;
 pub mod plan;
 pub mod remote;
 

@@ -186,6 +186,12 @@ impl<'a> MailboxUpdate<'a> {
         &self.store.folders[&self.name]
     }
 
+    /// The store, for reads during the transaction (where another
+    /// mailbox's message file is, for a copy).
+    pub fn store(&self) -> &MaildirStore {
+        self.store
+    }
+
     fn check_new_uid(&self, uid: Uid) -> Result<()> {
         if uid == 0 || uid == u32::MAX {
             bail!("mailbox {}: UID {uid} is not a valid UID", self.name);
