@@ -87,6 +87,21 @@ pub async fn run(
         remote.send(Command::Snapshot).await?;
     }
     remote.flush().await?;
+    // While the follower works on those, read the local side: the two
+    // stores are scanned at the same time.
+    let mut local_snaps = VecDeque::new();
+    for p in &pairings {
+        let wanted = match dir {
+            Direction::Push => true,
+            Direction::Pull => p.dst.is_some(),
+        };
+        if wanted {
+            let name = &p.src.name;
+            let snap = block_in_place(|| local.snapshot(name))
+                .with_context(|| format!("reading mailbox {name}"))?;
+            local_snaps.push_back(snap);
+        }
+    }
     let mut remote_snaps = VecDeque::new();
     for p in &remote_wanted {
         let snap = remote
@@ -101,8 +116,9 @@ pub async fn run(
         let name = &p.src.name;
         let (src, dst) = match dir {
             Direction::Push => {
-                let src = block_in_place(|| local.snapshot(name))
-                    .with_context(|| format!("reading mailbox {name}"))?;
+                let src = local_snaps
+                    .pop_front()
+                    .expect("one local snapshot per pairing");
                 let dst = if p.dst.is_some() {
                     remote_snaps.pop_front()
                 } else {
@@ -112,12 +128,10 @@ pub async fn run(
             }
             Direction::Pull => {
                 let src = remote_snaps.pop_front().expect("one snapshot per pairing");
-                let dst = match p.dst {
-                    Some(_) => Some(
-                        block_in_place(|| local.snapshot(name))
-                            .with_context(|| format!("reading mailbox {name}"))?,
-                    ),
-                    None => None,
+                let dst = if p.dst.is_some() {
+                    local_snaps.pop_front()
+                } else {
+                    None
                 };
                 (src, dst)
             }
