@@ -218,7 +218,17 @@ pub async fn run(
             pending += 1;
         }
         if !plan_without_expunges(&plan.a).is_empty() {
-            pull_side(local, remote, &pairs, p, &plan.a, &a_where, &mut report).await?;
+            pull_side(
+                local,
+                remote,
+                &pairs,
+                p,
+                &plan.a,
+                &a_where,
+                &mut pending,
+                &mut report,
+            )
+            .await?;
         }
     }
     // Pass 2: expunges (those of relabelled messages are done already).
@@ -541,6 +551,7 @@ async fn pull_side(
     p: &Pair,
     plan: &SidePlan,
     a_where: &HashMap<String, (usize, Uid)>,
+    pending: &mut usize,
     report: &mut Report,
 ) -> Result<()> {
     // Messages held in another local folder are copied, not fetched.
@@ -555,6 +566,16 @@ async fn pull_side(
         .filter(|s| matches!(s.origin, Origin::Other(_)) && held_here(s).is_none())
         .collect();
     if !fetches.is_empty() {
+        // Replies come in order: the answers to earlier commits precede
+        // the bodies asked for now.
+        remote.flush().await?;
+        while *pending > 0 {
+            remote
+                .expect_ok()
+                .await
+                .with_context(|| format!("committing changes on {}", remote.peer))?;
+            *pending -= 1;
+        }
         remote.send(Command::Select(p.name.clone())).await?;
     }
     let mut txn = block_in_place(|| local.update(&p.name))
@@ -564,11 +585,7 @@ async fn pull_side(
     }
     for s in &plan.saves {
         if let Origin::Own(old) = s.origin {
-            // Until the store can relabel in place, a renumbering is a
-            // local copy of the file under the new UID; the old UID is
-            // expunged in pass 2.
-            let path = txn.store().message_path(&p.name, old)?;
-            block_in_place(|| txn.save_copy_of(&s.record, &path))?;
+            block_in_place(|| txn.relabel(old, s.record.uid))?;
         }
     }
     for s in &plan.saves {
