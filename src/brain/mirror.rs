@@ -127,7 +127,7 @@ pub async fn run(
         )?;
     }
 
-    let pairs = merge_tree(
+    let (pairs, deleted) = merge_tree(
         local,
         remote,
         &a_boxes,
@@ -295,8 +295,14 @@ pub async fn run(
 
     // The new common state, on both sides, under a fresh token. Mailboxes
     // outside -m keep their old base.
-    let mut new_state = state.unwrap_or_default();
+    let mut new_state = match state {
+        Some(s) if !opts.filter.0.is_empty() => s,
+        _ => PairState::default(),
+    };
     new_state.sync_id = random_token()?;
+    for g in &deleted {
+        new_state.mailboxes.remove(g);
+    }
     for (i, plan) in plans {
         new_state
             .mailboxes
@@ -637,7 +643,8 @@ async fn merge_tree(
     b: &[MailboxInfo],
     state: Option<&PairState>,
     filter: &Filter,
-) -> Result<Vec<Pair>> {
+) -> Result<(Vec<Pair>, Vec<MailboxGuid>)> {
+    let mut deleted = Vec::new();
     let a: Vec<&MailboxInfo> = a.iter().filter(|m| filter.covers(&m.name)).collect();
     let b: Vec<&MailboxInfo> = b.iter().filter(|m| filter.covers(&m.name)).collect();
     let b_by_guid: HashMap<MailboxGuid, usize> =
@@ -737,6 +744,7 @@ async fn merge_tree(
                         // Deleted on the other side, nothing new here since.
                         tracing::info!("{}: deleted on {}, deleting here", a.name, remote.peer);
                         block_in_place(|| local.delete_mailbox(&a.name))?;
+                        deleted.push(a.guid);
                         continue;
                     }
                 }
@@ -755,6 +763,7 @@ async fn merge_tree(
                     if b.uidnext <= bm.uidnext {
                         tracing::info!("{}: deleted locally, deleting on {}", b.name, remote.peer);
                         remote.send(Command::Delete(b.name.clone())).await?;
+                        deleted.push(b.guid);
                         continue;
                     }
                 }
@@ -764,5 +773,5 @@ async fn merge_tree(
             (None, None) => unreachable!(),
         }
     }
-    Ok(out)
+    Ok((out, deleted))
 }
