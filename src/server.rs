@@ -448,12 +448,9 @@ fn rename_names(
     from: &MailboxName,
     to: &MailboxName,
 ) {
-    let n = from.parts().len();
     for name in names.values_mut() {
-        if name.parts().len() >= n && name.parts()[..n] == from.parts()[..] {
-            let mut parts = to.parts().to_vec();
-            parts.extend_from_slice(&name.parts()[n..]);
-            *name = MailboxName::from_parts(parts).expect("non-empty parts");
+        if let Some(n) = name.renamed(from, to) {
+            *name = n;
         }
     }
 }

@@ -8,14 +8,13 @@ use super::backup::LocalOpener;
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
 use super::plan::Filter;
 use super::remote::{Fetched, Remote};
+use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
 use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
-use crate::protocol::{Command, Reply, CHUNK_SIZE, FEATURE_LOCAL_COPY};
+use crate::protocol::{Command, Reply};
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use tokio::task::block_in_place;
 
 /// Bodies requested ahead of the one being saved.
@@ -162,8 +161,11 @@ pub async fn run(
     }
 
     // Where each message lives on each side, for moves and copies.
-    let a_where = locate(&pairs, &a_snaps, |p| p.a.as_ref());
-    let b_where = locate(&pairs, &b_snaps, |p| p.b.as_ref());
+    let held = Holdings {
+        a: locate(&pairs, &a_snaps, |p| p.a.as_ref()),
+        b: locate(&pairs, &b_snaps, |p| p.b.as_ref()),
+        pairs: &pairs,
+    };
 
     let mut plans: Vec<(usize, MergePlan)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
@@ -204,31 +206,15 @@ pub async fn run(
     for (i, plan) in &plans {
         let p = &pairs[*i];
         if !plan_without_expunges(&plan.b).is_empty() {
-            push_side(
-                local,
-                remote,
-                &pairs,
-                p,
-                &plan.b,
-                &plan.a,
-                &b_where,
-                &mut report,
-            )
-            .await?;
+            push_side(local, remote, &held, p, &plan.b, &plan.a, &mut report).await?;
             pending += 1;
         }
         if !plan_without_expunges(&plan.a).is_empty() {
-            pull_side(
-                local,
-                remote,
-                &pairs,
-                p,
-                &plan.a,
-                &a_where,
-                &mut pending,
-                &mut report,
-            )
-            .await?;
+            let progress = Progress {
+                pending: &mut pending,
+                report: &mut report,
+            };
+            pull_side(local, remote, &held, p, &plan.a, progress).await?;
         }
     }
     // Pass 2: expunges (those of relabelled messages are done already).
@@ -449,16 +435,43 @@ fn original_uid(other_plan: &SidePlan, uid: Uid) -> Uid {
         .unwrap_or(uid)
 }
 
+/// Where each message (by GUID) lives on each side at the start of the
+/// run, so a message one side needs and already holds elsewhere is copied
+/// there instead of crossing the wire.
+struct Holdings<'p> {
+    pairs: &'p [Pair],
+    a: HashMap<String, (usize, Uid)>,
+    b: HashMap<String, (usize, Uid)>,
+}
+
+impl Holdings<'_> {
+    /// The local mailbox name and UID holding `guid`.
+    fn on_a(&self, guid: &str) -> Option<(MailboxName, Uid)> {
+        let &(i, uid) = self.a.get(guid)?;
+        Some((self.pairs[i].a.as_ref()?.name.clone(), uid))
+    }
+
+    /// The follower's mailbox GUID (as it listed it) and UID holding `guid`.
+    fn on_b(&self, guid: &str) -> Option<(MailboxGuid, Uid)> {
+        let &(i, uid) = self.b.get(guid)?;
+        Some((self.pairs[i].b.as_ref()?.guid, uid))
+    }
+}
+
+/// Commits sent to the follower but not yet answered, and the run's report.
+struct Progress<'r> {
+    pending: &'r mut usize,
+    report: &'r mut Report,
+}
+
 /// Sends the follower's changes for one mailbox (everything but expunges).
-#[allow(clippy::too_many_arguments)]
 async fn push_side(
     local: &mut MaildirStore,
     remote: &mut Remote,
-    pairs: &[Pair],
+    held: &Holdings<'_>,
     p: &Pair,
     plan: &SidePlan,
     a_plan: &SidePlan,
-    b_where: &HashMap<String, (usize, Uid)>,
     report: &mut Report,
 ) -> Result<()> {
     remote.send(Command::Select(p.name.clone())).await?;
@@ -491,59 +504,24 @@ async fn push_side(
             })
             .await?;
     }
-    let local_copy = remote.has_feature(FEATURE_LOCAL_COPY);
     for s in &plan.saves {
         let Origin::Other(uid) = s.origin else {
             continue;
         };
-        if let Some(&(mi, held)) = b_where.get(&s.record.guid) {
+        if let Some((mailbox, held_uid)) = held.on_b(&s.record.guid) {
             // The follower already holds this message (it moved or was
             // copied between folders there): copy it, no body on the wire.
-            if let Some(b) = &pairs[mi].b {
-                remote
-                    .send(Command::CopyLocal {
-                        mailbox: b.guid,
-                        uid: held,
-                        record: s.record.clone(),
-                    })
-                    .await?;
-                continue;
-            }
-        }
-        let src_uid = original_uid(a_plan, uid);
-        if local_copy {
-            match block_in_place(|| local.message_path(&p.name, src_uid)) {
-                Ok(path) => {
-                    remote
-                        .send(Command::CopyFile {
-                            path: path.to_string_lossy().into_owned(),
-                            record: s.record.clone(),
-                        })
-                        .await?
-                }
-                Err(e) => report.vanished(&p.name, src_uid, &e),
-            }
+            remote
+                .send(Command::CopyLocal {
+                    mailbox,
+                    uid: held_uid,
+                    record: s.record.clone(),
+                })
+                .await?;
             continue;
         }
-        let (mut file, _) = match block_in_place(|| local.open_message(&p.name, src_uid)) {
-            Ok(f) => f,
-            Err(e) => {
-                report.vanished(&p.name, src_uid, &e);
-                continue;
-            }
-        };
-        remote.send(Command::Save(s.record.clone())).await?;
-        loop {
-            let mut buf = vec![0u8; CHUNK_SIZE];
-            let n = block_in_place(|| file.read(&mut buf))
-                .with_context(|| format!("reading message UID {src_uid} in {}", p.name))?;
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            remote.send_data(Bytes::from(buf)).await?;
-        }
-        remote.send_data(Bytes::new()).await?;
+        let src_uid = original_uid(a_plan, uid);
+        transfer::push_message(local, remote, &p.name, src_uid, &s.record, report).await?;
     }
     remote.send(Command::Commit).await
 }
@@ -553,19 +531,14 @@ async fn push_side(
 async fn pull_side(
     local: &mut MaildirStore,
     remote: &mut Remote,
-    pairs: &[Pair],
+    held: &Holdings<'_>,
     p: &Pair,
     plan: &SidePlan,
-    a_where: &HashMap<String, (usize, Uid)>,
-    pending: &mut usize,
-    report: &mut Report,
+    progress: Progress<'_>,
 ) -> Result<()> {
+    let Progress { pending, report } = progress;
     // Messages held in another local folder are copied, not fetched.
-    let held_here = |s: &merge::Save| {
-        a_where
-            .get(&s.record.guid)
-            .and_then(|&(mi, uid)| pairs[mi].a.as_ref().map(|a| (a.name.clone(), uid)))
-    };
+    let held_here = |s: &merge::Save| held.on_a(&s.record.guid);
     let fetches: Vec<&merge::Save> = plan
         .saves
         .iter()
@@ -618,15 +591,7 @@ async fn pull_side(
                 report.vanished(&p.name, uid, &anyhow::anyhow!(reason))
             }
             Fetched::Body { .. } => {
-                let mut handle = block_in_place(|| txn.save_begin(&s.record))?;
-                loop {
-                    let chunk = remote.data().await?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    block_in_place(|| txn.write_chunk(&mut handle, &chunk))?;
-                }
-                block_in_place(|| txn.save_finish(handle))?;
+                transfer::receive_body(remote, &mut txn, &s.record).await?;
             }
         }
     }

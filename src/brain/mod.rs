@@ -10,6 +10,7 @@ pub mod merge;
 pub mod mirror;
 pub mod plan;
 pub mod remote;
+pub mod transfer;
 
 use crate::model::{MailboxName, Uid};
 
