@@ -796,3 +796,59 @@ fn dovecot_serves_a_relabeled_message_under_its_new_uid() {
         assert_eq!(uids, vec![1, 3, 10, 11]);
     }
 }
+
+#[test]
+fn dovecot_never_sees_the_sync_state_as_a_mailbox() {
+    for (layout, suffix, control) in [
+        (Layout::MaildirPlusPlus, "", false),
+        (Layout::Fs, ":LAYOUT=fs", false),
+        (Layout::MaildirPlusPlus, ":CONTROL={base}/ctl", true),
+        (Layout::Fs, ":LAYOUT=fs:CONTROL={base}/ctl", true),
+    ] {
+        let Some(dv) = dovecot(suffix) else { return };
+        let mut o = MaildirOptions::new(&dv.root);
+        o.layout = layout;
+        if control {
+            o.control = Some(dv.base.join("ctl"));
+        }
+        let mut s = MaildirStore::open(o, true).unwrap();
+        s.create_mailbox(
+            &MailboxName::parse("a", '/').unwrap(),
+            MailboxGuid([4; 16]),
+            9,
+        )
+        .unwrap();
+        let me = s.store_id().unwrap();
+        let peer = crate::state::store_id(&dv.base).unwrap();
+        let mut st = crate::state::SyncState::new("run1".into());
+        st.insert(crate::brain::merge::BaseMailbox {
+            guid: MailboxGuid([4; 16]),
+            uidvalidity: 9,
+            uidnext: 1,
+            messages: vec![],
+        });
+        s.save_state(&peer, &st).unwrap();
+        assert_eq!(s.load_state(&peer).unwrap(), Some(st));
+        assert_eq!(s.store_id().unwrap(), me);
+        let ctl_root = if control {
+            dv.base.join("ctl")
+        } else {
+            dv.root.clone()
+        };
+        assert!(ctl_root.join(format!("dsync-state.{peer}")).is_file());
+        assert!(dv.root.join("dsync-store-id").is_file());
+
+        let out = dv.imap(&["LIST \"\" \"*\""]);
+        let listed: Vec<&str> = out.lines().filter(|l| l.starts_with("* LIST")).collect();
+        assert_eq!(listed.len(), 2, "{suffix}: {out}");
+        assert!(listed.iter().any(|l| l.ends_with(" INBOX")), "{out}");
+        assert!(listed.iter().any(|l| l.ends_with(" a")), "{out}");
+        let names: Vec<String> = s
+            .list_mailboxes()
+            .unwrap()
+            .iter()
+            .map(|i| i.name.to_string())
+            .collect();
+        assert_eq!(names, vec!["INBOX", "a"], "{suffix}");
+    }
+}
