@@ -18,13 +18,15 @@
 //! pass and readable in one pass:
 //! ```text
 //! dsync-state 1 <sync_id>
-//! M <mailbox guid, 32 hex> <uidvalidity> <uidnext> <message count>
+//! M <mailbox guid, 32 hex> <uidvalidity> <uidnext> <message count> <name part> …
 //! <uid> <flags> <message guid> [<keyword> …]      (count lines, UIDs ascending)
 //! …
 //! E <mailbox count>
 //! ```
-//! `flags` are the Maildir letters (`DFRST`), `-` for none. Message GUIDs
-//! and keywords are escaped: every byte outside `!`..`~`, and `%` itself,
+//! Mailboxes are in GUID order; the name (as it was then, one field per
+//! hierarchy level) lets the engine tell renames and deletions apart.
+//! `flags` are the Maildir letters (`DFRST`), `-` for none. Name parts,
+//! message GUIDs and keywords are escaped: every byte outside `!`..`~`, and `%` itself,
 //! is `%XX`; the empty string is a lone `%`. The counts and the `E` line
 //! make any truncation a detectable error. A typical message costs about
 //! 50 bytes (a Maildir base name as GUID, one flag).
@@ -35,9 +37,9 @@
 //! message was deleted since the last run".
 
 use crate::brain::merge::{BaseMailbox, BaseMessage};
-use crate::model::{Flags, MailboxGuid, Uid};
+use crate::model::{Flags, MailboxGuid, MailboxName, Uid};
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -56,16 +58,16 @@ const VERSION: u32 = 1;
 pub struct SyncState {
     /// The last successful run's token; the same on both sides.
     pub sync_id: String,
-    /// One base per mailbox, by mailbox GUID (the key is the value's
-    /// `guid`; use [`SyncState::insert`]).
-    pub mailboxes: BTreeMap<MailboxGuid, BaseMailbox>,
+    /// Per mailbox GUID (the base's `guid`; see [`SyncState::insert`]):
+    /// the mailbox's name then and its common state then.
+    pub mailboxes: HashMap<MailboxGuid, (MailboxName, BaseMailbox)>,
 }
 
 impl SyncState {
     pub fn new(sync_id: String) -> Self {
         SyncState {
             sync_id,
-            mailboxes: BTreeMap::new(),
+            mailboxes: HashMap::new(),
         }
     }
 
@@ -74,11 +76,11 @@ impl SyncState {
         random_hex()
     }
 
-    pub fn insert(&mut self, base: BaseMailbox) {
-        self.mailboxes.insert(base.guid, base);
+    pub fn insert(&mut self, name: MailboxName, base: BaseMailbox) {
+        self.mailboxes.insert(base.guid, (name, base));
     }
 
-    pub fn get(&self, guid: &MailboxGuid) -> Option<&BaseMailbox> {
+    pub fn get(&self, guid: &MailboxGuid) -> Option<&(MailboxName, BaseMailbox)> {
         self.mailboxes.get(guid)
     }
 
@@ -91,15 +93,19 @@ impl SyncState {
                 self.sync_id
             );
         }
-        let n: usize = self.mailboxes.values().map(|m| m.messages.len()).sum();
-        let mut out = Vec::with_capacity(64 + self.mailboxes.len() * 64 + n * 56);
+        let n: usize = self.mailboxes.values().map(|m| m.1.messages.len()).sum();
+        let mut out = Vec::with_capacity(64 + self.mailboxes.len() * 96 + n * 56);
         let _ = writeln!(out, "{MAGIC} {VERSION} {}", self.sync_id);
-        for (key, mb) in &self.mailboxes {
+        // Sorted, so that equal states are equal files.
+        let mut keys: Vec<&MailboxGuid> = self.mailboxes.keys().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let (name, mb) = &self.mailboxes[key];
             if *key != mb.guid {
                 bail!("sync state: mailbox {} is filed under GUID {key}", mb.guid);
             }
             check_messages(mb).map_err(|e| anyhow!("sync state: mailbox {}: {e}", mb.guid))?;
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "M {} {} {} {}",
                 mb.guid.to_hex(),
@@ -107,6 +113,11 @@ impl SyncState {
                 mb.uidnext,
                 mb.messages.len()
             );
+            for part in name.parts() {
+                out.push(b' ');
+                push_token(&mut out, part);
+            }
+            out.push(b'\n');
             for m in &mb.messages {
                 let _ = write!(out, "{} ", m.uid);
                 if m.flags.bits() == 0 {
@@ -346,12 +357,12 @@ impl<'a> Parser<'a> {
             let f = self.fields(l)?;
             match f[0] {
                 b"M" => {
-                    let mb = self.mailbox(&f)?;
+                    let (name, mb) = self.mailbox(&f)?;
                     if st.mailboxes.contains_key(&mb.guid) {
                         self.line -= mb.messages.len();
                         return self.err(format!("mailbox {} appears twice", mb.guid));
                     }
-                    st.insert(mb);
+                    st.insert(name, mb);
                 }
                 b"E" => {
                     if f.len() != 2 {
@@ -375,10 +386,10 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn mailbox(&mut self, f: &[&[u8]]) -> Result<BaseMailbox, StateError> {
-        if f.len() != 5 {
+    fn mailbox(&mut self, f: &[&[u8]]) -> Result<(MailboxName, BaseMailbox), StateError> {
+        if f.len() < 6 {
             return self
-                .err("mailbox line needs 5 fields: M <guid> <uidvalidity> <uidnext> <count>");
+                .err("mailbox line needs M <guid> <uidvalidity> <uidnext> <count> <name part>…");
         }
         let Some(guid) = parse_guid(f[1]) else {
             return self.err(format!("bad mailbox GUID {}", show(f[1])));
@@ -386,6 +397,14 @@ impl<'a> Parser<'a> {
         let uidvalidity = self.num(f[2], "UIDVALIDITY")?;
         let uidnext = self.num(f[3], "UIDNEXT")?;
         let count = self.num(f[4], "message count")? as usize;
+        let name = f[5..]
+            .iter()
+            .map(|p| parse_token(p))
+            .collect::<Option<Vec<String>>>()
+            .and_then(MailboxName::from_parts);
+        let Some(name) = name else {
+            return self.err(format!("bad mailbox name {}", show(&f[5..].join(&b' '))));
+        };
         // Never trust a count for an allocation larger than the file.
         let mut messages = Vec::with_capacity(count.min(self.rest.len() / 6));
         let mut prev: Uid = 0;
@@ -431,12 +450,15 @@ impl<'a> Parser<'a> {
                 keywords,
             });
         }
-        Ok(BaseMailbox {
-            guid,
-            uidvalidity,
-            uidnext,
-            messages,
-        })
+        Ok((
+            name,
+            BaseMailbox {
+                guid,
+                uidvalidity,
+                uidnext,
+                messages,
+            },
+        ))
     }
 }
 
@@ -585,27 +607,34 @@ mod tests {
 
     fn sample() -> SyncState {
         let mut st = SyncState::new("0123abcd".into());
-        st.insert(BaseMailbox {
-            guid: MailboxGuid([0xab; 16]),
-            uidvalidity: 1_700_000_000,
-            uidnext: 10,
-            messages: vec![
-                msg(1, "1.M2P3.host,S=5,W=6", Flags::SEEN, &[]),
-                msg(3, "", Flags::empty(), &["$Label1", "work"]),
-                msg(
-                    9,
-                    "a b%c\nä",
-                    Flags::DRAFT.union(Flags::DELETED),
-                    &["x y", ""],
-                ),
-            ],
-        });
-        st.insert(BaseMailbox {
-            guid: MailboxGuid([1; 16]),
-            uidvalidity: 5,
-            uidnext: 1,
-            messages: vec![],
-        });
+        let name = MailboxName::from_parts(vec!["Ärger".into(), "a b".into()]).unwrap();
+        st.insert(
+            name,
+            BaseMailbox {
+                guid: MailboxGuid([0xab; 16]),
+                uidvalidity: 1_700_000_000,
+                uidnext: 10,
+                messages: vec![
+                    msg(1, "1.M2P3.host,S=5,W=6", Flags::SEEN, &[]),
+                    msg(3, "", Flags::empty(), &["$Label1", "work"]),
+                    msg(
+                        9,
+                        "a b%c\nä",
+                        Flags::DRAFT.union(Flags::DELETED),
+                        &["x y", ""],
+                    ),
+                ],
+            },
+        );
+        st.insert(
+            MailboxName::inbox(),
+            BaseMailbox {
+                guid: MailboxGuid([1; 16]),
+                uidvalidity: 5,
+                uidnext: 1,
+                messages: vec![],
+            },
+        );
         st
     }
 
@@ -614,8 +643,8 @@ mod tests {
         let text = String::from_utf8(sample().to_bytes().unwrap()).unwrap();
         let want = format!(
             "dsync-state 1 0123abcd\n\
-             M {} 5 1 0\n\
-             M {} 1700000000 10 3\n\
+             M {} 5 1 0 INBOX\n\
+             M {} 1700000000 10 3 %C3%84rger a%20b\n\
              1 S 1.M2P3.host,S=5,W=6\n\
              3 - % $Label1 work\n\
              9 DT a%20b%25c%0A%C3%A4 x%20y %\n\
@@ -657,10 +686,12 @@ mod tests {
             (good.replace(" x%20y", " x%2"), 6, "keyword"),
             (good.replace(" x%20y", " x\ty"), 6, "keyword"),
             (good.replace("work\n", "work\r\n"), 5, "keyword"),
-            (good.replace("10 3\n", "10 4\n"), 7, "message line"),
-            (good.replace("10 3\n", "10 2\n"), 6, "expected a mailbox"),
+            (good.replace(" 10 3 ", " 10 4 "), 7, "message line"),
+            (good.replace(" 10 3 ", " 10 2 "), 6, "expected a mailbox"),
             (good.replace("1700000000", "17000000000"), 3, "UIDVALIDITY"),
             (good.replace("M abab", "M xbab"), 3, "mailbox GUID"),
+            (good.replace(" 0 INBOX", " 0"), 2, "name part"),
+            (good.replace(" a%20b", " a%20b %"), 3, "bad mailbox name"),
             (good.replace("\n1 S", "\n1"), 4, "message line needs"),
         ];
         for (text, line, what) in cases {
@@ -668,7 +699,7 @@ mod tests {
             assert_eq!(e.line, line, "{text:?}: {e}");
             assert!(e.msg.contains(what), "{text:?}: {e}");
         }
-        let m = format!("M {} 1 2 0\n", MailboxGuid([1; 16]).to_hex());
+        let m = format!("M {} 1 2 0 x\n", MailboxGuid([1; 16]).to_hex());
         let twice = format!("dsync-state 1 x\n{m}{m}E 2\n");
         let e = SyncState::parse(twice.as_bytes()).unwrap_err();
         assert_eq!(e.line, 3);
@@ -680,11 +711,12 @@ mod tests {
         let mut st = sample();
         st.sync_id = "has space".into();
         assert!(st.to_bytes().is_err());
+        let big = MailboxGuid([0xab; 16]);
         let mut st = sample();
-        st.mailboxes.values_mut().last().unwrap().messages.reverse();
+        st.mailboxes.get_mut(&big).unwrap().1.messages.reverse();
         assert!(st.to_bytes().unwrap_err().to_string().contains("ascending"));
         let mut st = sample();
-        st.mailboxes.values_mut().last().unwrap().uidnext = 9;
+        st.mailboxes.get_mut(&big).unwrap().1.uidnext = 9;
         assert!(st.to_bytes().unwrap_err().to_string().contains("UIDNEXT"));
     }
 
@@ -776,12 +808,15 @@ mod tests {
                 },
             })
             .collect();
-        st.insert(BaseMailbox {
-            guid: MailboxGuid([2; 16]),
-            uidvalidity: 1,
-            uidnext: 200_001,
-            messages,
-        });
+        st.insert(
+            MailboxName::inbox(),
+            BaseMailbox {
+                guid: MailboxGuid([2; 16]),
+                uidvalidity: 1,
+                uidnext: 200_001,
+                messages,
+            },
+        );
         let d = tempfile::tempdir().unwrap();
         let peer = "0".repeat(32);
         let t = std::time::Instant::now();
@@ -809,8 +844,9 @@ mod tests {
         ]
     }
 
-    fn any_mailbox() -> impl Strategy<Value = BaseMailbox> {
+    fn any_mailbox() -> impl Strategy<Value = (MailboxName, BaseMailbox)> {
         (
+            prop::collection::vec(".{1,5}", 1..4),
             any::<[u8; 16]>(),
             any::<u32>(),
             prop::collection::btree_map(
@@ -824,9 +860,9 @@ mod tests {
             ),
             0u32..5,
         )
-            .prop_map(|(g, uv, msgs, extra)| {
+            .prop_map(|(name, g, uv, msgs, extra)| {
                 let uidnext = msgs.keys().last().map_or(1, |u| u + 1) + extra;
-                BaseMailbox {
+                let base = BaseMailbox {
                     guid: MailboxGuid(g),
                     uidvalidity: uv,
                     uidnext,
@@ -839,7 +875,8 @@ mod tests {
                             keywords,
                         })
                         .collect(),
-                }
+                };
+                (MailboxName::from_parts(name).unwrap(), base)
             })
     }
 
@@ -850,8 +887,8 @@ mod tests {
             mbs in prop::collection::vec(any_mailbox(), 0..4),
         ) {
             let mut st = SyncState::new(sync_id);
-            for m in mbs {
-                st.insert(m);
+            for (name, m) in mbs {
+                st.insert(name, m);
             }
             let bytes = st.to_bytes().unwrap();
             prop_assert!(bytes.is_ascii());

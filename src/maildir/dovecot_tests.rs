@@ -794,6 +794,33 @@ fn dovecot_serves_a_relabeled_message_under_its_new_uid() {
             .map(|m| m.uid)
             .collect();
         assert_eq!(uids, vec![1, 3, 10, 11]);
+
+        // A renumbering under a new UIDVALIDITY: 1 and 10 swap places.
+        let mut u = s.update(&inbox).unwrap();
+        u.set_header(before.info.guid, 4242, 12);
+        u.relabel(10, 1).unwrap();
+        u.relabel(1, 10).unwrap();
+        u.commit().unwrap();
+        let out = dv.imap(&[
+            "SELECT INBOX",
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE)",
+            "UID FETCH 1 BODY.PEEK[]",
+        ]);
+        assert!(out.contains("[UIDVALIDITY 4242]"), "{out}");
+        assert!(out.contains("[UIDNEXT 12]"), "{out}");
+        let f = fetched(&out);
+        let got: Vec<(u32, &str, u64)> = f.iter().map(|x| (x.0, x.1.as_str(), x.3)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "\\Flagged new", 6),
+                (3, "", 5),
+                (10, "\\Seen", 3),
+                (11, "\\Recent", 4)
+            ],
+            "{out}"
+        );
+        assert!(out.contains("BODY[] {6}\r\ntwo\r\n!"), "{out}");
     }
 }
 
@@ -821,12 +848,15 @@ fn dovecot_never_sees_the_sync_state_as_a_mailbox() {
         let me = s.store_id().unwrap();
         let peer = crate::state::store_id(&dv.base).unwrap();
         let mut st = crate::state::SyncState::new("run1".into());
-        st.insert(crate::brain::merge::BaseMailbox {
-            guid: MailboxGuid([4; 16]),
-            uidvalidity: 9,
-            uidnext: 1,
-            messages: vec![],
-        });
+        st.insert(
+            MailboxName::parse("a", '/').unwrap(),
+            crate::brain::merge::BaseMailbox {
+                guid: MailboxGuid([4; 16]),
+                uidvalidity: 9,
+                uidnext: 1,
+                messages: vec![],
+            },
+        );
         s.save_state(&peer, &st).unwrap();
         assert_eq!(s.load_state(&peer).unwrap(), Some(st));
         assert_eq!(s.store_id().unwrap(), me);
