@@ -180,7 +180,9 @@ fn clear_errors() {
     assert!(msg(u.set_flags(1, Flags::SEEN, &[])).contains("use the new UID"));
     assert!(msg(u.expunge(1)).contains("use the new UID"));
     assert!(u.save_begin(&rec(10, "x", b"")).is_err());
-    assert!(u.save_begin(&rec(1, "x", b"")).is_err());
+    // Below UIDNEXT only in a renumbering (a new UIDVALIDITY).
+    u.set_header(MailboxGuid([3; 16]), 100, 4);
+    assert!(msg(u.relabel(2, 3)).contains("UIDNEXT 4"));
     u.expunge(3).unwrap();
     assert!(msg(u.relabel(3, 12)).contains("expunges it"));
     save(&mut u, &rec(12, "y", b"y"), b"y");
@@ -232,4 +234,49 @@ fn delivery_meanwhile() {
     );
     let got: Vec<u32> = uids(&mut s, &inbox).iter().map(|m| m.0).collect();
     assert_eq!(got, vec![3, 5, 6]);
+}
+
+#[test]
+fn renumbering_may_swap_and_reuse() {
+    let (_d, mut s, inbox) = setup();
+    let mut u = s.update(&inbox).unwrap();
+    // Flags set before the renumbering follow the message.
+    u.set_flags(2, Flags::DRAFT, &[]).unwrap();
+    u.set_header(MailboxGuid([3; 16]), 200, 4);
+    // A swap, in the order a planner sorted by new UID sends it: the old
+    // UID is the one on disk.
+    u.relabel(2, 1).unwrap();
+    u.relabel(1, 2).unwrap();
+    u.relabel(3, 5).unwrap();
+    // The new UIDs name the messages from now on.
+    u.set_flags(2, Flags::FLAGGED, &[]).unwrap();
+    // A freed UID may take a new message.
+    save(&mut u, &rec(3, "new", b"n"), b"n");
+    u.commit().unwrap();
+    let snap = s.snapshot(&inbox).unwrap();
+    assert_eq!(snap.info.uidvalidity, 200);
+    assert_eq!(snap.info.uidnext, 6);
+    let m: Vec<_> = snap
+        .messages
+        .iter()
+        .map(|m| (m.uid, m.guid.as_str(), m.flags))
+        .collect();
+    assert_eq!(
+        m,
+        vec![
+            (1, "plain-guid", Flags::DRAFT),
+            (2, "1.M1P1.h,S=1,W=1", Flags::FLAGGED),
+            (3, "new", Flags::empty()),
+            (5, "3.M1P1.h,S=1,W=1", Flags::empty()),
+        ]
+    );
+    assert_eq!(snap.messages[0].pop3_uidl.as_deref(), Some("U2"));
+
+    // Two messages may not end up under one UID.
+    let mut u = s.update(&inbox).unwrap();
+    u.set_header(MailboxGuid([3; 16]), 300, 6);
+    u.relabel(1, 3).unwrap();
+    let e = u.commit().unwrap_err();
+    assert!(e.downcast_ref::<ChangedMeanwhile>().is_some(), "{e}");
+    assert_eq!(s.snapshot(&inbox).unwrap().info.uidvalidity, 200);
 }

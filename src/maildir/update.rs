@@ -214,10 +214,13 @@ impl<'a> MailboxUpdate<'a> {
                 self.name
             );
         }
-        self.not_relabeled_away(uid)?;
-        // A UID this transaction expunges may be reused by it: a backup
-        // replaces a stray destination message under the source's UID.
-        if self.folder().list.find_uid(uid).is_some() && !self.expunges.contains(&uid) {
+        // A UID this transaction expunges (or relabels away) may be reused
+        // by it: a backup replaces a stray destination message under the
+        // source's UID; a renumbering moves messages around.
+        if self.folder().list.find_uid(uid).is_some()
+            && !self.expunges.contains(&uid)
+            && !self.relabeled_from.contains_key(&uid)
+        {
             // Usually another program delivered meanwhile.
             return Err(ChangedMeanwhile(format!(
                 "mailbox {}: UID {uid} is already used; a save needs an unused UID",
@@ -375,35 +378,51 @@ impl<'a> MailboxUpdate<'a> {
         self.saves.iter_mut().find(|s| s.rec.uid == uid)
     }
 
-    /// A UID this transaction relabeled away no longer exists in it (and
-    /// is never used again: IMAP UIDs are not reused).
-    fn not_relabeled_away(&self, uid: Uid) -> Result<()> {
-        match self.relabeled_from.get(&uid) {
-            Some(new) => bail!(
+    /// Whether this transaction gives the mailbox a new UIDVALIDITY: then
+    /// every UID may change (clients must forget them all anyway), so a
+    /// relabel may go below UIDNEXT and UIDs may be swapped.
+    fn renumbers(&self) -> bool {
+        matches!(self.header, Some((_, uv, _)) if uv != self.folder().list.uidvalidity)
+    }
+
+    /// The message a UID names in this transaction, by the UID it has on
+    /// disk: a relabeled message is named by its new UID only.
+    fn on_disk_uid(&self, uid: Uid) -> Result<Uid> {
+        if let Some(on_disk) = self.relabels.get(&uid) {
+            return Ok(*on_disk);
+        }
+        if let Some(new) = self.relabeled_from.get(&uid) {
+            bail!(
                 "mailbox {}: message UID {uid} was relabeled to UID {new} in this \
                  transaction; use the new UID",
                 self.name
-            ),
-            None => Ok(()),
+            );
         }
+        Ok(uid)
     }
 
     /// Gives an existing message a new UID without copying it: its file
     /// stays, and in dovecot-uidlist its record is replaced by one with
     /// `new_uid` (same file name, same P/O/G/… fields), appended at the
     /// end. To Dovecot and IMAP clients this is an expunge of `old_uid` and
-    /// a new message `new_uid`. `new_uid` must be at or above the
-    /// mailbox's UIDNEXT and not used by this transaction; later calls in
-    /// the same transaction (set_flags, set_internal_date, expunge, another
-    /// relabel) name the message by `new_uid`. `old_uid` may also be a
-    /// message saved or relabeled earlier in this transaction.
+    /// a new message `new_uid`; flags stay as they are (set them with
+    /// `set_flags(new_uid, …)`).
+    ///
+    /// `new_uid` must be at or above the mailbox's UIDNEXT, unless
+    /// [`set_header`](Self::set_header) was called first with another
+    /// UIDVALIDITY (a full renumbering, where UIDs may also be swapped);
+    /// either way no other message may hold it when the transaction ends.
+    /// `old_uid` is the UID the message has on disk; failing that, a UID
+    /// this transaction relabeled or saved a message to. Later calls
+    /// (set_flags, set_internal_date, expunge) name the message by
+    /// `new_uid`.
     pub fn relabel(&mut self, old_uid: Uid, new_uid: Uid) -> Result<()> {
         let name = &self.name;
         if new_uid == 0 || new_uid == u32::MAX {
             bail!("mailbox {name}: UID {new_uid} is not a valid UID");
         }
         let next = self.folder().list.next_uid();
-        if new_uid < next {
+        if new_uid < next && !self.renumbers() {
             bail!(
                 "mailbox {name}: cannot relabel UID {old_uid} to UID {new_uid}: a new UID \
                  must be at least the mailbox's UIDNEXT {next} (UIDs are never reused)"
@@ -415,41 +434,36 @@ impl<'a> MailboxUpdate<'a> {
                  transaction already uses UID {new_uid}"
             );
         }
-        self.not_relabeled_away(old_uid)?;
-        if self.expunges.contains(&old_uid) {
-            bail!("mailbox {name}: cannot relabel UID {old_uid}: this transaction expunges it");
-        }
-        if let Some(s) = self.saves.iter_mut().find(|s| s.rec.uid == old_uid) {
+        let on_disk_here = self.folder().list.find_uid(old_uid).is_some()
+            && !self.expunges.contains(&old_uid)
+            && !self.relabeled_from.contains_key(&old_uid);
+        let on_disk = if on_disk_here {
+            old_uid
+        } else if let Some(orig) = self.relabels.remove(&old_uid) {
+            orig
+        } else if let Some(s) = self.saves.iter_mut().find(|s| s.rec.uid == old_uid) {
             // Saved in this transaction: it simply gets the other UID.
             s.rec.uid = new_uid;
             self.save_uids.remove(&old_uid);
             self.save_uids.insert(new_uid);
             return Ok(());
-        }
-        if self.save_uids.contains(&old_uid) {
+        } else if let Some(new) = self.relabeled_from.get(&old_uid) {
+            bail!(
+                "mailbox {name}: cannot relabel UID {old_uid}: it was relabeled to UID {new} \
+                 in this transaction; use the new UID"
+            );
+        } else if self.expunges.contains(&old_uid) {
+            bail!("mailbox {name}: cannot relabel UID {old_uid}: this transaction expunges it");
+        } else if self.save_uids.contains(&old_uid) {
             bail!("mailbox {name}: cannot relabel UID {old_uid}: its save is not finished");
-        }
-        let on_disk = match self.relabels.remove(&old_uid) {
-            Some(orig) => orig,
-            None => {
-                if self.folder().list.find_uid(old_uid).is_none() {
-                    return Err(ChangedMeanwhile(format!(
-                        "mailbox {name}: no message with UID {old_uid} to relabel \
-                         (expunged meanwhile?)"
-                    ))
-                    .into());
-                }
-                old_uid
-            }
+        } else {
+            return Err(ChangedMeanwhile(format!(
+                "mailbox {name}: no message with UID {old_uid} to relabel (expunged meanwhile?)"
+            ))
+            .into());
         };
         self.relabels.insert(new_uid, on_disk);
         self.relabeled_from.insert(on_disk, new_uid);
-        if let Some(f) = self.flags.remove(&old_uid) {
-            self.flags.insert(new_uid, f);
-        }
-        if let Some(d) = self.dates.remove(&old_uid) {
-            self.dates.insert(new_uid, d);
-        }
         Ok(())
     }
 
@@ -463,19 +477,15 @@ impl<'a> MailboxUpdate<'a> {
             s.rec.keywords = kw;
             return Ok(());
         }
-        self.not_relabeled_away(uid)?;
-        if self.relabels.contains_key(&uid) {
-            self.flags.insert(uid, (flags, kw));
-            return Ok(());
-        }
-        if self.folder().list.find_uid(uid).is_none() {
+        let on_disk = self.on_disk_uid(uid)?;
+        if self.folder().list.find_uid(on_disk).is_none() {
             return Err(ChangedMeanwhile(format!(
                 "mailbox {}: no message with UID {uid} (expunged meanwhile?)",
                 self.name
             ))
             .into());
         }
-        self.flags.insert(uid, (flags, kw));
+        self.flags.insert(on_disk, (flags, kw));
         Ok(())
     }
 
@@ -485,7 +495,12 @@ impl<'a> MailboxUpdate<'a> {
             s.rec.internal_date = secs;
             return;
         }
-        self.dates.insert(uid, secs);
+        match self.on_disk_uid(uid) {
+            Ok(on_disk) => {
+                self.dates.insert(on_disk, secs);
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
 
     pub fn expunge(&mut self, uid: Uid) -> Result<()> {
@@ -495,18 +510,13 @@ impl<'a> MailboxUpdate<'a> {
             self.save_uids.remove(&uid);
             return Ok(());
         }
-        self.not_relabeled_away(uid)?;
-        self.flags.remove(&uid);
-        self.dates.remove(&uid);
-        // A relabeled message goes under the UID it has on disk.
-        let uid = match self.relabels.remove(&uid) {
-            Some(on_disk) => {
-                self.relabeled_from.remove(&on_disk);
-                on_disk
-            }
-            None => uid,
-        };
-        self.expunges.insert(uid);
+        let on_disk = self.on_disk_uid(uid)?;
+        if self.relabels.remove(&uid).is_some() {
+            self.relabeled_from.remove(&on_disk);
+        }
+        self.flags.remove(&on_disk);
+        self.dates.remove(&on_disk);
+        self.expunges.insert(on_disk);
         Ok(())
     }
 
@@ -584,8 +594,14 @@ impl<'a> MailboxUpdate<'a> {
             .unwrap_or(0);
         // Files delivered meanwhile get UIDs above ours, never the same.
         scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
+        // A UID that stays on a message other than the one meant for it.
+        let taken = |list: &Uidlist, uid: Uid| {
+            list.find_uid(uid).is_some()
+                && !self.expunges.contains(&uid)
+                && !self.relabeled_from.contains_key(&uid)
+        };
         for s in &self.saves {
-            if list.find_uid(s.rec.uid).is_some() && !self.expunges.contains(&s.rec.uid) {
+            if taken(&list, s.rec.uid) {
                 return Err(ChangedMeanwhile(format!(
                     "mailbox {name}: UID {} was taken by another program while dsync was \
                      saving; nothing was changed, run again",
@@ -594,13 +610,15 @@ impl<'a> MailboxUpdate<'a> {
                 .into());
             }
         }
+        let renumbers = matches!(self.header, Some((_, uv, _)) if uv != old_uv);
         for new in self.relabels.keys() {
-            // Unlike a backup's saves, a relabel is never allowed below
-            // UIDNEXT: clients may already have seen UIDs up to it.
-            if list.find_uid(*new).is_some() || *new < old_next {
+            // Unlike a backup's saves, a relabel goes below UIDNEXT only in
+            // a renumbering: clients may have seen UIDs up to it.
+            if taken(&list, *new) || (*new < old_next && !renumbers) {
                 return Err(ChangedMeanwhile(format!(
-                    "mailbox {name}: another program used UIDs up to {} while dsync was \
-                     giving a message UID {new}; nothing was changed, run again",
+                    "mailbox {name}: UID {new} was taken by another program (UIDs up to {} \
+                     are used) while dsync was giving a message that UID; nothing was \
+                     changed, run again",
                     old_next - 1
                 ))
                 .into());
@@ -696,35 +714,6 @@ impl<'a> MailboxUpdate<'a> {
             list.records.retain(|r| !gone.contains(&r.uid));
         }
 
-        // Relabels: the same file under a new UID. A record moves to the
-        // end, which is what Dovecot reads as "expunged, then appended".
-        if !self.relabels.is_empty() {
-            let mut moved: Vec<UidlistRecord> = Vec::with_capacity(self.relabels.len());
-            let mut take: HashMap<Uid, Uid> = HashMap::with_capacity(self.relabels.len());
-            for (new, old) in &self.relabels {
-                if list.find_uid(*old).is_some() {
-                    take.insert(*old, *new);
-                } else {
-                    skipped.push(format!(
-                        "mailbox {name}: message UID {old} was expunged before it could \
-                         become UID {new}"
-                    ));
-                }
-            }
-            list.records.retain_mut(|r| match take.get(&r.uid) {
-                Some(new) => {
-                    let mut r2 = UidlistRecord::new(*new, std::mem::take(&mut r.filename));
-                    r2.ext = std::mem::take(&mut r.ext);
-                    moved.push(r2);
-                    false
-                }
-                None => true,
-            });
-            list.records.extend(moved);
-            // Files delivered meanwhile may have got UIDs above ours.
-            list.records.sort_by_key(|r| r.uid);
-        }
-
         // Flag changes: rename within cur/ (a file in new/ moves to cur/,
         // as Dovecot does once a message has flags).
         for (uid, (flags, _)) in &self.flags {
@@ -803,6 +792,35 @@ impl<'a> MailboxUpdate<'a> {
                     Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
                 }
             }
+        }
+
+        // Relabels: the same file under a new UID. A record moves to the
+        // end, which is what Dovecot reads as "expunged, then appended".
+        if !self.relabels.is_empty() {
+            let mut moved: Vec<UidlistRecord> = Vec::with_capacity(self.relabels.len());
+            let mut take: HashMap<Uid, Uid> = HashMap::with_capacity(self.relabels.len());
+            for (new, old) in &self.relabels {
+                if list.find_uid(*old).is_some() {
+                    take.insert(*old, *new);
+                } else {
+                    skipped.push(format!(
+                        "mailbox {name}: message UID {old} was expunged before it could \
+                         become UID {new}"
+                    ));
+                }
+            }
+            list.records.retain_mut(|r| match take.get(&r.uid) {
+                Some(new) => {
+                    let mut r2 = UidlistRecord::new(*new, std::mem::take(&mut r.filename));
+                    r2.ext = std::mem::take(&mut r.ext);
+                    moved.push(r2);
+                    false
+                }
+                None => true,
+            });
+            list.records.extend(moved);
+            // Files delivered meanwhile may have got UIDs above ours.
+            list.records.sort_by_key(|r| r.uid);
         }
 
         // New messages into cur/ or new/.
