@@ -3,12 +3,12 @@
 //! its state and applies what the leader sends, in order.
 
 use crate::brain::merge::{BaseMailbox, BaseMessage};
-use crate::brain::mirror::{self, PairState};
 use crate::lock::StoreLock;
 use crate::maildir::{MailboxUpdate, MaildirStore};
 use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
 use crate::protocol::{self, Command, ErrorKind, Frame, Reply, CHUNK_SIZE};
+use crate::state::SyncState as PairState;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -237,8 +237,8 @@ impl Server {
             Command::StateGet { peer } => {
                 let answer = block_in_place(|| -> Result<Reply> {
                     let store = self.store()?;
-                    let store_id = mirror::store_id(store)?;
-                    let sync_id = match mirror::load_pair_state(store, &peer) {
+                    let store_id = store.store_id()?;
+                    let sync_id = match store.load_state(&peer) {
                         Ok(s) => s.map(|s| s.sync_id),
                         Err(e) => {
                             tracing::warn!("ignoring the sync state for {peer}: {e:#}");
@@ -322,13 +322,13 @@ impl Server {
         let result = block_in_place(|| -> Result<()> {
             let store = self.store()?;
             if !full {
-                if let Ok(Some(old)) = mirror::load_pair_state(store, &peer) {
+                if let Ok(Some(old)) = store.load_state(&peer) {
                     for (g, v) in old.mailboxes {
                         state.mailboxes.entry(g).or_insert(v);
                     }
                 }
             }
-            mirror::save_pair_state(store, &peer, &state)
+            store.save_state(&peer, &state)
         });
         if let Err(e) = result {
             self.defer(e);

@@ -21,33 +21,7 @@ use tokio::task::block_in_place;
 const FETCH_WINDOW: usize = 256;
 
 /// The common state of the pair after their last successful sync.
-#[derive(Clone, Debug, Default)]
-pub struct PairState {
-    pub sync_id: String,
-    /// Per mailbox GUID: its name then and its messages then.
-    pub mailboxes: HashMap<MailboxGuid, (MailboxName, BaseMailbox)>,
-}
-
-/// The store's permanent ID (peers key their sync state by it).
-pub fn store_id(store: &mut MaildirStore) -> Result<String> {
-    let path = store.options().root.join("dsync-store-id");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        return Ok(s.trim().to_string());
-    }
-    let id = random_token()?;
-    std::fs::write(&path, format!("{id}\n"))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(id)
-}
-
-/// The common state stored for `peer`, if any.
-pub fn load_pair_state(_store: &mut MaildirStore, _peer: &str) -> Result<Option<PairState>> {
-    Ok(None)
-}
-
-pub fn save_pair_state(_store: &mut MaildirStore, _peer: &str, _state: &PairState) -> Result<()> {
-    Ok(())
-}
+pub use crate::state::SyncState as PairState;
 
 /// One mailbox as the two sides hold it, after the tree is merged.
 struct Pair {
@@ -76,7 +50,7 @@ pub async fn run(
         .open(true)
         .await
         .context("opening the LOCATION2 mail store")?;
-    let local_id = block_in_place(|| store_id(local))?;
+    let local_id = block_in_place(|| local.store_id())?;
     remote
         .send(Command::StateGet {
             peer: local_id.clone(),
@@ -99,7 +73,7 @@ pub async fn run(
         .context("listing the LOCATION2 mailboxes")?;
     let (a_boxes, a_subs) =
         block_in_place(|| -> Result<_> { Ok((local.list_mailboxes()?, local.subscriptions()?)) })?;
-    let stored = match block_in_place(|| load_pair_state(local, &remote_id)) {
+    let stored = match block_in_place(|| local.load_state(&remote_id)) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("ignoring the sync state for this pair: {e:#}; merging without it (nothing will be deleted)");
@@ -285,7 +259,7 @@ pub async fn run(
         Some(s) if !opts.filter.0.is_empty() => s,
         _ => PairState::default(),
     };
-    new_state.sync_id = random_token()?;
+    new_state.sync_id = PairState::generate_sync_id()?;
     for g in &deleted {
         new_state.mailboxes.remove(g);
     }
@@ -294,7 +268,7 @@ pub async fn run(
             .mailboxes
             .insert(plan.base.guid, (pairs[i].name.clone(), plan.base));
     }
-    block_in_place(|| save_pair_state(local, &remote_id, &new_state))?;
+    block_in_place(|| local.save_state(&remote_id, &new_state))?;
     remote
         .send(Command::StatePut {
             peer: local_id,
@@ -354,12 +328,6 @@ fn check_mass_delete(
         }
     }
     Ok(())
-}
-
-fn random_token() -> Result<String> {
-    Ok(MailboxGuid::generate()
-        .context("generating a sync token")?
-        .to_hex())
 }
 
 fn empty_like(other: Option<&MailboxSnapshot>) -> MailboxSnapshot {
