@@ -292,7 +292,11 @@ fn flag_renamed_on_a_reaches_b() {
     let kw4 = file_flags(&p4).replace(['F', 'S'], "");
     set_file_flags(&p4, &format!("S{kw4}"));
     set_file_flags(&file_of(&a, "m3"), "S");
+    // m2 gets a keyword A never had: a new letter in dovecot-keywords.
+    let later = a.inbox().keyword_letter("Later");
+    set_file_flags(&file_of(&a, "m2"), &format!("S{later}"));
     let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(flags_of(&s, "m2"), strs(&["\\Seen", "Later"]));
     assert_eq!(flags_of(&s, "m1"), strs(&["\\Flagged", "\\Seen"]));
     assert_eq!(flags_of(&s, "m4"), strs(&["\\Seen", "Work"]));
     assert_eq!(flags_of(&s, "m3"), strs(&["\\Seen"]));
@@ -650,6 +654,66 @@ fn subscriptions_are_merged() {
     assert_eq!(s.subscriptions, set(&["INBOX", "Archive", "Sent"]));
 }
 
+/// A folder directory renamed on A (its dovecot-uidlist, and so its
+/// mailbox GUID, goes with it): B ends up with the new name only.
+#[test]
+fn folder_directory_renamed_on_a_is_renamed_on_b() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    fs::rename(a.dir_of("Archive"), a.dir_of("Old")).unwrap();
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(!s.mailboxes.contains_key("Archive"), "{s:?}");
+    assert_eq!(subjects(&s, "Old"), set(&["a1", "a2"]));
+    assert_eq!(s.message_count(), 8);
+}
+
+/// The state a run leaves is the base of the next: changes made after
+/// the second run merge as well as after the first.
+#[test]
+fn changes_across_several_runs() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    fs::remove_file(file_of(&a, "m1")).unwrap();
+    {
+        let mut s = imap_session(&b.location());
+        s.append("INBOX", &[], None, &traced("round1B")).unwrap();
+        s.logout().unwrap();
+    }
+    mirror_and_check(t.path(), &a, &b, &[]);
+
+    set_file_flags(&file_of(&a, "round1B"), "F");
+    a.inbox()
+        .put(&Msg::new(traced("round2A")).in_new().mtime(1_745_000_000));
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.expunge_uids(&u.to_string()).unwrap();
+        let u = uid_of(&mut s, "INBOX", "m3");
+        s.store(&u.to_string(), "+FLAGS", &["\\Seen"]).unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(
+        subjects(&s, "INBOX"),
+        set(&["m3", "m4", "m5", "round1B", "round2A"])
+    );
+    assert_eq!(flags_of(&s, "round1B"), strs(&["\\Flagged"]));
+    assert_eq!(flags_of(&s, "m3"), strs(&["\\Seen"]));
+
+    // A third round, B only: an expunge of what came from A last time.
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "round2A");
+        s.expunge_uids(&u.to_string()).unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(!has(&s, "round2A"), "{s:?}");
+    assert_eq!(s.message_count(), 7);
+}
+
 // ---- everything at once ----------------------------------------------------
 
 /// Many kinds of change on both sides in one run.
@@ -742,10 +806,19 @@ fn empty_all_folders(md: &Maildir) {
     }
 }
 
+/// The run must refuse (exit 1, saying so and naming the option) and
+/// leave the side that still has mail exactly as it was; the emptied side
+/// gets no message files back.
 #[track_caller]
-fn expect_mass_delete_refusal(t: &Path, a: &Maildir, b: &Maildir) {
-    let a_before = mail_listing(&a.root);
-    let b_before = mail_listing(&b.root);
+fn expect_mass_delete_refusal(
+    t: &Path,
+    a: &Maildir,
+    b: &Maildir,
+    kept: &Maildir,
+    emptied: &Maildir,
+) {
+    let kept_before = mail_listing(&kept.root);
+    let emptied_before = message_files(&mail_listing(&emptied.root));
     let run = mirror(t, a, b, &[]);
     run.expect_code(1)
         .expect_stderr_contains("dsync_allow_mass_delete");
@@ -755,14 +828,14 @@ fn expect_mass_delete_refusal(t: &Path, a: &Maildir, b: &Maildir) {
         run.stderr
     );
     common::tree::assert_unchanged(
-        "A after a refused mirror",
-        &a_before,
-        &mail_listing(&a.root),
+        "the side that kept its mail, after a refused mirror",
+        &kept_before,
+        &mail_listing(&kept.root),
     );
     common::tree::assert_unchanged(
-        "B after a refused mirror",
-        &b_before,
-        &mail_listing(&b.root),
+        "the emptied side's messages, after a refused mirror",
+        &emptied_before,
+        &message_files(&mail_listing(&emptied.root)),
     );
 }
 
@@ -772,7 +845,7 @@ fn refuses_when_b_lost_all_its_mail() {
     let t = tempdir();
     let (a, b) = synced_pair(t.path());
     empty_all_folders(&b);
-    expect_mass_delete_refusal(t.path(), &a, &b);
+    expect_mass_delete_refusal(t.path(), &a, &b, &a, &b);
     assert_eq!(snapshot(&a.location()).message_count(), 8);
 }
 
@@ -782,7 +855,7 @@ fn refuses_when_a_lost_all_its_mail() {
     let t = tempdir();
     let (a, b) = synced_pair(t.path());
     empty_all_folders(&a);
-    expect_mass_delete_refusal(t.path(), &a, &b);
+    expect_mass_delete_refusal(t.path(), &a, &b, &b, &a);
     assert_eq!(snapshot(&b.location()).message_count(), 8);
 }
 
@@ -793,20 +866,7 @@ fn refuses_when_b_was_replaced_by_an_empty_maildir() {
     let (a, b) = synced_pair(t.path());
     fs::remove_dir_all(&b.root).unwrap();
     Maildir::create(&b.root);
-    let a_before = mail_listing(&a.root);
-    let run = mirror(t.path(), &a, &b, &[]);
-    run.expect_code(1)
-        .expect_stderr_contains("dsync_allow_mass_delete");
-    assert!(
-        run.stderr.to_lowercase().contains("refus"),
-        "{}",
-        run.stderr
-    );
-    common::tree::assert_unchanged(
-        "A after a refused mirror",
-        &a_before,
-        &mail_listing(&a.root),
-    );
+    expect_mass_delete_refusal(t.path(), &a, &b, &a, &b);
     assert_eq!(snapshot(&a.location()).message_count(), 8);
 }
 
