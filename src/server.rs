@@ -518,7 +518,7 @@ async fn apply(
             Ok(())
         }
         Command::Expunge(uid) => block_in_place(|| txn.expunge(uid)),
-        Command::Relabel { old, new } => Err(anyhow!("RELABEL {old} {new}: not supported yet")),
+        Command::Relabel { old, new } => block_in_place(|| txn.relabel(old, new)),
         Command::CopyLocal {
             mailbox,
             uid,

@@ -127,7 +127,7 @@ pub async fn run(
         )?;
     }
 
-    let pairs = merge_tree(
+    let (pairs, deleted) = merge_tree(
         local,
         remote,
         &a_boxes,
@@ -218,7 +218,17 @@ pub async fn run(
             pending += 1;
         }
         if !plan_without_expunges(&plan.a).is_empty() {
-            pull_side(local, remote, &pairs, p, &plan.a, &a_where, &mut report).await?;
+            pull_side(
+                local,
+                remote,
+                &pairs,
+                p,
+                &plan.a,
+                &a_where,
+                &mut pending,
+                &mut report,
+            )
+            .await?;
         }
     }
     // Pass 2: expunges (those of relabelled messages are done already).
@@ -285,8 +295,14 @@ pub async fn run(
 
     // The new common state, on both sides, under a fresh token. Mailboxes
     // outside -m keep their old base.
-    let mut new_state = state.unwrap_or_default();
+    let mut new_state = match state {
+        Some(s) if !opts.filter.0.is_empty() => s,
+        _ => PairState::default(),
+    };
     new_state.sync_id = random_token()?;
+    for g in &deleted {
+        new_state.mailboxes.remove(g);
+    }
     for (i, plan) in plans {
         new_state
             .mailboxes
@@ -541,6 +557,7 @@ async fn pull_side(
     p: &Pair,
     plan: &SidePlan,
     a_where: &HashMap<String, (usize, Uid)>,
+    pending: &mut usize,
     report: &mut Report,
 ) -> Result<()> {
     // Messages held in another local folder are copied, not fetched.
@@ -555,6 +572,16 @@ async fn pull_side(
         .filter(|s| matches!(s.origin, Origin::Other(_)) && held_here(s).is_none())
         .collect();
     if !fetches.is_empty() {
+        // Replies come in order: the answers to earlier commits precede
+        // the bodies asked for now.
+        remote.flush().await?;
+        while *pending > 0 {
+            remote
+                .expect_ok()
+                .await
+                .with_context(|| format!("committing changes on {}", remote.peer))?;
+            *pending -= 1;
+        }
         remote.send(Command::Select(p.name.clone())).await?;
     }
     let mut txn = block_in_place(|| local.update(&p.name))
@@ -564,11 +591,7 @@ async fn pull_side(
     }
     for s in &plan.saves {
         if let Origin::Own(old) = s.origin {
-            // Until the store can relabel in place, a renumbering is a
-            // local copy of the file under the new UID; the old UID is
-            // expunged in pass 2.
-            let path = txn.store().message_path(&p.name, old)?;
-            block_in_place(|| txn.save_copy_of(&s.record, &path))?;
+            block_in_place(|| txn.relabel(old, s.record.uid))?;
         }
     }
     for s in &plan.saves {
@@ -620,7 +643,8 @@ async fn merge_tree(
     b: &[MailboxInfo],
     state: Option<&PairState>,
     filter: &Filter,
-) -> Result<Vec<Pair>> {
+) -> Result<(Vec<Pair>, Vec<MailboxGuid>)> {
+    let mut deleted = Vec::new();
     let a: Vec<&MailboxInfo> = a.iter().filter(|m| filter.covers(&m.name)).collect();
     let b: Vec<&MailboxInfo> = b.iter().filter(|m| filter.covers(&m.name)).collect();
     let b_by_guid: HashMap<MailboxGuid, usize> =
@@ -720,6 +744,7 @@ async fn merge_tree(
                         // Deleted on the other side, nothing new here since.
                         tracing::info!("{}: deleted on {}, deleting here", a.name, remote.peer);
                         block_in_place(|| local.delete_mailbox(&a.name))?;
+                        deleted.push(a.guid);
                         continue;
                     }
                 }
@@ -738,6 +763,7 @@ async fn merge_tree(
                     if b.uidnext <= bm.uidnext {
                         tracing::info!("{}: deleted locally, deleting on {}", b.name, remote.peer);
                         remote.send(Command::Delete(b.name.clone())).await?;
+                        deleted.push(b.guid);
                         continue;
                     }
                 }
@@ -747,5 +773,5 @@ async fn merge_tree(
             (None, None) => unreachable!(),
         }
     }
-    Ok(out)
+    Ok((out, deleted))
 }

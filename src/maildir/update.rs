@@ -18,7 +18,7 @@ use super::uidlist::{self, valid_ext_value, Uidlist, UidlistRecord};
 use super::ChangedMeanwhile;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord, Uid};
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -58,6 +58,10 @@ pub struct MailboxUpdate<'a> {
     flags: BTreeMap<Uid, (Flags, Vec<String>)>,
     dates: BTreeMap<Uid, i64>,
     expunges: BTreeSet<Uid>,
+    /// Messages taking a new UID: new UID → the UID they have on disk.
+    relabels: BTreeMap<Uid, Uid>,
+    /// The inverse of `relabels`: UID on disk → new UID.
+    relabeled_from: HashMap<Uid, Uid>,
     header: Option<(MailboxGuid, u32, Uid)>,
 }
 
@@ -178,6 +182,8 @@ impl<'a> MailboxUpdate<'a> {
             flags: BTreeMap::new(),
             dates: BTreeMap::new(),
             expunges: BTreeSet::new(),
+            relabels: BTreeMap::new(),
+            relabeled_from: HashMap::new(),
             header: None,
         })
     }
@@ -202,6 +208,13 @@ impl<'a> MailboxUpdate<'a> {
                 self.name
             );
         }
+        if let Some(old) = self.relabels.get(&uid) {
+            bail!(
+                "mailbox {}: UID {uid} is already taken by message UID {old} in this transaction",
+                self.name
+            );
+        }
+        self.not_relabeled_away(uid)?;
         // A UID this transaction expunges may be reused by it: a backup
         // replaces a stray destination message under the source's UID.
         if self.folder().list.find_uid(uid).is_some() && !self.expunges.contains(&uid) {
@@ -362,6 +375,84 @@ impl<'a> MailboxUpdate<'a> {
         self.saves.iter_mut().find(|s| s.rec.uid == uid)
     }
 
+    /// A UID this transaction relabeled away no longer exists in it (and
+    /// is never used again: IMAP UIDs are not reused).
+    fn not_relabeled_away(&self, uid: Uid) -> Result<()> {
+        match self.relabeled_from.get(&uid) {
+            Some(new) => bail!(
+                "mailbox {}: message UID {uid} was relabeled to UID {new} in this \
+                 transaction; use the new UID",
+                self.name
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives an existing message a new UID without copying it: its file
+    /// stays, and in dovecot-uidlist its record is replaced by one with
+    /// `new_uid` (same file name, same P/O/G/… fields), appended at the
+    /// end. To Dovecot and IMAP clients this is an expunge of `old_uid` and
+    /// a new message `new_uid`. `new_uid` must be at or above the
+    /// mailbox's UIDNEXT and not used by this transaction; later calls in
+    /// the same transaction (set_flags, set_internal_date, expunge, another
+    /// relabel) name the message by `new_uid`. `old_uid` may also be a
+    /// message saved or relabeled earlier in this transaction.
+    pub fn relabel(&mut self, old_uid: Uid, new_uid: Uid) -> Result<()> {
+        let name = &self.name;
+        if new_uid == 0 || new_uid == u32::MAX {
+            bail!("mailbox {name}: UID {new_uid} is not a valid UID");
+        }
+        let next = self.folder().list.next_uid();
+        if new_uid < next {
+            bail!(
+                "mailbox {name}: cannot relabel UID {old_uid} to UID {new_uid}: a new UID \
+                 must be at least the mailbox's UIDNEXT {next} (UIDs are never reused)"
+            );
+        }
+        if self.save_uids.contains(&new_uid) || self.relabels.contains_key(&new_uid) {
+            bail!(
+                "mailbox {name}: cannot relabel UID {old_uid} to UID {new_uid}: this \
+                 transaction already uses UID {new_uid}"
+            );
+        }
+        self.not_relabeled_away(old_uid)?;
+        if self.expunges.contains(&old_uid) {
+            bail!("mailbox {name}: cannot relabel UID {old_uid}: this transaction expunges it");
+        }
+        if let Some(s) = self.saves.iter_mut().find(|s| s.rec.uid == old_uid) {
+            // Saved in this transaction: it simply gets the other UID.
+            s.rec.uid = new_uid;
+            self.save_uids.remove(&old_uid);
+            self.save_uids.insert(new_uid);
+            return Ok(());
+        }
+        if self.save_uids.contains(&old_uid) {
+            bail!("mailbox {name}: cannot relabel UID {old_uid}: its save is not finished");
+        }
+        let on_disk = match self.relabels.remove(&old_uid) {
+            Some(orig) => orig,
+            None => {
+                if self.folder().list.find_uid(old_uid).is_none() {
+                    return Err(ChangedMeanwhile(format!(
+                        "mailbox {name}: no message with UID {old_uid} to relabel \
+                         (expunged meanwhile?)"
+                    ))
+                    .into());
+                }
+                old_uid
+            }
+        };
+        self.relabels.insert(new_uid, on_disk);
+        self.relabeled_from.insert(on_disk, new_uid);
+        if let Some(f) = self.flags.remove(&old_uid) {
+            self.flags.insert(new_uid, f);
+        }
+        if let Some(d) = self.dates.remove(&old_uid) {
+            self.dates.insert(new_uid, d);
+        }
+        Ok(())
+    }
+
     /// Sets a message's flags and keywords (replacing the old ones).
     pub fn set_flags(&mut self, uid: Uid, flags: Flags, keywords: &[String]) -> Result<()> {
         let mut kw: Vec<String> = keywords.to_vec();
@@ -370,6 +461,11 @@ impl<'a> MailboxUpdate<'a> {
         if let Some(s) = self.pending_save_mut(uid) {
             s.rec.flags = flags;
             s.rec.keywords = kw;
+            return Ok(());
+        }
+        self.not_relabeled_away(uid)?;
+        if self.relabels.contains_key(&uid) {
+            self.flags.insert(uid, (flags, kw));
             return Ok(());
         }
         if self.folder().list.find_uid(uid).is_none() {
@@ -399,8 +495,17 @@ impl<'a> MailboxUpdate<'a> {
             self.save_uids.remove(&uid);
             return Ok(());
         }
+        self.not_relabeled_away(uid)?;
         self.flags.remove(&uid);
         self.dates.remove(&uid);
+        // A relabeled message goes under the UID it has on disk.
+        let uid = match self.relabels.remove(&uid) {
+            Some(on_disk) => {
+                self.relabeled_from.remove(&on_disk);
+                on_disk
+            }
+            None => uid,
+        };
         self.expunges.insert(uid);
         Ok(())
     }
@@ -416,6 +521,7 @@ impl<'a> MailboxUpdate<'a> {
             && self.flags.is_empty()
             && self.dates.is_empty()
             && self.expunges.is_empty()
+            && self.relabels.is_empty()
             && self.header.is_none()
     }
 
@@ -469,7 +575,13 @@ impl<'a> MailboxUpdate<'a> {
         let old_next = list.next_uid();
         let old_uv = list.uidvalidity;
         let old_guid = list.guid;
-        let max_saved = self.saves.iter().map(|s| s.rec.uid).max().unwrap_or(0);
+        let max_saved = self
+            .saves
+            .iter()
+            .map(|s| s.rec.uid)
+            .chain(self.relabels.keys().copied())
+            .max()
+            .unwrap_or(0);
         // Files delivered meanwhile get UIDs above ours, never the same.
         scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
         for s in &self.saves {
@@ -478,6 +590,18 @@ impl<'a> MailboxUpdate<'a> {
                     "mailbox {name}: UID {} was taken by another program while dsync was \
                      saving; nothing was changed, run again",
                     s.rec.uid
+                ))
+                .into());
+            }
+        }
+        for new in self.relabels.keys() {
+            // Unlike a backup's saves, a relabel is never allowed below
+            // UIDNEXT: clients may already have seen UIDs up to it.
+            if list.find_uid(*new).is_some() || *new < old_next {
+                return Err(ChangedMeanwhile(format!(
+                    "mailbox {name}: another program used UIDs up to {} while dsync was \
+                     giving a message UID {new}; nothing was changed, run again",
+                    old_next - 1
                 ))
                 .into());
             }
@@ -570,6 +694,35 @@ impl<'a> MailboxUpdate<'a> {
         }
         if !gone.is_empty() {
             list.records.retain(|r| !gone.contains(&r.uid));
+        }
+
+        // Relabels: the same file under a new UID. A record moves to the
+        // end, which is what Dovecot reads as "expunged, then appended".
+        if !self.relabels.is_empty() {
+            let mut moved: Vec<UidlistRecord> = Vec::with_capacity(self.relabels.len());
+            let mut take: HashMap<Uid, Uid> = HashMap::with_capacity(self.relabels.len());
+            for (new, old) in &self.relabels {
+                if list.find_uid(*old).is_some() {
+                    take.insert(*old, *new);
+                } else {
+                    skipped.push(format!(
+                        "mailbox {name}: message UID {old} was expunged before it could \
+                         become UID {new}"
+                    ));
+                }
+            }
+            list.records.retain_mut(|r| match take.get(&r.uid) {
+                Some(new) => {
+                    let mut r2 = UidlistRecord::new(*new, std::mem::take(&mut r.filename));
+                    r2.ext = std::mem::take(&mut r.ext);
+                    moved.push(r2);
+                    false
+                }
+                None => true,
+            });
+            list.records.extend(moved);
+            // Files delivered meanwhile may have got UIDs above ours.
+            list.records.sort_by_key(|r| r.uid);
         }
 
         // Flag changes: rename within cur/ (a file in new/ moves to cur/,
