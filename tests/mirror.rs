@@ -520,11 +520,17 @@ fn file_moved_between_folders_on_a_is_moved_on_b() {
     let (a, b) = synced_pair(t.path());
     move_file(&a, &file_of(&a, "m4"), "Archive");
     move_file(&a, &file_of(&a, "a2"), "INBOX");
+    // Read and filed at once, as clients do: moved and renamed to `:2,S`.
+    let p = move_file(&a, &file_of(&a, "m3"), "Archive");
+    set_file_flags(&p, "S");
     let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(only_place(&s, "m3").0, "Archive");
+    assert_eq!(flags_of(&s, "m3"), strs(&["\\Seen"]));
     assert_eq!(only_place(&s, "m4").0, "Archive");
     assert_eq!(only_place(&s, "a2").0, "INBOX");
     assert_eq!(flags_of(&s, "m4"), strs(&["\\Flagged", "\\Seen", "Work"]));
     assert_eq!(s.message_count(), 8);
+    file_of(&a, "m3");
     file_of(&a, "m4");
     file_of(&a, "a2");
 }
@@ -549,6 +555,26 @@ fn imap_move_on_b_is_moved_on_a() {
     // Exactly one file on A for each.
     assert!(file_of(&a, "m1").starts_with(a.root.join(".Archive")));
     assert!(file_of(&a, "s1").starts_with(a.root.join(".Drafts")));
+}
+
+/// Moves into folders the other side does not have yet.
+#[test]
+fn moves_into_new_folders() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    move_file(&a, &file_of(&a, "m1"), "Projects");
+    {
+        let mut s = imap_session(&b.location());
+        s.create("Trips/2025").unwrap();
+        let u = uid_of(&mut s, "Archive", "a1");
+        s.move_uids(&u.to_string(), "Trips/2025").unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(only_place(&s, "m1").0, "Projects");
+    assert_eq!(only_place(&s, "a1").0, "Trips/2025");
+    assert_eq!(s.message_count(), 8);
 }
 
 /// The same message moved on both sides to the same folder ends up there
@@ -667,6 +693,25 @@ fn imap_rename_on_b_is_renamed_on_a() {
     assert_eq!(subjects(&s, "Old/Archive"), set(&["a1", "a2"]));
     assert!(s.mailbox("Entwürfe").messages.is_empty());
     assert_eq!(s.message_count(), 8);
+}
+
+/// B renamed a folder while A got new mail in it under the old name: the
+/// folder is the same (same mailbox GUID), so the mail follows the rename.
+#[test]
+fn rename_on_b_while_a_got_mail_in_the_folder() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    a.folder("Archive")
+        .put(&Msg::new(traced("a3")).flags("S").mtime(1_736_000_000));
+    {
+        let mut s = imap_session(&b.location());
+        s.rename("Archive", "Old").unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(!s.mailboxes.contains_key("Archive"), "{s:?}");
+    assert_eq!(subjects(&s, "Old"), set(&["a1", "a2", "a3"]));
 }
 
 #[test]
