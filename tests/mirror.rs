@@ -104,7 +104,7 @@ fn mirror_into_a_location_that_does_not_exist() {
     let t = tempdir();
     let (a, b) = pair(t.path());
     typical_maildir(&a.root, 41, 20);
-    let bodies = message_contents_of(&a.root);
+    let bodies = common::tree::message_contents(&a.root);
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     assert_eq!(s.message_count(), 20 + 3 + 1 + 4);
     assert!(
@@ -113,7 +113,7 @@ fn mirror_into_a_location_that_does_not_exist() {
     );
     assert_eq!(
         bodies,
-        message_contents_of(&a.root),
+        common::tree::message_contents(&a.root),
         "A's message bytes changed"
     );
 }
@@ -140,11 +140,6 @@ fn mirror_from_an_empty_local_side() {
     index_with_dovecot(&b.location());
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     assert_eq!(s.message_count(), 8 + 3 + 1 + 4);
-}
-
-/// Message contents per folder, names aside.
-fn message_contents_of(root: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
-    common::tree::message_contents(root)
 }
 
 /// Both sides had mail and were never synced: the union, no duplicates,

@@ -98,13 +98,14 @@ fn letters(f: &BTreeSet<char>) -> String {
     f.iter().collect()
 }
 
-/// Applies `ops` to A by editing its files, as mail clients do.
-fn apply_to_a(a: &Maildir, ops: &[Op]) -> Side {
+/// Applies `ops` to a side by editing its files, as mail clients do; new
+/// messages are called `new<tag><n>`.
+fn apply_by_files(a: &Maildir, ops: &[Op], tag: &str) -> Side {
     let mut side = Side::new();
     for op in ops {
         match *op {
             Op::Append { folder, seen } => {
-                let id = format!("newA{}", side.new.len());
+                let id = format!("new{tag}{}", side.new.len());
                 let m = Msg::new(traced(&id)).mtime(1_760_000_000 + side.new.len() as i64);
                 let m = if seen { m.flags("S") } else { m.in_new() };
                 a.folder(FOLDERS[folder]).put(&m);
@@ -145,14 +146,14 @@ fn apply_to_a(a: &Maildir, ops: &[Op]) -> Side {
     side
 }
 
-/// Applies `ops` to B through Dovecot IMAP.
-fn apply_to_b(b: &Maildir, ops: &[Op]) -> Side {
+/// Applies `ops` to a side through Dovecot IMAP.
+fn apply_by_imap(b: &Maildir, ops: &[Op], tag: &str) -> Side {
     let mut side = Side::new();
     let mut s = imap_session(&b.location());
     for op in ops {
         match *op {
             Op::Append { folder, seen } => {
-                let id = format!("newB{}", side.new.len());
+                let id = format!("new{tag}{}", side.new.len());
                 let flags: &[&str] = if seen { &["\\Seen"] } else { &[] };
                 s.append(FOLDERS[folder], flags, None, &traced(&id))
                     .unwrap();
@@ -206,7 +207,9 @@ fn snapshot_letters(s: &MailSnapshot, subject: &str) -> BTreeSet<char> {
 }
 
 /// One case: a synced pair, independent changes on both sides, a mirror.
-fn run_case(ops_a: &[Op], ops_b: &[Op]) {
+/// With `files_on_a`, A is edited through its files and B through IMAP;
+/// otherwise the other way round.
+fn run_case(ops_a: &[Op], ops_b: &[Op], files_on_a: bool) {
     let t = tempdir();
     let a = Maildir::create(t.path().join("a"));
     let b = Maildir::at(t.path().join("b"));
@@ -219,11 +222,25 @@ fn run_case(ops_a: &[Op], ops_b: &[Op]) {
     }
     mirror(t.path(), &a, &b, &[]).expect_ok();
 
-    let sa = apply_to_a(&a, ops_a);
-    let sb = apply_to_b(&b, ops_b);
+    let (sa, sb) = if files_on_a {
+        (
+            apply_by_files(&a, ops_a, "A"),
+            apply_by_imap(&b, ops_b, "B"),
+        )
+    } else {
+        (
+            apply_by_imap(&a, ops_a, "A"),
+            apply_by_files(&b, ops_b, "B"),
+        )
+    };
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     let places = locations(&s);
-    let ctx = || format!("\nA did {ops_a:?}\nB did {ops_b:?}\nresult: {s:?}");
+    let how = if files_on_a {
+        "A by files, B by IMAP"
+    } else {
+        "A by IMAP, B by files"
+    };
+    let ctx = || format!("\n({how})\nA did {ops_a:?}\nB did {ops_b:?}\nresult: {s:?}");
 
     let mut known: BTreeSet<String> = BTreeSet::new();
     for k in 0..BASE {
@@ -305,8 +322,8 @@ fn independent_changes_on_both_sides_merge() {
     };
     let mut runner = TestRunner::new(config);
     let ops = || prop::collection::vec(op(), 0..7);
-    let result = runner.run(&(ops(), ops()), |(oa, ob)| {
-        run_case(&oa, &ob);
+    let result = runner.run(&(ops(), ops(), any::<bool>()), |(oa, ob, files_on_a)| {
+        run_case(&oa, &ob, files_on_a);
         Ok(())
     });
     if let Err(e) = result {
@@ -319,7 +336,12 @@ fn independent_changes_on_both_sides_merge() {
 #[test]
 fn one_change_of_each_kind_on_each_side() {
     require_dovecot!();
-    let a_ops = [
+    let (a_ops, b_ops) = one_of_each();
+    run_case(&a_ops, &b_ops, true);
+}
+
+fn one_of_each() -> (Vec<Op>, Vec<Op>) {
+    let a_ops = vec![
         Op::Append {
             folder: 0,
             seen: false,
@@ -332,7 +354,7 @@ fn one_change_of_each_kind_on_each_side() {
         Op::Expunge { target: 1 },
         Op::Move { target: 2 },
     ];
-    let b_ops = [
+    let b_ops = vec![
         Op::Append {
             folder: 1,
             seen: true,
@@ -345,5 +367,13 @@ fn one_change_of_each_kind_on_each_side() {
         Op::Expunge { target: 3 },
         Op::Move { target: 4 },
     ];
-    run_case(&a_ops, &b_ops);
+    (a_ops, b_ops)
+}
+
+/// The same, with the roles of files and IMAP swapped.
+#[test]
+fn one_change_of_each_kind_on_each_side_swapped() {
+    require_dovecot!();
+    let (a_ops, b_ops) = one_of_each();
+    run_case(&a_ops, &b_ops, false);
 }
