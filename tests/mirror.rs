@@ -940,6 +940,24 @@ fn refuses_when_b_was_replaced_by_an_empty_maildir() {
     assert_eq!(snapshot(&a.location()).message_count(), 8);
 }
 
+/// Expunging every message of one folder is an ordinary change, not a
+/// mass delete: no refusal.
+#[test]
+fn emptying_one_folder_is_not_a_mass_delete() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    {
+        let mut s = imap_session(&b.location());
+        s.select("INBOX").unwrap();
+        s.expunge_uids("1:*").unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(s.mailbox("INBOX").messages.is_empty(), "{s:?}");
+    assert_eq!(s.message_count(), 3);
+}
+
 #[test]
 fn mass_delete_goes_through_when_allowed() {
     require_dovecot!();
