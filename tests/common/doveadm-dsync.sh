@@ -37,6 +37,8 @@ own() {
   done
 }
 own 65534:65534
+# doveadm calls the two-way sync "sync".
+[ "$cmd" = mirror ] && cmd=sync
 USER=nobody doveadm -c "$dir/dovecot.conf" -o "mail_location=$loc" "$cmd" "${opts[@]}" "${rest[@]}"
 rc=$?
 own 0:0

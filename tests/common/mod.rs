@@ -27,6 +27,7 @@
 pub mod fixtures;
 pub mod imap;
 pub mod mutf7;
+pub mod pair;
 pub mod run;
 pub mod snapshot;
 pub mod tree;
