@@ -523,7 +523,13 @@ fn file_moved_between_folders_on_a_is_moved_on_b() {
     assert_eq!(flags_of(&s, "m3"), strs(&["\\Seen"]));
     assert_eq!(only_place(&s, "m4").0, "Archive");
     assert_eq!(only_place(&s, "a2").0, "INBOX");
-    assert_eq!(flags_of(&s, "m4"), strs(&["\\Flagged", "\\Seen", "Work"]));
+    // The file kept its keyword letter, which Archive's dovecot-keywords
+    // does not define: Dovecot itself calls it "unknown-0" (and writes that
+    // down), and both sides now agree on it.
+    assert_eq!(
+        flags_of(&s, "m4"),
+        strs(&["\\Flagged", "\\Seen", "unknown-0"])
+    );
     assert_eq!(s.message_count(), 8);
     file_of(&a, "m3");
     file_of(&a, "m4");
