@@ -4,7 +4,6 @@
 use crate::brain::backup::{self, Direction, LocalOpener};
 use crate::brain::plan::Filter;
 use crate::brain::remote::Remote;
-use crate::brain::Report;
 use crate::config::{self, Config};
 use crate::location::{self, Expand, Location2, MailLocation};
 use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
@@ -349,7 +348,7 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         }) as LocalOpener<'_>
     };
 
-    let (read, write, peer, server_task, child) = match loc2 {
+    let (peer, mut side) = match loc2 {
         Location2::Local(loc) => {
             let ((r1, w1), (r2, w2)) = transport::in_process();
             let config2 = config.clone();
@@ -363,46 +362,91 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
                     timeout,
                 },
             ));
-            (r1, w1, "LOCATION2".to_string(), Some(task), None)
+            ("LOCATION2".to_string(), Side::Task(task, Some((r1, w1))))
         }
         Location2::Ssh { user: ruser, host } => {
             let argv = remote_command(&config, &host, ruser.as_deref())?;
             tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(&argv, &format!("{host}: "))?;
-            (
-                t.read,
-                t.write,
-                format!("remote dsync on {host}"),
-                None,
-                Some(t.child),
-            )
+            (format!("remote dsync on {host}"), Side::Child(Box::new(t)))
         }
         Location2::Command(mut argv) => {
             if argv.last().map(String::as_str) != Some("server") {
                 argv.push("server".to_string());
             }
+            tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(&argv, "remote: ")?;
             (
-                t.read,
-                t.write,
                 format!("remote dsync ({})", argv.join(" ")),
-                None,
-                Some(t.child),
+                Side::Child(Box::new(t)),
             )
         }
     };
-    let result = lead(local, read, write, &peer, timeout, dir, &filter).await;
+    let (read, write) = match &mut side {
+        Side::Task(_, streams) => streams.take().expect("streams are taken once"),
+        Side::Child(t) => (
+            std::mem::replace(&mut t.read, Box::new(tokio::io::empty())),
+            std::mem::replace(&mut t.write, Box::new(tokio::io::sink())),
+        ),
+    };
+    let (read, write, traffic) = transport::counted(read, write);
+    let (tx, rx) = protocol::connect(read, write, &peer, timeout);
+    let mut remote = match Remote::handshake(tx, rx, vec![]).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(match side {
+                // What the remote printed says why far better than the
+                // closed stream does (`bash: dsync: command not found`,
+                // `Permission denied (publickey)`).
+                Side::Child(mut t) => {
+                    let how = t.outcome().await;
+                    if how.failed {
+                        anyhow::anyhow!("the remote side could not start: `{}` {how}", t.command())
+                    } else if !how.stderr.is_empty() {
+                        anyhow::anyhow!("{e:#} (the remote side printed: {})", how.stderr)
+                    } else {
+                        e
+                    }
+                }
+                Side::Task(task, _) => match task.await {
+                    Ok(Err(server_err)) => e.context(format!("LOCATION2: {server_err:#}")),
+                    _ => e,
+                },
+            });
+        }
+    };
+    if let Side::Child(t) = &side {
+        t.started();
+    }
+    let result = async {
+        let report = backup::run(local, &mut remote, dir, &filter).await?;
+        remote.quit().await?;
+        Ok::<_, anyhow::Error>(report)
+    }
+    .await;
+    drop(remote);
+    tracing::info!(
+        "traffic with {peer}: sent {} bytes, received {} bytes",
+        traffic.sent(),
+        traffic.received()
+    );
     drop(local_lock);
-    if let Some(task) = server_task {
-        match task.await {
+    match side {
+        Side::Task(task, _) => match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if result.is_ok() => return Err(e.context("the LOCATION2 side failed")),
             Ok(Err(e)) => tracing::debug!("LOCATION2 side: {e:#}"),
             Err(e) => bail!("the LOCATION2 side crashed: {e}"),
+        },
+        Side::Child(mut t) => {
+            if let Err(e) = result {
+                // Say how the remote side ended (ssh killed, connection
+                // reset) next to what the protocol saw.
+                let how = t.outcome().await;
+                return Err(e.context(format!("the remote side `{}` {how}", t.command())));
+            }
+            t.wait().await;
         }
-    }
-    if let Some(mut child) = child {
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     }
     let report = result?;
     tracing::info!(
@@ -484,21 +528,14 @@ fn split_command(s: &str) -> Result<Vec<String>> {
     Ok(words)
 }
 
-async fn lead(
-    local: LocalOpener<'_>,
-    read: BoxRead,
-    write: BoxWrite,
-    peer: &str,
-    timeout: Duration,
-    dir: Direction,
-    filter: &Filter,
-) -> Result<Report> {
-    let (tx, rx) = protocol::connect(read, write, peer, timeout);
-    let mut remote = Remote::handshake(tx, rx, vec![]).await?;
-    let report = backup::run(local, &mut remote, dir, filter).await?;
-    remote.quit().await?;
-    tracing::debug!("sent {} bytes to {peer}", remote.bytes_sent());
-    Ok(report)
+/// The follower of a run: an in-process task (with the leader's ends of
+/// its pipes until they are taken) or a child process.
+enum Side {
+    Task(
+        tokio::task::JoinHandle<Result<()>>,
+        Option<(BoxRead, BoxWrite)>,
+    ),
+    Child(Box<transport::ChildTransport>),
 }
 
 async fn serve_stdio(opts: &Opts) -> Result<i32> {
