@@ -573,4 +573,45 @@ mod tests {
         );
         assert!(split_command("ssh 'oops").is_err());
     }
+
+    fn config_with(template: Option<&str>) -> Config {
+        let mut c = Config::default();
+        if let Some(t) = template {
+            c.set_override("dsync_remote_cmd", t).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn remote_command_drops_dash_u_without_a_user() {
+        let c = config_with(None);
+        assert_eq!(
+            remote_command(&c, "mx", Some("jane@example.com")).unwrap(),
+            vec!["ssh", "mx", "dsync", "-u", "jane@example.com", "server"]
+        );
+        assert_eq!(
+            remote_command(&c, "mx", None).unwrap(),
+            vec!["ssh", "mx", "dsync", "server"]
+        );
+        let c = config_with(Some(
+            "ssh -F '/a b/conf' %{host} dsync -c /r.conf -u %{user} server",
+        ));
+        assert_eq!(
+            remote_command(&c, "h", None).unwrap(),
+            vec![
+                "ssh",
+                "-F",
+                "/a b/conf",
+                "h",
+                "dsync",
+                "-c",
+                "/r.conf",
+                "server"
+            ]
+        );
+        // %{user} anywhere else needs a user.
+        let c = config_with(Some("ssh %{user}@%{host} dsync server"));
+        let e = remote_command(&c, "h", None).unwrap_err().to_string();
+        assert!(e.contains("user@h"), "{e}");
+    }
 }

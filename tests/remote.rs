@@ -442,10 +442,19 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn ssh_killed_mid_transfer() {
-    require_dovecot!();
-    require_sshd!();
+/// Which process dies in the middle of a transfer.
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    /// The local ssh client (the link goes down).
+    SshClient,
+    /// The remote `dsync server` (it crashes).
+    RemoteDsync,
+}
+
+/// A backup with a 12 MB message is interrupted mid-transfer by killing
+/// `victim`: the local dsync exits 1 within seconds saying what happened,
+/// both stores stay valid for Dovecot, and a rerun converges.
+fn interrupted_transfer(victim: Victim, expect_in_message: &str) {
     let t = tempdir();
     let sshd = Sshd::start(t.path());
     let src = Maildir::create(t.path().join("src"));
@@ -458,37 +467,41 @@ fn ssh_killed_mid_transfer() {
         .put(&Msg::new(g.message(12 << 20, Eol::Crlf)).mtime(1_690_001_000));
     src.folder("Big")
         .put(&Msg::new(g.message(2000, Eol::Lf)).mtime(1_690_001_001));
+    let s = snapshot(&src.location());
     let dst = Maildir::at(t.path().join("dest"));
     let rconf = remote_config(t.path(), &dst.location());
 
     // The remote side sees only the first 4 MB of what is sent, then the
-    // stream stalls: the run is certainly mid-transfer when ssh dies. The
-    // stall ends by itself, so the remote dsync then sees end of input.
+    // stream stalls: the run is certainly mid-transfer when the victim
+    // dies. The stall ends by itself, so a surviving remote dsync then
+    // sees end of input and lets go of its store.
     let mark = t.path().join("stalled");
+    let server_pid = t.path().join("server.pid");
     let stall = script(
         &t.path().join("stalling-server.sh"),
         &format!(
-            "{{ {COPY_4MB}; touch {mark}; sleep 3; }} | dsync -c {} \"$@\"",
-            rconf.display(),
-            mark = mark.display()
+            "{{ {COPY_4MB}; touch {mark}; sleep 3; }} | \
+             sh -c 'echo $$ > {pid}; exec dsync -c {conf} \"$@\"' sh \"$@\"",
+            conf = rconf.display(),
+            mark = mark.display(),
+            pid = server_pid.display(),
         ),
     );
-    let pidfile = t.path().join("ssh.pid");
+    let client_pid = t.path().join("ssh.pid");
     let client = script(
         &t.path().join("ssh-client.sh"),
         &format!(
             "echo $$ > {}; exec ssh -F {} {HOST} {} \"$@\"",
-            pidfile.display(),
+            client_pid.display(),
             sshd.ssh_config.display(),
             stall.display()
         ),
     );
-    let child = spawn_dsync(
+    let mut child = KillOnDrop(spawn_dsync(
         t.path(),
         &src.location(),
         &["backup".into(), client.display().to_string()],
-    );
-    let mut child = KillOnDrop(child);
+    ));
     wait_for("the transfer to stall", Duration::from_secs(60), || {
         if let Ok(Some(status)) = child.0.try_wait() {
             let mut err = String::new();
@@ -497,30 +510,31 @@ fn ssh_killed_mid_transfer() {
         }
         mark.exists()
     });
-    let pid: i32 = fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pidfile = match victim {
+        Victim::SshClient => &client_pid,
+        Victim::RemoteDsync => &server_pid,
+    };
+    let pid: i32 = fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
     let killed = Instant::now();
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let out = child.wait_with_output();
     let took = killed.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!(
-        "ssh killed: exit {:?} after {took:?}:\n{stderr}",
+        "{victim:?} killed: exit {:?} after {took:?}:\n{stderr}",
         out.status.code()
     );
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(took < Duration::from_secs(10), "took {took:?} to notice");
-    assert!(stderr.contains("signal 9"), "{stderr}");
+    assert!(stderr.contains(expect_in_message), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
 
     // Both sides are valid for Dovecot (the snapshots succeed), and the
     // source is what it was.
-    let s = snapshot(&src.location());
+    assert_same(&s, &snapshot(&src.location()));
     let _partial = snapshot(&dst.location());
-    // The stalled remote gives up within seconds; a rerun (waiting for
-    // its lock if need be) converges.
+    // A rerun (waiting for the stalled remote's lock if need be) converges.
     let rerun = dsync(
         t.path(),
         Some(&src.location()),
@@ -528,6 +542,51 @@ fn ssh_killed_mid_transfer() {
     );
     rerun.expect_ok();
     assert_same(&s, &snapshot(&dst.location()));
+}
+
+#[test]
+fn ssh_killed_mid_transfer() {
+    require_dovecot!();
+    require_sshd!();
+    interrupted_transfer(Victim::SshClient, "was killed by signal 9");
+}
+
+#[test]
+fn remote_dsync_killed_mid_transfer() {
+    require_dovecot!();
+    require_sshd!();
+    // ssh passes on the remote shell's status: 128 + SIGKILL.
+    interrupted_transfer(Victim::RemoteDsync, "exited with status 137");
+}
+
+#[test]
+fn dash_u_for_another_user_needs_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPING dash_u_for_another_user_needs_root: needs root to become {TEST_USER}");
+        return;
+    }
+    let (uid, gid) = ensure_test_user();
+    let t = tempdir();
+    let conf = write_config(t.path(), Some("maildir:/nonexistent/dsync-test"));
+    // As the unprivileged user, `-u root` must be refused, not served
+    // with the wrong ownership.
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(common::run::binary())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-u", "root", "server"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("only root can act as another user"),
+        "{stderr}"
+    );
 }
 
 #[test]
