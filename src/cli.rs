@@ -187,8 +187,11 @@ fn init_logging(opts: &Opts) {
     } else {
         tracing::Level::WARN
     };
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .with_target(false)
         .without_time()
@@ -399,7 +402,10 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
                 // closed stream does (`bash: dsync: command not found`,
                 // `Permission denied (publickey)`).
                 Side::Child(mut t) => {
-                    let how = t.outcome().await;
+                    // A remote that could not start exits at once (ssh
+                    // right after its message); one that is silent or
+                    // talks nonsense is not waited for long.
+                    let how = t.outcome(Duration::from_secs(2)).await;
                     if how.failed {
                         anyhow::anyhow!("the remote side could not start: `{}` {how}", t.command())
                     } else if !how.stderr.is_empty() {
@@ -424,6 +430,17 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         Ok::<_, anyhow::Error>(report)
     }
     .await;
+    // Did the remote side end by itself (ssh killed, a crash)? Then that
+    // is the cause and worth saying; asked before we hang up, which would
+    // end it anyway.
+    let remote_ended = match (&mut side, &result) {
+        (Side::Child(t), Err(_)) => {
+            let ended = t.ended_within(Duration::from_millis(500)).await;
+            t.quiet();
+            ended
+        }
+        _ => None,
+    };
     drop(remote);
     tracing::info!(
         "traffic with {peer}: sent {} bytes, received {} bytes",
@@ -438,12 +455,12 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
             Ok(Err(e)) => tracing::debug!("LOCATION2 side: {e:#}"),
             Err(e) => bail!("the LOCATION2 side crashed: {e}"),
         },
-        Side::Child(mut t) => {
+        Side::Child(t) => {
             if let Err(e) = result {
-                // Say how the remote side ended (ssh killed, connection
-                // reset) next to what the protocol saw.
-                let how = t.outcome().await;
-                return Err(e.context(format!("the remote side `{}` {how}", t.command())));
+                return Err(match remote_ended {
+                    Some(how) => e.context(format!("the remote side `{}` {how}", t.command())),
+                    None => e,
+                });
             }
             t.wait().await;
         }

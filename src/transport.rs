@@ -48,9 +48,21 @@ pub struct ChildTransport {
 /// than relayed and then repeated.
 #[derive(Default)]
 struct StderrRelay {
-    live: bool,
+    mode: RelayMode,
     prefix: String,
     held: Vec<String>,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum RelayMode {
+    /// Before the handshake: kept for the error message.
+    #[default]
+    Held,
+    /// Printed as it comes.
+    Live,
+    /// After the run failed here: the remote's complaints about our
+    /// hang-up only echo our own error, so they go to the debug log.
+    Quiet,
 }
 
 /// Lines of the remote's stderr kept for an error message at most.
@@ -84,10 +96,11 @@ pub fn spawn(argv: &[String], prefix: &str) -> Result<ChildTransport> {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let mut r = task_relay.lock().unwrap_or_else(|e| e.into_inner());
-            if r.live {
-                eprintln!("{}{line}", r.prefix);
-            } else if r.held.len() < HELD_LINES {
-                r.held.push(line);
+            match r.mode {
+                RelayMode::Live => eprintln!("{}{line}", r.prefix),
+                RelayMode::Quiet => tracing::debug!("{}{line}", r.prefix),
+                RelayMode::Held if r.held.len() < HELD_LINES => r.held.push(line),
+                RelayMode::Held => {}
             }
         }
     });
@@ -109,16 +122,33 @@ impl ChildTransport {
         for line in std::mem::take(&mut r.held) {
             eprintln!("{}{line}", r.prefix);
         }
-        r.live = true;
+        r.mode = RelayMode::Live;
     }
 
-    /// Waits (briefly) for the remote side to end: how it ended and what
-    /// it printed that was not relayed yet. For the message of a failed run.
-    pub async fn outcome(&mut self) -> Outcome {
-        let status = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-        // The stderr pipe may be held open by the remote's own children;
-        // don't wait long for it once the child itself is gone.
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.stderr_done).await;
+    /// The run failed on our side: stop relaying (see [`RelayMode::Quiet`]).
+    pub fn quiet(&self) {
+        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).mode = RelayMode::Quiet;
+    }
+
+    /// How the remote side ended, if it ends within `grace`; `None` while
+    /// it is still running (so it did not cause a failure seen here).
+    pub async fn ended_within(&mut self, grace: Duration) -> Option<Outcome> {
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(_)) => Some(self.outcome(Duration::ZERO).await),
+            _ => None,
+        }
+    }
+
+    /// Waits up to `grace` for the remote side to end: how it ended and
+    /// what it printed that was not relayed yet. For the message of a
+    /// failed run.
+    pub async fn outcome(&mut self, grace: Duration) -> Outcome {
+        let status = tokio::time::timeout(grace, self.child.wait()).await;
+        if status.is_ok() {
+            // Its last words may still be in the pipe; the pipe may also be
+            // held open by the remote's own children, so not for long.
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.stderr_done).await;
+        }
         let held = {
             let mut r = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::take(&mut r.held)
@@ -283,7 +313,7 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let mut t = spawn(&argv, "remote: ").unwrap();
-        let o = t.outcome().await;
+        let o = t.outcome(Duration::from_secs(5)).await;
         assert!(o.failed);
         assert_eq!(
             o.to_string(),
