@@ -661,3 +661,45 @@ fn protocol_version_mismatch() {
     eprintln!("not a dsync: {:?}", error_lines(&r));
     r.expect_stderr_contains("HELLO");
 }
+
+#[test]
+fn remote_store_that_cannot_be_opened() {
+    require_sshd!();
+    let t = tempdir();
+    let sshd = Sshd::start(t.path());
+    let src = typical_maildir(&t.path().join("src"), 191, 2);
+    let rconf = remote_config(t.path(), "maildir:/dev/null/Maildir");
+    let cmd = remote_cmd(&sshd, &rconf);
+    let r = run(t.path(), &src.location(), &["-o", &cmd, "backup", HOST]);
+    r.expect_code(1);
+    let lines = error_lines(&r);
+    eprintln!("remote store: {lines:?}");
+    // One line: the remote's own complaint that we hung up is not relayed.
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("/dev/null/Maildir"), "{}", r.stderr);
+}
+
+#[test]
+fn remote_that_never_answers_times_out() {
+    let t = tempdir();
+    let src = typical_maildir(&t.path().join("src"), 192, 2);
+    let silent = script(&t.path().join("silent.sh"), "exec sleep 60");
+    let started = Instant::now();
+    let r = dsync(
+        t.path(),
+        Some(&src.location()),
+        &[
+            "-o",
+            "dsync_io_timeout=2",
+            "backup",
+            &silent.display().to_string(),
+        ],
+    );
+    let took = started.elapsed();
+    r.expect_code(1);
+    let lines = error_lines(&r);
+    eprintln!("silent remote after {took:?}: {lines:?}");
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("no progress"), "{}", lines[0]);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
