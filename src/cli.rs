@@ -563,6 +563,14 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
     };
     let loc = location::parse_mail_location(config.mail_location(), &ex)
         .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
+    // Shown on the leader's side with -D: which store and identity the
+    // remote ended up with is the first question when a remote run surprises.
+    tracing::debug!(
+        "serving {} as {} (uid {})",
+        config.mail_location(),
+        user.name,
+        unsafe { libc::geteuid() }
+    );
     let timeout = io_timeout(&config);
     let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config, create));
     server::serve(

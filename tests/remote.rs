@@ -237,11 +237,20 @@ fn whole_command_line() {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     run(t.path(), &src.location(), &argv).expect_ok();
     assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
-    // … and not doubled when it does.
+    // … and not doubled when it does. The remote's log lines (-D) come
+    // through as they are printed, prefixed.
     let mut again = argv.clone();
-    again.push("server");
+    again.extend(["-D", "server"]);
     let r = run(t.path(), &src.location(), &again);
     r.expect_ok();
+    eprintln!("remote -D:\n{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("remote: ") && l.contains("DEBUG")),
+        "no relayed remote log lines:\n{}",
+        r.stderr
+    );
     assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
 }
 
