@@ -302,6 +302,16 @@ fn reverse_backup_over_ssh() {
     let (sent, received) = traffic(&r);
     eprintln!("wire bytes: -R backup sent {sent} received {received}");
     assert!(received > sent, "the bodies come from the remote side");
+    let noop = run(
+        t.path(),
+        &local.location(),
+        &["-o", &cmd, "-R", "backup", HOST],
+    );
+    noop.expect_ok();
+    let (sent, received) = traffic(&noop);
+    eprintln!("wire bytes: -R no-op rerun sent {sent} received {received}");
+    assert!(sent + received < 20_000);
+    assert_same(&s, &snapshot(&local.location()));
 }
 
 #[test]
@@ -458,11 +468,14 @@ enum Victim {
     SshClient,
     /// The remote `dsync server` (it crashes).
     RemoteDsync,
+    /// The local dsync itself (SIGTERM: an impatient user, a shutdown).
+    LocalDsync,
 }
 
 /// A backup with a 12 MB message is interrupted mid-transfer by killing
-/// `victim`: the local dsync exits 1 within seconds saying what happened,
-/// both stores stay valid for Dovecot, and a rerun converges.
+/// `victim`: the local dsync exits 1 within seconds saying what happened
+/// (`expect_in_message`; unless it is the victim), both stores stay valid
+/// for Dovecot, and a rerun converges.
 fn interrupted_transfer(victim: Victim, expect_in_message: &str) {
     let t = tempdir();
     let sshd = Sshd::start(t.path());
@@ -519,13 +532,14 @@ fn interrupted_transfer(victim: Victim, expect_in_message: &str) {
         }
         mark.exists()
     });
-    let pidfile = match victim {
-        Victim::SshClient => &client_pid,
-        Victim::RemoteDsync => &server_pid,
+    let pid = |f: &Path| -> i32 { fs::read_to_string(f).unwrap().trim().parse().unwrap() };
+    let (pid, signal) = match victim {
+        Victim::SshClient => (pid(&client_pid), libc::SIGKILL),
+        Victim::RemoteDsync => (pid(&server_pid), libc::SIGKILL),
+        Victim::LocalDsync => (child.0.id() as i32, libc::SIGTERM),
     };
-    let pid: i32 = fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
     let killed = Instant::now();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    unsafe { libc::kill(pid, signal) };
     let out = child.wait_with_output();
     let took = killed.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -533,16 +547,25 @@ fn interrupted_transfer(victim: Victim, expect_in_message: &str) {
         "{victim:?} killed: exit {:?} after {took:?}:\n{stderr}",
         out.status.code()
     );
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(took < Duration::from_secs(10), "took {took:?} to notice");
-    assert!(stderr.contains(expect_in_message), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
-    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    if let Victim::LocalDsync = victim {
+        assert_eq!(out.status.code(), None, "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(took < Duration::from_secs(10), "took {took:?} to notice");
+        assert!(stderr.contains(expect_in_message), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    }
 
     // Both sides are valid for Dovecot (the snapshots succeed), and the
     // source is what it was.
     assert_same(&s, &snapshot(&src.location()));
-    let _partial = snapshot(&dst.location());
+    let partial = snapshot(&dst.location());
+    eprintln!(
+        "{victim:?} killed: DEST holds {} of {} messages",
+        partial.message_count(),
+        s.message_count()
+    );
     // A rerun (waiting for the stalled remote's lock if need be) converges.
     let rerun = dsync(
         t.path(),
@@ -566,6 +589,13 @@ fn remote_dsync_killed_mid_transfer() {
     require_sshd!();
     // ssh passes on the remote shell's status: 128 + SIGKILL.
     interrupted_transfer(Victim::RemoteDsync, "exited with status 137");
+}
+
+#[test]
+fn local_dsync_killed_mid_transfer() {
+    require_dovecot!();
+    require_sshd!();
+    interrupted_transfer(Victim::LocalDsync, "");
 }
 
 #[test]
