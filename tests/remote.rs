@@ -120,6 +120,16 @@ fn host_reads_its_own_config_and_reruns_are_cheap() {
     assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
 }
 
+/// A loud skip, straight to the process's stderr (eprintln! would be
+/// captured and shown only for failing tests).
+fn skipping(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPING {test}: {why} (to create and become {TEST_USER})"
+    );
+}
+
 /// The test's unprivileged user, created when missing (needs root).
 const TEST_USER: &str = "dsynctest";
 
@@ -154,7 +164,7 @@ fn user_at_host_drops_privileges_to_that_user() {
     require_dovecot!();
     require_sshd!();
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPING user_at_host_drops_privileges_to_that_user: needs root to create and become {TEST_USER}");
+        skipping("user_at_host_drops_privileges_to_that_user", "needs root");
         assert!(
             std::env::var_os("CI").is_none(),
             "CI runs the tests as root"
@@ -601,7 +611,7 @@ fn local_dsync_killed_mid_transfer() {
 #[test]
 fn dash_u_for_another_user_needs_root() {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPING dash_u_for_another_user_needs_root: needs root to become {TEST_USER}");
+        skipping("dash_u_for_another_user_needs_root", "needs root");
         return;
     }
     let (uid, gid) = ensure_test_user();
