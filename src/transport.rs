@@ -65,7 +65,7 @@ enum RelayMode {
     Quiet,
 }
 
-/// Lines of the remote's stderr kept for an error message at most.
+/// Lines of the remote's stderr kept for an error message at most (the last ones).
 const HELD_LINES: usize = 20;
 
 /// Starts `argv` with piped stdin/stdout. Its stderr lines are relayed to
@@ -99,8 +99,13 @@ pub fn spawn(argv: &[String], prefix: &str) -> Result<ChildTransport> {
             match r.mode {
                 RelayMode::Live => eprintln!("{}{line}", r.prefix),
                 RelayMode::Quiet => tracing::debug!("{}{line}", r.prefix),
-                RelayMode::Held if r.held.len() < HELD_LINES => r.held.push(line),
-                RelayMode::Held => {}
+                RelayMode::Held => {
+                    // The last lines: that is where the reason usually is.
+                    if r.held.len() == HELD_LINES {
+                        r.held.remove(0);
+                    }
+                    r.held.push(line);
+                }
             }
         }
     });

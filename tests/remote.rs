@@ -752,3 +752,25 @@ fn remote_that_never_answers_times_out() {
     assert!(lines[0].contains("no progress"), "{}", lines[0]);
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
+
+#[test]
+fn missing_ssh_binary() {
+    let t = tempdir();
+    let src = typical_maildir(&t.path().join("src"), 193, 1);
+    let r = dsync(
+        t.path(),
+        Some(&src.location()),
+        &[
+            "-o",
+            "dsync_remote_cmd=/nonexistent/ssh %{host} dsync server",
+            "backup",
+            "somehost",
+        ],
+    );
+    r.expect_code(1);
+    let lines = error_lines(&r);
+    eprintln!("missing ssh: {lines:?}");
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("/nonexistent/ssh"), "{}", lines[0]);
+    assert!(lines[0].contains("No such file"), "{}", lines[0]);
+}
