@@ -134,14 +134,16 @@ fn skipping(test: &str, why: &str) {
 const TEST_USER: &str = "dsynctest";
 
 fn ensure_test_user() -> (u32, u32) {
+    // Tests run in parallel threads; one useradd at a time.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     let id = |flag: &str| -> Option<u32> {
         let out = Command::new("id").args([flag, TEST_USER]).output().ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
+    let mut why = String::new();
     if id("-u").is_none() {
-        // Two tests may race to create it; the loser's useradd fails with
-        // "already exists", which is fine.
-        let _ = Command::new("useradd")
+        let out = Command::new("useradd")
             .args([
                 "--system",
                 "--no-create-home",
@@ -151,10 +153,12 @@ fn ensure_test_user() -> (u32, u32) {
                 "/usr/sbin/nologin",
                 TEST_USER,
             ])
-            .status();
+            .output()
+            .expect("run useradd");
+        why = String::from_utf8_lossy(&out.stderr).into_owned();
     }
     (
-        id("-u").expect("test user exists"),
+        id("-u").unwrap_or_else(|| panic!("could not create user {TEST_USER}: {why}")),
         id("-g").expect("test user's group"),
     )
 }
@@ -298,6 +302,13 @@ fn reverse_backup_over_ssh() {
     let sshd = Sshd::start(t.path());
     // The remote holds the mail; the local side becomes its copy.
     let remote_src = typical_maildir(&t.path().join("remote-mail"), 141, 15);
+    // Bodies bigger than any pipe or ssh window must stream both ways.
+    let mut g = Gen::new(142);
+    for i in 0..2 {
+        remote_src
+            .folder("Large")
+            .put(&Msg::new(g.message(6 << 20, Eol::Crlf)).mtime(1_695_000_000 + i));
+    }
     let local = Maildir::at(t.path().join("local-copy"));
     let rconf = remote_config(t.path(), &remote_src.location());
     let cmd = remote_cmd(&sshd, &rconf);
