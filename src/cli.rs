@@ -2,6 +2,7 @@
 //! `dsync [options] server` for the remote side.
 
 use crate::brain::backup::{self, Direction, LocalOpener};
+use crate::brain::mirror::{self, MirrorOptions};
 use crate::brain::plan::Filter;
 use crate::brain::remote::Remote;
 use crate::config::{self, Config};
@@ -194,6 +195,7 @@ fn init_logging(opts: &Opts) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }
@@ -302,11 +304,6 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
-    if mode == Mode::Mirror {
-        bail!(
-            "`dsync mirror` is not implemented yet in this version; use `dsync backup` (one-way)"
-        );
-    }
     let Setup { config, user } = setup(opts)?;
     let ex = Expand {
         user: &user.name,
@@ -424,8 +421,20 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     if let Side::Child(t) = &side {
         t.started();
     }
+    let job = match mode {
+        Mode::Backup => LeadJob::Backup(dir, filter),
+        Mode::Mirror => LeadJob::Mirror(MirrorOptions {
+            filter,
+            allow_mass_delete: config
+                .get("dsync_allow_mass_delete")
+                .is_some_and(|v| v == "yes"),
+        }),
+    };
     let result = async {
-        let report = backup::run(local, &mut remote, dir, &filter).await?;
+        let report = match &job {
+            LeadJob::Backup(dir, filter) => backup::run(local, &mut remote, *dir, filter).await?,
+            LeadJob::Mirror(opts) => mirror::run(local, &mut remote, opts).await?,
+        };
         remote.quit().await?;
         Ok::<_, anyhow::Error>(report)
     }
@@ -543,6 +552,11 @@ fn split_command(s: &str) -> Result<Vec<String>> {
     }
     words.extend(cur);
     Ok(words)
+}
+
+enum LeadJob {
+    Backup(Direction, Filter),
+    Mirror(MirrorOptions),
 }
 
 /// The follower of a run: an in-process task (with the leader's ends of

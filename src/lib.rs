@@ -9,6 +9,7 @@
 //! - `transport`: in-process duplex or a child process (ssh or any command).
 //! - `maildir`: the Maildir store, byte-compatible with Dovecot.
 //! - `model`: the mail model every part shares.
+//! - `state`: store IDs and the per-peer sync state (the merge's base).
 
 pub mod brain;
 pub mod cli;
@@ -19,5 +20,6 @@ pub mod maildir;
 pub mod model;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod transport;
 pub mod user;

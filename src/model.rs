@@ -57,6 +57,18 @@ impl MailboxName {
         s
     }
 
+    /// This name after renaming `from` to `to`, when it is `from` or lies
+    /// below it (a rename takes the children along, as IMAP RENAME does).
+    pub fn renamed(&self, from: &MailboxName, to: &MailboxName) -> Option<MailboxName> {
+        let n = from.0.len();
+        if self.0.len() < n || self.0[..n] != from.0[..] {
+            return None;
+        }
+        let mut parts = to.0.clone();
+        parts.extend_from_slice(&self.0[n..]);
+        Some(MailboxName(parts))
+    }
+
     /// The parent name, if this name has more than one part.
     pub fn parent(&self) -> Option<MailboxName> {
         if self.0.len() > 1 {

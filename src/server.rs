@@ -2,13 +2,16 @@
 //! or the in-process peer of a local run). It decides nothing; it reports
 //! its state and applies what the leader sends, in order.
 
+use crate::brain::merge::{BaseMailbox, BaseMessage};
+use crate::brain::mirror::{self, PairState};
 use crate::lock::StoreLock;
 use crate::maildir::{MailboxUpdate, MaildirStore};
-use crate::model::MailboxName;
+use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
 use crate::protocol::{self, Command, ErrorKind, Frame, Reply, CHUNK_SIZE};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::io::Read;
 use std::time::Duration;
 use tokio::task::block_in_place;
@@ -30,6 +33,9 @@ struct Server {
     store: Option<MaildirStore>,
     _lock: Option<StoreLock>,
     selected: Option<MailboxName>,
+    /// Mailbox GUID → name, from the last LIST and later creates/renames,
+    /// for commands that name a mailbox by GUID (COPYLOCAL).
+    names: HashMap<MailboxGuid, MailboxName>,
     /// The first failure of a command that has no reply of its own; it is
     /// reported instead of the next reply, so the leader learns of it at
     /// its next synchronisation point.
@@ -51,6 +57,7 @@ pub async fn serve(
         store: None,
         _lock: None,
         selected: None,
+        names: HashMap::new(),
         deferred: None,
     };
     s.handshake(opts.local_copy).await?;
@@ -166,6 +173,7 @@ impl Server {
                     Ok((store.list_mailboxes()?, store.subscriptions()?))
                 }) {
                     Ok((boxes, subs)) => {
+                        self.names = boxes.iter().map(|b| (b.guid, b.name.clone())).collect();
                         for b in boxes {
                             self.reply(Reply::Box(b)).await?;
                         }
@@ -204,13 +212,12 @@ impl Server {
                 guid,
                 uidvalidity,
                 name,
-            } => {
-                if let Err(e) =
-                    block_in_place(|| self.store()?.create_mailbox(&name, guid, uidvalidity))
-                {
-                    self.defer(e);
+            } => match block_in_place(|| self.store()?.create_mailbox(&name, guid, uidvalidity)) {
+                Ok(()) => {
+                    self.names.insert(guid, name);
                 }
-            }
+                Err(e) => self.defer(e),
+            },
             Command::Delete(name) => {
                 if let Err(e) = block_in_place(|| self.store()?.delete_mailbox(&name)) {
                     self.defer(e);
@@ -219,17 +226,112 @@ impl Server {
             Command::Rename(to) => {
                 let from = self.selected()?.clone();
                 match block_in_place(|| self.store()?.rename_mailbox(&from, &to)) {
-                    Ok(()) => self.selected = Some(to),
+                    Ok(()) => {
+                        rename_names(&mut self.names, &from, &to);
+                        self.selected = Some(to);
+                    }
                     Err(e) => self.defer(e),
                 }
             }
             Command::Sub(_) | Command::SubsCommit => self.subscriptions(cmd).await?,
+            Command::StateGet { peer } => {
+                let answer = block_in_place(|| -> Result<Reply> {
+                    let store = self.store()?;
+                    let store_id = mirror::store_id(store)?;
+                    let sync_id = match mirror::load_pair_state(store, &peer) {
+                        Ok(s) => s.map(|s| s.sync_id),
+                        Err(e) => {
+                            tracing::warn!("ignoring the sync state for {peer}: {e:#}");
+                            None
+                        }
+                    };
+                    Ok(Reply::State { store_id, sync_id })
+                });
+                let reply = answer.unwrap_or_else(fail);
+                self.reply(reply).await?;
+                self.tx.flush().await?;
+            }
+            Command::StatePut {
+                peer,
+                sync_id,
+                full,
+            } => self.state_put(peer, sync_id, full).await?,
             Command::Begin => self.transaction().await?,
             Command::Hello { .. } => bail!("protocol error: HELLO sent twice"),
             other => bail!(
                 "protocol error: {} outside of a BEGIN..COMMIT transaction",
                 other.to_fields()[0]
             ),
+        }
+        Ok(())
+    }
+
+    /// BASE/B lines until STATE-END are the pair's new common state.
+    async fn state_put(&mut self, peer: String, sync_id: String, full: bool) -> Result<()> {
+        let mut state = PairState {
+            sync_id,
+            mailboxes: HashMap::new(),
+        };
+        let mut current: Option<(MailboxName, BaseMailbox)> = None;
+        loop {
+            let cmd = Command::parse(&protocol::connection::expect_line(&mut self.rx).await?)?;
+            match cmd {
+                Command::Base {
+                    guid,
+                    uidvalidity,
+                    uidnext,
+                    name,
+                } => {
+                    if let Some((n, b)) = current.take() {
+                        state.mailboxes.insert(b.guid, (n, b));
+                    }
+                    current = Some((
+                        name,
+                        BaseMailbox {
+                            guid,
+                            uidvalidity,
+                            uidnext,
+                            messages: Vec::new(),
+                        },
+                    ));
+                }
+                Command::BaseMsg {
+                    uid,
+                    flags,
+                    guid,
+                    keywords,
+                } => match current.as_mut() {
+                    Some((_, b)) => b.messages.push(BaseMessage {
+                        uid,
+                        flags,
+                        guid,
+                        keywords,
+                    }),
+                    None => bail!("protocol error: B before BASE in a STATE-PUT"),
+                },
+                Command::StateEnd => break,
+                other => bail!(
+                    "protocol error: {} inside a STATE-PUT",
+                    other.to_fields()[0]
+                ),
+            }
+        }
+        if let Some((n, b)) = current.take() {
+            state.mailboxes.insert(b.guid, (n, b));
+        }
+        let result = block_in_place(|| -> Result<()> {
+            let store = self.store()?;
+            if !full {
+                if let Ok(Some(old)) = mirror::load_pair_state(store, &peer) {
+                    for (g, v) in old.mailboxes {
+                        state.mailboxes.entry(g).or_insert(v);
+                    }
+                }
+            }
+            mirror::save_pair_state(store, &peer, &state)
+        });
+        if let Err(e) = result {
+            self.defer(e);
         }
         Ok(())
     }
@@ -298,7 +400,9 @@ impl Server {
     async fn transaction(&mut self) -> Result<()> {
         let name = self.selected()?.clone();
         let mut deferred = self.deferred.take();
-        let Server { rx, store, .. } = self;
+        let Server {
+            rx, store, names, ..
+        } = self;
         let mut txn: Option<MailboxUpdate<'_>> = None;
         if deferred.is_none() {
             let opened = match store.as_mut() {
@@ -316,7 +420,7 @@ impl Server {
             if cmd == Command::Commit {
                 break;
             }
-            let result = apply(rx, txn.as_mut().filter(|_| deferred.is_none()), cmd).await?;
+            let result = apply(rx, txn.as_mut().filter(|_| deferred.is_none()), names, cmd).await?;
             if let Err(e) = result {
                 deferred.get_or_insert_with(|| format!("{e:#}"));
             }
@@ -338,6 +442,19 @@ impl Server {
     }
 }
 
+/// Keeps the GUID → name map in step with a rename (children move too).
+fn rename_names(
+    names: &mut HashMap<MailboxGuid, MailboxName>,
+    from: &MailboxName,
+    to: &MailboxName,
+) {
+    for name in names.values_mut() {
+        if let Some(n) = name.renamed(from, to) {
+            *name = n;
+        }
+    }
+}
+
 fn fail(e: anyhow::Error) -> Reply {
     Reply::Error {
         kind: ErrorKind::Fail,
@@ -351,6 +468,7 @@ fn fail(e: anyhow::Error) -> Reply {
 async fn apply(
     rx: &mut Receiver,
     txn: Option<&mut MailboxUpdate<'_>>,
+    names: &HashMap<MailboxGuid, MailboxName>,
     cmd: Command,
 ) -> Result<Result<()>> {
     let Some(txn) = txn else {
@@ -397,6 +515,18 @@ async fn apply(
             Ok(())
         }
         Command::Expunge(uid) => block_in_place(|| txn.expunge(uid)),
+        Command::Relabel { old, new } => block_in_place(|| txn.relabel(old, new)),
+        Command::CopyLocal {
+            mailbox,
+            uid,
+            record,
+        } => match names.get(&mailbox) {
+            Some(name) => block_in_place(|| {
+                let path = txn.store().message_path(name, uid)?;
+                txn.save_copy_of(&record, &path)
+            }),
+            None => Err(anyhow!("COPYLOCAL from an unknown mailbox {mailbox}")),
+        },
         Command::Header {
             guid,
             uidvalidity,

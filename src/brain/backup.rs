@@ -4,14 +4,13 @@
 
 use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
 use super::remote::{Fetched, Remote};
+use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
 use crate::model::MailboxName;
-use crate::protocol::{Command, CHUNK_SIZE, FEATURE_LOCAL_COPY};
+use crate::protocol::Command;
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use std::collections::VecDeque;
-use std::io::Read;
 use tokio::task::block_in_place;
 
 /// Which way the mail flows.
@@ -87,6 +86,21 @@ pub async fn run(
         remote.send(Command::Snapshot).await?;
     }
     remote.flush().await?;
+    // While the follower works on those, read the local side: the two
+    // stores are scanned at the same time.
+    let mut local_snaps = VecDeque::new();
+    for p in &pairings {
+        let wanted = match dir {
+            Direction::Push => true,
+            Direction::Pull => p.dst.is_some(),
+        };
+        if wanted {
+            let name = &p.src.name;
+            let snap = block_in_place(|| local.snapshot(name))
+                .with_context(|| format!("reading mailbox {name}"))?;
+            local_snaps.push_back(snap);
+        }
+    }
     let mut remote_snaps = VecDeque::new();
     for p in &remote_wanted {
         let snap = remote
@@ -101,8 +115,9 @@ pub async fn run(
         let name = &p.src.name;
         let (src, dst) = match dir {
             Direction::Push => {
-                let src = block_in_place(|| local.snapshot(name))
-                    .with_context(|| format!("reading mailbox {name}"))?;
+                let src = local_snaps
+                    .pop_front()
+                    .expect("one local snapshot per pairing");
                 let dst = if p.dst.is_some() {
                     remote_snaps.pop_front()
                 } else {
@@ -112,12 +127,10 @@ pub async fn run(
             }
             Direction::Pull => {
                 let src = remote_snaps.pop_front().expect("one snapshot per pairing");
-                let dst = match p.dst {
-                    Some(_) => Some(
-                        block_in_place(|| local.snapshot(name))
-                            .with_context(|| format!("reading mailbox {name}"))?,
-                    ),
-                    None => None,
+                let dst = if p.dst.is_some() {
+                    local_snaps.pop_front()
+                } else {
+                    None
                 };
                 (src, dst)
             }
@@ -254,41 +267,8 @@ async fn push_mailbox(
     for &(uid, secs) in &plan.dates {
         remote.send(Command::Date { uid, secs }).await?;
     }
-    let local_copy = remote.has_feature(FEATURE_LOCAL_COPY);
     for rec in &plan.saves {
-        if local_copy {
-            match block_in_place(|| local.message_path(name, rec.uid)) {
-                Ok(path) => {
-                    remote
-                        .send(Command::CopyFile {
-                            path: path.to_string_lossy().into_owned(),
-                            record: rec.clone(),
-                        })
-                        .await?
-                }
-                Err(e) => report.vanished(name, rec.uid, &e),
-            }
-            continue;
-        }
-        let (mut file, _) = match block_in_place(|| local.open_message(name, rec.uid)) {
-            Ok(f) => f,
-            Err(e) => {
-                report.vanished(name, rec.uid, &e);
-                continue;
-            }
-        };
-        remote.send(Command::Save(rec.clone())).await?;
-        loop {
-            let mut buf = vec![0u8; CHUNK_SIZE];
-            let n = block_in_place(|| file.read(&mut buf))
-                .with_context(|| format!("reading message UID {} in {name}", rec.uid))?;
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            remote.send_data(Bytes::from(buf)).await?;
-        }
-        remote.send_data(Bytes::new()).await?;
+        transfer::push_message(local, remote, name, rec.uid, rec, report).await?;
     }
     remote.send(Command::Commit).await?;
     remote.flush().await
@@ -340,15 +320,7 @@ async fn pull_mailbox(
                     remote.peer,
                     rec.uid
                 );
-                let mut handle = block_in_place(|| txn.save_begin(rec))?;
-                loop {
-                    let chunk = remote.data().await?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    block_in_place(|| txn.write_chunk(&mut handle, &chunk))?;
-                }
-                block_in_place(|| txn.save_finish(handle))?;
+                transfer::receive_body(remote, &mut txn, rec).await?;
             }
         }
     }

@@ -7,8 +7,10 @@
 
 pub mod backup;
 pub mod merge;
+pub mod mirror;
 pub mod plan;
 pub mod remote;
+pub mod transfer;
 
 use crate::model::{MailboxName, Uid};
 

@@ -160,12 +160,9 @@ pub fn plan_tree(
 /// Applies a rename to a list of names the way a store does: the mailbox
 /// and everything below it.
 fn rename_subtree(names: &mut [Option<MailboxName>], from: &MailboxName, to: &MailboxName) {
-    let n = from.parts().len();
     for name in names.iter_mut().flatten() {
-        if name.parts().len() >= n && name.parts()[..n] == from.parts()[..] {
-            let mut parts = to.parts().to_vec();
-            parts.extend_from_slice(&name.parts()[n..]);
-            *name = MailboxName::from_parts(parts).expect("non-empty parts");
+        if let Some(n) = name.renamed(from, to) {
+            *name = n;
         }
     }
 }

@@ -225,6 +225,7 @@ impl Remote {
         match self.reply().await? {
             Reply::Body { uid, size } => Ok(Fetched::Body { uid, size }),
             Reply::NoBody { uid, reason } => Ok(Fetched::Gone { uid, reason }),
+            Reply::Error { kind, text } => Err(RemoteError { kind, text }.into()),
             other => bail!(
                 "{} sent {:?} where a message was expected",
                 self.peer,

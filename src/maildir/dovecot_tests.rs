@@ -733,3 +733,152 @@ fn separate_inbox_dir() {
     assert!(out.contains("[UIDNEXT 8]"), "{out}");
     assert!(out.contains("FETCH (UID 7)"), "{out}");
 }
+
+#[test]
+fn dovecot_serves_a_relabeled_message_under_its_new_uid() {
+    for (layout, suffix) in [(Layout::MaildirPlusPlus, ""), (Layout::Fs, ":LAYOUT=fs")] {
+        let Some(dv) = dovecot(suffix) else { return };
+        // Dovecot indexes INBOX with UIDs 1..3 and caches their flags.
+        dv.imap(&[
+            "APPEND INBOX (\\Seen) {3}\r\none",
+            "APPEND INBOX (\\Seen old) {6}\r\ntwo\r\n!",
+            "APPEND INBOX () {5}\r\nthree",
+            "SELECT INBOX",
+            "UID FETCH 1:* (FLAGS BODY.PEEK[])",
+        ]);
+        let mut s = dv.store(layout);
+        let inbox = MailboxName::inbox();
+        let before = s.snapshot(&inbox).unwrap();
+        assert_eq!(before.info.uidnext, 4);
+        let path = s.message_path(&inbox, 2).unwrap();
+        let mut u = s.update(&inbox).unwrap();
+        u.relabel(2, 10).unwrap();
+        u.set_flags(10, Flags::FLAGGED, &["new".into()]).unwrap();
+        u.commit().unwrap();
+        assert_eq!(s.message_path(&inbox, 10).unwrap().parent(), path.parent());
+
+        let out = dv.imap(&[
+            "SELECT INBOX",
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE)",
+            "UID FETCH 10 BODY.PEEK[]",
+            "UID FETCH 2 BODY.PEEK[]",
+        ]);
+        assert!(
+            out.contains(&format!("[UIDVALIDITY {}]", before.info.uidvalidity)),
+            "{out}"
+        );
+        assert!(out.contains("[UIDNEXT 11]"), "{out}");
+        let f = fetched(&out);
+        let got: Vec<(u32, &str, u64)> = f.iter().map(|x| (x.0, x.1.as_str(), x.3)).collect();
+        assert_eq!(
+            got,
+            vec![(1, "\\Seen", 3), (3, "", 5), (10, "\\Flagged new", 6)],
+            "{out}"
+        );
+        assert!(out.contains("BODY[] {6}\r\ntwo\r\n!"), "{out}");
+        // Dovecot kept its index (nothing went below UIDNEXT), and the next
+        // message it takes in gets UID 11.
+        assert!(dv.root.join("dovecot.index.log").exists());
+        let out = dv.imap(&[
+            "APPEND INBOX () {4}\r\nfour",
+            "STATUS INBOX (UIDNEXT MESSAGES)",
+        ]);
+        assert!(out.contains("[APPENDUID "), "{out}");
+        assert!(out.contains(" 11]"), "{out}");
+        assert!(out.contains("(MESSAGES 4 UIDNEXT 12)"), "{out}");
+        let uids: Vec<u32> = s
+            .snapshot(&inbox)
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(uids, vec![1, 3, 10, 11]);
+
+        // A renumbering under a new UIDVALIDITY: 1 and 10 swap places.
+        let mut u = s.update(&inbox).unwrap();
+        u.set_header(before.info.guid, 4242, 12);
+        u.relabel(10, 1).unwrap();
+        u.relabel(1, 10).unwrap();
+        u.commit().unwrap();
+        let out = dv.imap(&[
+            "SELECT INBOX",
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE)",
+            "UID FETCH 1 BODY.PEEK[]",
+        ]);
+        assert!(out.contains("[UIDVALIDITY 4242]"), "{out}");
+        assert!(out.contains("[UIDNEXT 12]"), "{out}");
+        let f = fetched(&out);
+        let got: Vec<(u32, &str, u64)> = f.iter().map(|x| (x.0, x.1.as_str(), x.3)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "\\Flagged new", 6),
+                (3, "", 5),
+                (10, "\\Seen", 3),
+                (11, "\\Recent", 4)
+            ],
+            "{out}"
+        );
+        assert!(out.contains("BODY[] {6}\r\ntwo\r\n!"), "{out}");
+    }
+}
+
+#[test]
+fn dovecot_never_sees_the_sync_state_as_a_mailbox() {
+    for (layout, suffix, control) in [
+        (Layout::MaildirPlusPlus, "", false),
+        (Layout::Fs, ":LAYOUT=fs", false),
+        (Layout::MaildirPlusPlus, ":CONTROL={base}/ctl", true),
+        (Layout::Fs, ":LAYOUT=fs:CONTROL={base}/ctl", true),
+    ] {
+        let Some(dv) = dovecot(suffix) else { return };
+        let mut o = MaildirOptions::new(&dv.root);
+        o.layout = layout;
+        if control {
+            o.control = Some(dv.base.join("ctl"));
+        }
+        let mut s = MaildirStore::open(o, true).unwrap();
+        s.create_mailbox(
+            &MailboxName::parse("a", '/').unwrap(),
+            MailboxGuid([4; 16]),
+            9,
+        )
+        .unwrap();
+        let me = s.store_id().unwrap();
+        let peer = crate::state::store_id(&dv.base).unwrap();
+        let mut st = crate::state::SyncState::new("run1".into());
+        st.insert(
+            MailboxName::parse("a", '/').unwrap(),
+            crate::brain::merge::BaseMailbox {
+                guid: MailboxGuid([4; 16]),
+                uidvalidity: 9,
+                uidnext: 1,
+                messages: vec![],
+            },
+        );
+        s.save_state(&peer, &st).unwrap();
+        assert_eq!(s.load_state(&peer).unwrap(), Some(st));
+        assert_eq!(s.store_id().unwrap(), me);
+        let ctl_root = if control {
+            dv.base.join("ctl")
+        } else {
+            dv.root.clone()
+        };
+        assert!(ctl_root.join(format!("dsync-state.{peer}")).is_file());
+        assert!(dv.root.join("dsync-store-id").is_file());
+
+        let out = dv.imap(&["LIST \"\" \"*\""]);
+        let listed: Vec<&str> = out.lines().filter(|l| l.starts_with("* LIST")).collect();
+        assert_eq!(listed.len(), 2, "{suffix}: {out}");
+        assert!(listed.iter().any(|l| l.ends_with(" INBOX")), "{out}");
+        assert!(listed.iter().any(|l| l.ends_with(" a")), "{out}");
+        let names: Vec<String> = s
+            .list_mailboxes()
+            .unwrap()
+            .iter()
+            .map(|i| i.name.to_string())
+            .collect();
+        assert_eq!(names, vec!["INBOX", "a"], "{suffix}");
+    }
+}

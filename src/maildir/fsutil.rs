@@ -47,14 +47,21 @@ impl DotLock {
                 .open(&lock)
             {
                 Ok(file) => {
+                    mark_ours(&lock, &file);
                     return Ok(DotLock {
                         lock,
                         target: target.to_path_buf(),
                         file: Some(file),
                         touched: Instant::now(),
-                    })
+                    });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    if left_by_dead_dsync(&lock) {
+                        tracing::warn!("removing {} left by an interrupted dsync", lock.display());
+                        let _ = fs::remove_file(&lock);
+                        let _ = fs::remove_file(owner_marker(&lock));
+                        continue;
+                    }
                     let stale = fs::metadata(&lock)
                         .and_then(|m| m.modified())
                         .map(|t| {
@@ -121,6 +128,7 @@ impl DotLock {
                 self.target.display()
             )
         })?;
+        let _ = fs::remove_file(owner_marker(&self.lock));
         // The rename succeeded: nothing left for Drop to remove.
         self.lock = PathBuf::new();
         Ok(())
@@ -131,8 +139,50 @@ impl Drop for DotLock {
     fn drop(&mut self) {
         if !self.lock.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.lock);
+            let _ = fs::remove_file(owner_marker(&self.lock));
         }
     }
+}
+
+/// `<lock>.dsync`: who holds a dotlock we created, as `<pid> <inode>`.
+/// A killed dsync leaves its dotlock behind; with this marker the next run
+/// can tell its lock from a live Dovecot's and remove it at once instead of
+/// waiting for it to go stale. Dovecot never looks at the marker.
+fn owner_marker(lock: &Path) -> PathBuf {
+    let mut m = lock.as_os_str().to_owned();
+    m.push(".dsync");
+    PathBuf::from(m)
+}
+
+fn mark_ours(lock: &Path, file: &File) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = file.metadata() {
+        let _ = fs::write(
+            owner_marker(lock),
+            format!("{} {}\n", std::process::id(), meta.ino()),
+        );
+    }
+}
+
+/// True when `lock` is the very file (same inode) a dsync process that no
+/// longer exists created.
+fn left_by_dead_dsync(lock: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(marker) = fs::read_to_string(owner_marker(lock)) else {
+        return false;
+    };
+    let mut it = marker.split_whitespace();
+    let (Some(Ok(pid)), Some(Ok(ino))) = (
+        it.next().map(str::parse::<i32>),
+        it.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    let same_file = fs::metadata(lock).is_ok_and(|m| m.ino() == ino);
+    let dead = pid > 0
+        && unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    same_file && dead
 }
 
 /// Reads a file, `None` when it does not exist.

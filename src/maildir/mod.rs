@@ -36,6 +36,8 @@ pub mod update;
 #[cfg(test)]
 mod dovecot_tests;
 #[cfg(test)]
+mod relabel_tests;
+#[cfg(test)]
 mod store_tests;
 
 pub use filename::Layout;

@@ -13,6 +13,7 @@ use super::subscriptions::{self, Subscriptions};
 use super::uidlist::{self, Uidlist};
 use super::ChangedMeanwhile;
 use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid};
+use crate::state::{self, SyncState};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fs;
@@ -733,6 +734,24 @@ impl MaildirStore {
             self.folders.remove(new);
         }
         Ok(())
+    }
+
+    /// This store's permanent random ID (32 hex digits), made on first
+    /// use; see [`crate::state`].
+    pub fn store_id(&self) -> Result<String> {
+        state::store_id(&self.opts.root)
+    }
+
+    /// The sync state shared with the store whose ID is `peer`, from the
+    /// control root. `Ok(None)`: never synced with it. `Err`: damaged;
+    /// the caller must then sync without a base (never with an empty one).
+    pub fn load_state(&self, peer: &str) -> Result<Option<SyncState>> {
+        state::load(&self.opts.control_root(), peer)
+    }
+
+    /// Durably replaces the sync state shared with `peer`.
+    pub fn save_state(&self, peer: &str, st: &SyncState) -> Result<()> {
+        state::save(&self.opts.control_root(), peer, st)
     }
 
     /// Starts a transaction on one folder; nothing reaches the disk outside

@@ -18,7 +18,7 @@ use super::uidlist::{self, valid_ext_value, Uidlist, UidlistRecord};
 use super::ChangedMeanwhile;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord, Uid};
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -58,6 +58,10 @@ pub struct MailboxUpdate<'a> {
     flags: BTreeMap<Uid, (Flags, Vec<String>)>,
     dates: BTreeMap<Uid, i64>,
     expunges: BTreeSet<Uid>,
+    /// Messages taking a new UID: new UID → the UID they have on disk.
+    relabels: BTreeMap<Uid, Uid>,
+    /// The inverse of `relabels`: UID on disk → new UID.
+    relabeled_from: HashMap<Uid, Uid>,
     header: Option<(MailboxGuid, u32, Uid)>,
 }
 
@@ -178,12 +182,20 @@ impl<'a> MailboxUpdate<'a> {
             flags: BTreeMap::new(),
             dates: BTreeMap::new(),
             expunges: BTreeSet::new(),
+            relabels: BTreeMap::new(),
+            relabeled_from: HashMap::new(),
             header: None,
         })
     }
 
     fn folder(&self) -> &Folder {
         &self.store.folders[&self.name]
+    }
+
+    /// The store, for reads during the transaction (where another
+    /// mailbox's message file is, for a copy).
+    pub fn store(&self) -> &MaildirStore {
+        self.store
     }
 
     fn check_new_uid(&self, uid: Uid) -> Result<()> {
@@ -196,9 +208,19 @@ impl<'a> MailboxUpdate<'a> {
                 self.name
             );
         }
-        // A UID this transaction expunges may be reused by it: a backup
-        // replaces a stray destination message under the source's UID.
-        if self.folder().list.find_uid(uid).is_some() && !self.expunges.contains(&uid) {
+        if let Some(old) = self.relabels.get(&uid) {
+            bail!(
+                "mailbox {}: UID {uid} is already taken by message UID {old} in this transaction",
+                self.name
+            );
+        }
+        // A UID this transaction expunges (or relabels away) may be reused
+        // by it: a backup replaces a stray destination message under the
+        // source's UID; a renumbering moves messages around.
+        if self.folder().list.find_uid(uid).is_some()
+            && !self.expunges.contains(&uid)
+            && !self.relabeled_from.contains_key(&uid)
+        {
             // Usually another program delivered meanwhile.
             return Err(ChangedMeanwhile(format!(
                 "mailbox {}: UID {uid} is already used; a save needs an unused UID",
@@ -356,6 +378,95 @@ impl<'a> MailboxUpdate<'a> {
         self.saves.iter_mut().find(|s| s.rec.uid == uid)
     }
 
+    /// Whether this transaction gives the mailbox a new UIDVALIDITY: then
+    /// every UID may change (clients must forget them all anyway), so a
+    /// relabel may go below UIDNEXT and UIDs may be swapped.
+    fn renumbers(&self) -> bool {
+        matches!(self.header, Some((_, uv, _)) if uv != self.folder().list.uidvalidity)
+    }
+
+    /// The message a UID names in this transaction, by the UID it has on
+    /// disk: a relabeled message is named by its new UID only.
+    fn on_disk_uid(&self, uid: Uid) -> Result<Uid> {
+        if let Some(on_disk) = self.relabels.get(&uid) {
+            return Ok(*on_disk);
+        }
+        if let Some(new) = self.relabeled_from.get(&uid) {
+            bail!(
+                "mailbox {}: message UID {uid} was relabeled to UID {new} in this \
+                 transaction; use the new UID",
+                self.name
+            );
+        }
+        Ok(uid)
+    }
+
+    /// Gives an existing message a new UID without copying it: its file
+    /// stays, and in dovecot-uidlist its record is replaced by one with
+    /// `new_uid` (same file name, same P/O/G/… fields), appended at the
+    /// end. To Dovecot and IMAP clients this is an expunge of `old_uid` and
+    /// a new message `new_uid`; flags stay as they are (set them with
+    /// `set_flags(new_uid, …)`).
+    ///
+    /// `new_uid` must be at or above the mailbox's UIDNEXT, unless
+    /// [`set_header`](Self::set_header) was called first with another
+    /// UIDVALIDITY (a full renumbering, where UIDs may also be swapped);
+    /// either way no other message may hold it when the transaction ends.
+    /// `old_uid` is the UID the message has on disk; failing that, a UID
+    /// this transaction relabeled or saved a message to. Later calls
+    /// (set_flags, set_internal_date, expunge) name the message by
+    /// `new_uid`.
+    pub fn relabel(&mut self, old_uid: Uid, new_uid: Uid) -> Result<()> {
+        let name = &self.name;
+        if new_uid == 0 || new_uid == u32::MAX {
+            bail!("mailbox {name}: UID {new_uid} is not a valid UID");
+        }
+        let next = self.folder().list.next_uid();
+        if new_uid < next && !self.renumbers() {
+            bail!(
+                "mailbox {name}: cannot relabel UID {old_uid} to UID {new_uid}: a new UID \
+                 must be at least the mailbox's UIDNEXT {next} (UIDs are never reused)"
+            );
+        }
+        if self.save_uids.contains(&new_uid) || self.relabels.contains_key(&new_uid) {
+            bail!(
+                "mailbox {name}: cannot relabel UID {old_uid} to UID {new_uid}: this \
+                 transaction already uses UID {new_uid}"
+            );
+        }
+        let on_disk_here = self.folder().list.find_uid(old_uid).is_some()
+            && !self.expunges.contains(&old_uid)
+            && !self.relabeled_from.contains_key(&old_uid);
+        let on_disk = if on_disk_here {
+            old_uid
+        } else if let Some(orig) = self.relabels.remove(&old_uid) {
+            orig
+        } else if let Some(s) = self.saves.iter_mut().find(|s| s.rec.uid == old_uid) {
+            // Saved in this transaction: it simply gets the other UID.
+            s.rec.uid = new_uid;
+            self.save_uids.remove(&old_uid);
+            self.save_uids.insert(new_uid);
+            return Ok(());
+        } else if let Some(new) = self.relabeled_from.get(&old_uid) {
+            bail!(
+                "mailbox {name}: cannot relabel UID {old_uid}: it was relabeled to UID {new} \
+                 in this transaction; use the new UID"
+            );
+        } else if self.expunges.contains(&old_uid) {
+            bail!("mailbox {name}: cannot relabel UID {old_uid}: this transaction expunges it");
+        } else if self.save_uids.contains(&old_uid) {
+            bail!("mailbox {name}: cannot relabel UID {old_uid}: its save is not finished");
+        } else {
+            return Err(ChangedMeanwhile(format!(
+                "mailbox {name}: no message with UID {old_uid} to relabel (expunged meanwhile?)"
+            ))
+            .into());
+        };
+        self.relabels.insert(new_uid, on_disk);
+        self.relabeled_from.insert(on_disk, new_uid);
+        Ok(())
+    }
+
     /// Sets a message's flags and keywords (replacing the old ones).
     pub fn set_flags(&mut self, uid: Uid, flags: Flags, keywords: &[String]) -> Result<()> {
         let mut kw: Vec<String> = keywords.to_vec();
@@ -366,14 +477,15 @@ impl<'a> MailboxUpdate<'a> {
             s.rec.keywords = kw;
             return Ok(());
         }
-        if self.folder().list.find_uid(uid).is_none() {
+        let on_disk = self.on_disk_uid(uid)?;
+        if self.folder().list.find_uid(on_disk).is_none() {
             return Err(ChangedMeanwhile(format!(
                 "mailbox {}: no message with UID {uid} (expunged meanwhile?)",
                 self.name
             ))
             .into());
         }
-        self.flags.insert(uid, (flags, kw));
+        self.flags.insert(on_disk, (flags, kw));
         Ok(())
     }
 
@@ -383,7 +495,12 @@ impl<'a> MailboxUpdate<'a> {
             s.rec.internal_date = secs;
             return;
         }
-        self.dates.insert(uid, secs);
+        match self.on_disk_uid(uid) {
+            Ok(on_disk) => {
+                self.dates.insert(on_disk, secs);
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
 
     pub fn expunge(&mut self, uid: Uid) -> Result<()> {
@@ -393,9 +510,13 @@ impl<'a> MailboxUpdate<'a> {
             self.save_uids.remove(&uid);
             return Ok(());
         }
-        self.flags.remove(&uid);
-        self.dates.remove(&uid);
-        self.expunges.insert(uid);
+        let on_disk = self.on_disk_uid(uid)?;
+        if self.relabels.remove(&uid).is_some() {
+            self.relabeled_from.remove(&on_disk);
+        }
+        self.flags.remove(&on_disk);
+        self.dates.remove(&on_disk);
+        self.expunges.insert(on_disk);
         Ok(())
     }
 
@@ -410,6 +531,7 @@ impl<'a> MailboxUpdate<'a> {
             && self.flags.is_empty()
             && self.dates.is_empty()
             && self.expunges.is_empty()
+            && self.relabels.is_empty()
             && self.header.is_none()
     }
 
@@ -463,15 +585,41 @@ impl<'a> MailboxUpdate<'a> {
         let old_next = list.next_uid();
         let old_uv = list.uidvalidity;
         let old_guid = list.guid;
-        let max_saved = self.saves.iter().map(|s| s.rec.uid).max().unwrap_or(0);
+        let max_saved = self
+            .saves
+            .iter()
+            .map(|s| s.rec.uid)
+            .chain(self.relabels.keys().copied())
+            .max()
+            .unwrap_or(0);
         // Files delivered meanwhile get UIDs above ours, never the same.
         scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
+        // A UID that stays on a message other than the one meant for it.
+        let taken = |list: &Uidlist, uid: Uid| {
+            list.find_uid(uid).is_some()
+                && !self.expunges.contains(&uid)
+                && !self.relabeled_from.contains_key(&uid)
+        };
         for s in &self.saves {
-            if list.find_uid(s.rec.uid).is_some() && !self.expunges.contains(&s.rec.uid) {
+            if taken(&list, s.rec.uid) {
                 return Err(ChangedMeanwhile(format!(
                     "mailbox {name}: UID {} was taken by another program while dsync was \
                      saving; nothing was changed, run again",
                     s.rec.uid
+                ))
+                .into());
+            }
+        }
+        let renumbers = matches!(self.header, Some((_, uv, _)) if uv != old_uv);
+        for new in self.relabels.keys() {
+            // Unlike a backup's saves, a relabel goes below UIDNEXT only in
+            // a renumbering: clients may have seen UIDs up to it.
+            if taken(&list, *new) || (*new < old_next && !renumbers) {
+                return Err(ChangedMeanwhile(format!(
+                    "mailbox {name}: UID {new} was taken by another program (UIDs up to {} \
+                     are used) while dsync was giving a message that UID; nothing was \
+                     changed, run again",
+                    old_next - 1
                 ))
                 .into());
             }
@@ -644,6 +792,35 @@ impl<'a> MailboxUpdate<'a> {
                     Err(e) => return Err(e).with_context(|| io_ctx("opening", &p)),
                 }
             }
+        }
+
+        // Relabels: the same file under a new UID. A record moves to the
+        // end, which is what Dovecot reads as "expunged, then appended".
+        if !self.relabels.is_empty() {
+            let mut moved: Vec<UidlistRecord> = Vec::with_capacity(self.relabels.len());
+            let mut take: HashMap<Uid, Uid> = HashMap::with_capacity(self.relabels.len());
+            for (new, old) in &self.relabels {
+                if list.find_uid(*old).is_some() {
+                    take.insert(*old, *new);
+                } else {
+                    skipped.push(format!(
+                        "mailbox {name}: message UID {old} was expunged before it could \
+                         become UID {new}"
+                    ));
+                }
+            }
+            list.records.retain_mut(|r| match take.get(&r.uid) {
+                Some(new) => {
+                    let mut r2 = UidlistRecord::new(*new, std::mem::take(&mut r.filename));
+                    r2.ext = std::mem::take(&mut r.ext);
+                    moved.push(r2);
+                    false
+                }
+                None => true,
+            });
+            list.records.extend(moved);
+            // Files delivered meanwhile may have got UIDs above ours.
+            list.records.sort_by_key(|r| r.uid);
         }
 
         // New messages into cur/ or new/.

@@ -55,6 +55,45 @@ pub enum Command {
         secs: i64,
     },
     Expunge(Uid),
+    /// The message keeps its file and takes a new UID (≥ UIDNEXT).
+    Relabel {
+        old: Uid,
+        new: Uid,
+    },
+    /// Saves a copy of the follower's own message `uid` of the mailbox
+    /// with GUID `mailbox` (a move or copy: no body crosses the wire).
+    CopyLocal {
+        mailbox: MailboxGuid,
+        uid: Uid,
+        record: MessageRecord,
+    },
+    /// Asks for the follower's store ID and its sync token for `peer`.
+    StateGet {
+        peer: String,
+    },
+    /// Starts replacing the follower's sync state for `peer`; BASE and B
+    /// lines follow, then STATE-END. `full`: the listed mailboxes are the
+    /// whole state (else they update the stored one).
+    StatePut {
+        peer: String,
+        sync_id: String,
+        full: bool,
+    },
+    /// One mailbox of a STATE-PUT; its B lines follow.
+    Base {
+        guid: MailboxGuid,
+        uidvalidity: u32,
+        uidnext: Uid,
+        name: MailboxName,
+    },
+    /// One message of the preceding BASE.
+    BaseMsg {
+        uid: Uid,
+        flags: Flags,
+        guid: String,
+        keywords: Vec<String>,
+    },
+    StateEnd,
     Commit,
     Quit,
 }
@@ -88,6 +127,12 @@ pub enum Reply {
         reason: String,
     },
     Ok,
+    /// Answer to STATE-GET: the follower's store ID and its sync token for
+    /// the leader (`None`: no state for it).
+    State {
+        store_id: String,
+        sync_id: Option<String>,
+    },
     Error {
         kind: ErrorKind,
         text: String,
@@ -144,6 +189,15 @@ impl<'a> Fields<'a> {
         let s = self.str(what)?;
         s.parse()
             .or_else(|_| err(self.all, &format!("bad {what} {s:?}")))
+    }
+
+    /// A store or sync ID: hex digits only, so it is safe in file names.
+    fn token(&mut self, what: &str) -> Result<String, ItemError> {
+        let s = self.str(what)?;
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return err(self.all, &format!("bad {what} {s:?}"));
+        }
+        Ok(s.to_string())
     }
 
     fn uid(&mut self) -> Result<Uid, ItemError> {
@@ -325,6 +379,53 @@ impl Command {
             }
             Command::Date { uid, secs } => v(&["DATE", &uid.to_string(), &secs.to_string()]),
             Command::Expunge(uid) => v(&["EXPUNGE", &uid.to_string()]),
+            Command::Relabel { old, new } => v(&["RELABEL", &old.to_string(), &new.to_string()]),
+            Command::CopyLocal {
+                mailbox,
+                uid,
+                record,
+            } => {
+                let mut f = v(&["COPYLOCAL", &mailbox.to_hex(), &uid.to_string()]);
+                push_record(&mut f, record);
+                f
+            }
+            Command::StateGet { peer } => v(&["STATE-GET", peer]),
+            Command::StatePut {
+                peer,
+                sync_id,
+                full,
+            } => v(&[
+                "STATE-PUT",
+                peer,
+                sync_id,
+                if *full { "full" } else { "update" },
+            ]),
+            Command::Base {
+                guid,
+                uidvalidity,
+                uidnext,
+                name,
+            } => {
+                let mut f = v(&[
+                    "BASE",
+                    &guid.to_hex(),
+                    &uidvalidity.to_string(),
+                    &uidnext.to_string(),
+                ]);
+                push_name(&mut f, name);
+                f
+            }
+            Command::BaseMsg {
+                uid,
+                flags,
+                guid,
+                keywords,
+            } => {
+                let mut f = v(&["B", &uid.to_string(), &flags.to_letters(), guid]);
+                f.extend(keywords.iter().cloned());
+                f
+            }
+            Command::StateEnd => v(&["STATE-END"]),
             Command::Commit => v(&["COMMIT"]),
             Command::Quit => v(&["QUIT"]),
         }
@@ -397,6 +498,50 @@ impl Command {
                 secs: f.num("date")?,
             },
             "EXPUNGE" => Command::Expunge(f.uid()?),
+            "RELABEL" => Command::Relabel {
+                old: f.uid()?,
+                new: f.uid()?,
+            },
+            "COPYLOCAL" => Command::CopyLocal {
+                mailbox: f.guid()?,
+                uid: f.uid()?,
+                record: f.record()?,
+            },
+            "STATE-GET" => Command::StateGet {
+                peer: f.token("peer ID")?,
+            },
+            "STATE-PUT" => Command::StatePut {
+                peer: f.token("peer ID")?,
+                sync_id: f.token("sync ID")?,
+                full: match f.str("state mode")? {
+                    "full" => true,
+                    "update" => false,
+                    other => return err(fields, &format!("bad state mode {other:?}")),
+                },
+            },
+            "BASE" => Command::Base {
+                guid: f.guid()?,
+                uidvalidity: f.num("UIDVALIDITY")?,
+                uidnext: f.num("UIDNEXT")?,
+                name: f.name()?,
+            },
+            "B" => {
+                let uid = f.uid()?;
+                let s = f.str("flags")?;
+                let flags = Flags::from_letters(s)
+                    .map_or_else(|| err(fields, &format!("bad flags {s:?}")), Ok)?;
+                let guid = f.str("message GUID")?.to_string();
+                if guid.is_empty() {
+                    return err(fields, "empty message GUID");
+                }
+                Command::BaseMsg {
+                    uid,
+                    flags,
+                    guid,
+                    keywords: f.rest().to_vec(),
+                }
+            }
+            "STATE-END" => Command::StateEnd,
             "COMMIT" => Command::Commit,
             "QUIT" => Command::Quit,
             _ => return err(fields, "unknown command"),
@@ -440,6 +585,9 @@ impl Reply {
             Reply::Body { uid, size } => v(&["BODY", &uid.to_string(), &size.to_string()]),
             Reply::NoBody { uid, reason } => v(&["NOBODY", &uid.to_string(), reason]),
             Reply::Ok => v(&["OK"]),
+            Reply::State { store_id, sync_id } => {
+                v(&["STATE", store_id, sync_id.as_deref().unwrap_or("")])
+            }
             Reply::Error { kind, text } => v(&[
                 "ERROR",
                 match kind {
@@ -492,6 +640,17 @@ impl Reply {
                 reason: f.str("reason")?.to_string(),
             },
             "OK" => Reply::Ok,
+            "STATE" => {
+                let store_id = f.token("store ID")?;
+                let sync_id = match f.str("sync ID")? {
+                    "" => None,
+                    s if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        Some(s.to_string())
+                    }
+                    other => return err(fields, &format!("bad sync ID {other:?}")),
+                };
+                Reply::State { store_id, sync_id }
+            }
             "ERROR" => {
                 let kind = match f.str("error kind")? {
                     "temp" => ErrorKind::Temp,
@@ -568,6 +727,33 @@ mod tests {
                 uidnext: 9,
             },
             Command::Expunge(4),
+            Command::Relabel { old: 3, new: 9 },
+            Command::CopyLocal {
+                mailbox: MailboxGuid([3; 16]),
+                uid: 5,
+                record: rec(),
+            },
+            Command::StateGet {
+                peer: "00ff".into(),
+            },
+            Command::StatePut {
+                peer: "00ff".into(),
+                sync_id: "abc1".into(),
+                full: true,
+            },
+            Command::Base {
+                guid: MailboxGuid([4; 16]),
+                uidvalidity: 7,
+                uidnext: 8,
+                name: name.clone(),
+            },
+            Command::BaseMsg {
+                uid: 1,
+                flags: Flags::SEEN,
+                guid: "g".into(),
+                keywords: vec!["$Junk".into()],
+            },
+            Command::StateEnd,
             Command::Commit,
         ];
         for c in cmds {
@@ -591,6 +777,14 @@ mod tests {
                 highest_modseq: 0,
             }),
             Reply::Msg(rec()),
+            Reply::State {
+                store_id: "0a".into(),
+                sync_id: None,
+            },
+            Reply::State {
+                store_id: "0a".into(),
+                sync_id: Some("ff".into()),
+            },
             Reply::Error {
                 kind: ErrorKind::Temp,
                 text: "mailbox changed".into(),

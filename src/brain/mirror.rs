@@ -1,0 +1,742 @@
+//! Executes a two-way sync (mirror): both sides are read, each mailbox is
+//! merged against the last common state (see `merge`), and each side gets
+//! the changes it lacks. Bodies cross the wire only for messages the other
+//! side does not hold anywhere; a message that moved between folders is
+//! copied within its side.
+
+use super::backup::LocalOpener;
+use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
+use super::plan::Filter;
+use super::remote::{Fetched, Remote};
+use super::transfer;
+use super::Report;
+use crate::maildir::MaildirStore;
+use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
+use crate::protocol::{Command, Reply};
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tokio::task::block_in_place;
+
+/// Bodies requested ahead of the one being saved.
+const FETCH_WINDOW: usize = 256;
+
+/// The common state of the pair after their last successful sync.
+#[derive(Clone, Debug, Default)]
+pub struct PairState {
+    pub sync_id: String,
+    /// Per mailbox GUID: its name then and its messages then.
+    pub mailboxes: HashMap<MailboxGuid, (MailboxName, BaseMailbox)>,
+}
+
+/// The store's permanent ID (peers key their sync state by it).
+pub fn store_id(store: &mut MaildirStore) -> Result<String> {
+    let path = store.options().root.join("dsync-store-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().to_string());
+    }
+    let id = random_token()?;
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// The common state stored for `peer`, if any.
+pub fn load_pair_state(_store: &mut MaildirStore, _peer: &str) -> Result<Option<PairState>> {
+    Ok(None)
+}
+
+pub fn save_pair_state(_store: &mut MaildirStore, _peer: &str, _state: &PairState) -> Result<()> {
+    Ok(())
+}
+
+/// One mailbox as the two sides hold it, after the tree is merged.
+struct Pair {
+    name: MailboxName,
+    a: Option<MailboxInfo>,
+    b: Option<MailboxInfo>,
+    base: Option<BaseMailbox>,
+}
+
+pub struct MirrorOptions {
+    pub filter: Filter,
+    /// Let a run delete everything on one side because the other side is
+    /// empty (normally refused: it is what a wrong path looks like).
+    pub allow_mass_delete: bool,
+}
+
+pub async fn run(
+    open_local: LocalOpener<'_>,
+    remote: &mut Remote,
+    opts: &MirrorOptions,
+) -> Result<Report> {
+    let mut report = Report::default();
+    let mut local = block_in_place(|| open_local(true))?;
+    let local = &mut local;
+    remote
+        .open(true)
+        .await
+        .context("opening the LOCATION2 mail store")?;
+    let local_id = block_in_place(|| store_id(local))?;
+    remote
+        .send(Command::StateGet {
+            peer: local_id.clone(),
+        })
+        .await?;
+    remote.send(Command::List).await?;
+    remote.flush().await?;
+    let (remote_id, remote_token) = match remote.reply().await? {
+        Reply::State { store_id, sync_id } => (store_id, sync_id),
+        Reply::Error { text, .. } => bail!("{} could not read its sync state: {text}", remote.peer),
+        other => bail!(
+            "{} answered STATE-GET with {:?}",
+            remote.peer,
+            other.to_fields()[0]
+        ),
+    };
+    let (b_boxes, b_subs) = remote
+        .read_list()
+        .await
+        .context("listing the LOCATION2 mailboxes")?;
+    let (a_boxes, a_subs) =
+        block_in_place(|| -> Result<_> { Ok((local.list_mailboxes()?, local.subscriptions()?)) })?;
+    let stored = match block_in_place(|| load_pair_state(local, &remote_id)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("ignoring the sync state for this pair: {e:#}; merging without it (nothing will be deleted)");
+            None
+        }
+    };
+    let state = match (stored, remote_token) {
+        (Some(s), Some(t)) if s.sync_id == t => Some(s),
+        (Some(_), _) => {
+            tracing::warn!(
+                "the two sides' sync states disagree (one was restored or lost); merging without it, so nothing is deleted this run"
+            );
+            None
+        }
+        _ => None,
+    };
+    if let Some(state) = &state {
+        check_mass_delete(
+            state,
+            &a_boxes,
+            &b_boxes,
+            opts.allow_mass_delete,
+            &remote.peer,
+        )?;
+    }
+
+    let (pairs, deleted) = merge_tree(
+        local,
+        remote,
+        &a_boxes,
+        &b_boxes,
+        state.as_ref(),
+        &opts.filter,
+    )
+    .await?;
+
+    // Snapshots of every remote mailbox in one round trip.
+    let wanted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].b.is_some()).collect();
+    for &i in &wanted {
+        remote.send(Command::Select(pairs[i].name.clone())).await?;
+        remote.send(Command::Snapshot).await?;
+    }
+    remote.flush().await?;
+    let mut b_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    for &i in &wanted {
+        let snap = remote
+            .read_snapshot()
+            .await
+            .with_context(|| format!("reading mailbox {} on {}", pairs[i].name, remote.peer))?;
+        b_snaps.insert(i, snap);
+    }
+    let mut a_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    for (i, p) in pairs.iter().enumerate() {
+        if p.a.is_some() {
+            let snap = block_in_place(|| local.snapshot(&p.name))
+                .with_context(|| format!("reading mailbox {}", p.name))?;
+            a_snaps.insert(i, snap);
+        }
+    }
+
+    // Where each message lives on each side, for moves and copies.
+    let held = Holdings {
+        a: locate(&pairs, &a_snaps, |p| p.a.as_ref()),
+        b: locate(&pairs, &b_snaps, |p| p.b.as_ref()),
+        pairs: &pairs,
+    };
+
+    let mut plans: Vec<(usize, MergePlan)> = Vec::new();
+    for (i, p) in pairs.iter().enumerate() {
+        let a = a_snaps
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| empty_like(b_snaps.get(&i)));
+        let b = b_snaps
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| empty_like(a_snaps.get(&i)));
+        let plan = merge::merge_mailbox(p.base.as_ref(), &a, &b);
+        tracing::info!(
+            "{}: leader side {} new, {} expunged, {} flag changes; other side {} new, {} expunged, {} flag changes",
+            p.name,
+            plan.a.saves.len(),
+            plan.a.expunge.len(),
+            plan.a.flags.len(),
+            plan.b.saves.len(),
+            plan.b.expunge.len(),
+            plan.b.flags.len()
+        );
+        for side in [&plan.a, &plan.b] {
+            report.copied += side
+                .saves
+                .iter()
+                .filter(|s| matches!(s.origin, Origin::Other(_)))
+                .count() as u64;
+            report.expunged += side.expunge.len() as u64;
+            report.updated += side.flags.len() as u64;
+        }
+        plans.push((i, plan));
+    }
+
+    // Pass 1: everything but expunges, so a message that moved between
+    // folders can still be copied from where it was.
+    let mut pending = 0usize;
+    for (i, plan) in &plans {
+        let p = &pairs[*i];
+        if !plan_without_expunges(&plan.b).is_empty() {
+            push_side(local, remote, &held, p, &plan.b, &plan.a, &mut report).await?;
+            pending += 1;
+        }
+        if !plan_without_expunges(&plan.a).is_empty() {
+            let progress = Progress {
+                pending: &mut pending,
+                report: &mut report,
+            };
+            pull_side(local, remote, &held, p, &plan.a, progress).await?;
+        }
+    }
+    // Pass 2: expunges (those of relabelled messages are done already).
+    for (i, plan) in &plans {
+        let p = &pairs[*i];
+        let b_exp = real_expunges(&plan.b);
+        if !b_exp.is_empty() {
+            remote.send(Command::Select(p.name.clone())).await?;
+            remote.send(Command::Begin).await?;
+            for uid in b_exp {
+                remote.send(Command::Expunge(uid)).await?;
+            }
+            remote.send(Command::Commit).await?;
+            pending += 1;
+        }
+        let a_exp = real_expunges(&plan.a);
+        if !a_exp.is_empty() {
+            block_in_place(|| -> Result<()> {
+                let mut txn = local.update(&p.name)?;
+                for uid in a_exp {
+                    txn.expunge(uid)?;
+                }
+                txn.commit()
+            })
+            .with_context(|| format!("expunging in mailbox {}", p.name))?;
+        }
+    }
+    remote.flush().await?;
+    for _ in 0..pending {
+        remote
+            .expect_ok()
+            .await
+            .with_context(|| format!("committing changes on {}", remote.peer))?;
+    }
+
+    // Subscriptions: a name subscribed on either side stays subscribed.
+    let mut subs: Vec<MailboxName> = a_subs
+        .iter()
+        .chain(&b_subs)
+        .filter(|n| opts.filter.covers(n))
+        .cloned()
+        .collect();
+    subs.sort();
+    subs.dedup();
+    let mut a_sorted = a_subs.clone();
+    a_sorted.sort();
+    a_sorted.dedup();
+    if a_sorted != subs {
+        let mut all = subs.clone();
+        all.extend(a_subs.iter().filter(|n| !opts.filter.covers(n)).cloned());
+        block_in_place(|| local.set_subscriptions(&all))?;
+    }
+    let mut b_sorted = b_subs.clone();
+    b_sorted.sort();
+    b_sorted.dedup();
+    if b_sorted != subs {
+        let mut all = subs.clone();
+        all.extend(b_subs.iter().filter(|n| !opts.filter.covers(n)).cloned());
+        for s in all {
+            remote.send(Command::Sub(s)).await?;
+        }
+        remote.send(Command::SubsCommit).await?;
+    }
+
+    // The new common state, on both sides, under a fresh token. Mailboxes
+    // outside -m keep their old base.
+    let mut new_state = match state {
+        Some(s) if !opts.filter.0.is_empty() => s,
+        _ => PairState::default(),
+    };
+    new_state.sync_id = random_token()?;
+    for g in &deleted {
+        new_state.mailboxes.remove(g);
+    }
+    for (i, plan) in plans {
+        new_state
+            .mailboxes
+            .insert(plan.base.guid, (pairs[i].name.clone(), plan.base));
+    }
+    block_in_place(|| save_pair_state(local, &remote_id, &new_state))?;
+    remote
+        .send(Command::StatePut {
+            peer: local_id,
+            sync_id: new_state.sync_id.clone(),
+            full: true,
+        })
+        .await?;
+    for (name, base) in new_state.mailboxes.values() {
+        remote
+            .send(Command::Base {
+                guid: base.guid,
+                uidvalidity: base.uidvalidity,
+                uidnext: base.uidnext,
+                name: name.clone(),
+            })
+            .await?;
+        for m in &base.messages {
+            remote
+                .send(Command::BaseMsg {
+                    uid: m.uid,
+                    flags: m.flags,
+                    guid: m.guid.clone(),
+                    keywords: m.keywords.clone(),
+                })
+                .await?;
+        }
+    }
+    remote.send(Command::StateEnd).await?;
+    Ok(report)
+}
+
+/// Refuses to mirror a side that has lost everything the last sync saw:
+/// that is what a wrong path or an unmounted disk looks like, and mirroring
+/// it would delete all mail on the other side.
+fn check_mass_delete(
+    state: &PairState,
+    a: &[MailboxInfo],
+    b: &[MailboxInfo],
+    allow: bool,
+    peer: &str,
+) -> Result<()> {
+    let had: u64 = state
+        .mailboxes
+        .values()
+        .map(|(_, m)| m.messages.len() as u64)
+        .sum();
+    if had == 0 || allow {
+        return Ok(());
+    }
+    for (side, boxes) in [("the local mail location", a), (peer, b)] {
+        let now: u64 = boxes.iter().map(|m| m.messages as u64).sum();
+        if now == 0 {
+            bail!(
+                "{side} has no messages at all, but held {had} at the last sync: refusing to delete them on the other side. \
+                 If the mail really was deleted, run again with -o dsync_allow_mass_delete=yes; if the path is wrong, fix it"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn random_token() -> Result<String> {
+    Ok(MailboxGuid::generate()
+        .context("generating a sync token")?
+        .to_hex())
+}
+
+fn empty_like(other: Option<&MailboxSnapshot>) -> MailboxSnapshot {
+    let info = other
+        .map(|s| s.info.clone())
+        .expect("a pair has at least one side");
+    MailboxSnapshot {
+        info: MailboxInfo {
+            uidnext: 1,
+            messages: 0,
+            highest_modseq: 0,
+            ..info
+        },
+        messages: Vec::new(),
+    }
+}
+
+/// Message GUID → (mailbox index, UID) on one side.
+fn locate<'p>(
+    pairs: &'p [Pair],
+    snaps: &HashMap<usize, MailboxSnapshot>,
+    side: impl Fn(&'p Pair) -> Option<&'p MailboxInfo>,
+) -> HashMap<String, (usize, Uid)> {
+    let mut out = HashMap::new();
+    for (i, p) in pairs.iter().enumerate() {
+        if side(p).is_none() {
+            continue;
+        }
+        if let Some(s) = snaps.get(&i) {
+            for m in &s.messages {
+                out.entry(m.guid.clone()).or_insert((i, m.uid));
+            }
+        }
+    }
+    out
+}
+
+fn plan_without_expunges(p: &SidePlan) -> SidePlan {
+    SidePlan {
+        expunge: Vec::new(),
+        ..p.clone()
+    }
+}
+
+/// Expunges that are not the old UID of a relabelled message.
+fn real_expunges(p: &SidePlan) -> Vec<Uid> {
+    let relabelled: HashSet<Uid> = p
+        .saves
+        .iter()
+        .filter_map(|s| match s.origin {
+            Origin::Own(u) => Some(u),
+            Origin::Other(_) => None,
+        })
+        .collect();
+    p.expunge
+        .iter()
+        .copied()
+        .filter(|u| !relabelled.contains(u))
+        .collect()
+}
+
+/// For a save whose body is the other side's message `uid` (already
+/// renumbered there), the UID it has on that side *before* this run's
+/// changes are committed.
+fn original_uid(other_plan: &SidePlan, uid: Uid) -> Uid {
+    other_plan
+        .saves
+        .iter()
+        .find_map(|s| match s.origin {
+            Origin::Own(old) if s.record.uid == uid => Some(old),
+            _ => None,
+        })
+        .unwrap_or(uid)
+}
+
+/// Where each message (by GUID) lives on each side at the start of the
+/// run, so a message one side needs and already holds elsewhere is copied
+/// there instead of crossing the wire.
+struct Holdings<'p> {
+    pairs: &'p [Pair],
+    a: HashMap<String, (usize, Uid)>,
+    b: HashMap<String, (usize, Uid)>,
+}
+
+impl Holdings<'_> {
+    /// The local mailbox name and UID holding `guid`.
+    fn on_a(&self, guid: &str) -> Option<(MailboxName, Uid)> {
+        let &(i, uid) = self.a.get(guid)?;
+        Some((self.pairs[i].a.as_ref()?.name.clone(), uid))
+    }
+
+    /// The follower's mailbox GUID (as it listed it) and UID holding `guid`.
+    fn on_b(&self, guid: &str) -> Option<(MailboxGuid, Uid)> {
+        let &(i, uid) = self.b.get(guid)?;
+        Some((self.pairs[i].b.as_ref()?.guid, uid))
+    }
+}
+
+/// Commits sent to the follower but not yet answered, and the run's report.
+struct Progress<'r> {
+    pending: &'r mut usize,
+    report: &'r mut Report,
+}
+
+/// Sends the follower's changes for one mailbox (everything but expunges).
+async fn push_side(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    held: &Holdings<'_>,
+    p: &Pair,
+    plan: &SidePlan,
+    a_plan: &SidePlan,
+    report: &mut Report,
+) -> Result<()> {
+    remote.send(Command::Select(p.name.clone())).await?;
+    remote.send(Command::Begin).await?;
+    if let Some((guid, uidvalidity, uidnext)) = plan.header {
+        remote
+            .send(Command::Header {
+                guid,
+                uidvalidity,
+                uidnext,
+            })
+            .await?;
+    }
+    for s in &plan.saves {
+        if let Origin::Own(old) = s.origin {
+            remote
+                .send(Command::Relabel {
+                    old,
+                    new: s.record.uid,
+                })
+                .await?;
+        }
+    }
+    for (uid, flags, keywords) in &plan.flags {
+        remote
+            .send(Command::Flags {
+                uid: *uid,
+                flags: *flags,
+                keywords: keywords.clone(),
+            })
+            .await?;
+    }
+    for s in &plan.saves {
+        let Origin::Other(uid) = s.origin else {
+            continue;
+        };
+        if let Some((mailbox, held_uid)) = held.on_b(&s.record.guid) {
+            // The follower already holds this message (it moved or was
+            // copied between folders there): copy it, no body on the wire.
+            remote
+                .send(Command::CopyLocal {
+                    mailbox,
+                    uid: held_uid,
+                    record: s.record.clone(),
+                })
+                .await?;
+            continue;
+        }
+        let src_uid = original_uid(a_plan, uid);
+        transfer::push_message(local, remote, &p.name, src_uid, &s.record, report).await?;
+    }
+    remote.send(Command::Commit).await
+}
+
+/// Applies the leader's changes for one mailbox (everything but
+/// expunges), fetching bodies the local side does not hold.
+async fn pull_side(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    held: &Holdings<'_>,
+    p: &Pair,
+    plan: &SidePlan,
+    progress: Progress<'_>,
+) -> Result<()> {
+    let Progress { pending, report } = progress;
+    // Messages held in another local folder are copied, not fetched.
+    let held_here = |s: &merge::Save| held.on_a(&s.record.guid);
+    let fetches: Vec<&merge::Save> = plan
+        .saves
+        .iter()
+        .filter(|s| matches!(s.origin, Origin::Other(_)) && held_here(s).is_none())
+        .collect();
+    if !fetches.is_empty() {
+        // Replies come in order: the answers to earlier commits precede
+        // the bodies asked for now.
+        remote.flush().await?;
+        while *pending > 0 {
+            remote
+                .expect_ok()
+                .await
+                .with_context(|| format!("committing changes on {}", remote.peer))?;
+            *pending -= 1;
+        }
+        remote.send(Command::Select(p.name.clone())).await?;
+    }
+    let mut txn = block_in_place(|| local.update(&p.name))
+        .with_context(|| format!("opening mailbox {} for writing", p.name))?;
+    if let Some((guid, uidvalidity, uidnext)) = plan.header {
+        txn.set_header(guid, uidvalidity, uidnext);
+    }
+    for s in &plan.saves {
+        if let Origin::Own(old) = s.origin {
+            block_in_place(|| txn.relabel(old, s.record.uid))?;
+        }
+    }
+    for s in &plan.saves {
+        if let (Origin::Other(_), Some((name, uid))) = (&s.origin, held_here(s)) {
+            let path = txn.store().message_path(&name, uid)?;
+            block_in_place(|| txn.save_copy_of(&s.record, &path))?;
+        }
+    }
+    for (uid, flags, keywords) in &plan.flags {
+        block_in_place(|| txn.set_flags(*uid, *flags, keywords))?;
+    }
+    let mut requested = 0;
+    for (done, s) in fetches.iter().enumerate() {
+        while requested < fetches.len() && requested < done + FETCH_WINDOW {
+            let Origin::Other(uid) = fetches[requested].origin else {
+                unreachable!()
+            };
+            remote.send(Command::Fetch(uid)).await?;
+            requested += 1;
+        }
+        remote.flush().await?;
+        match remote.read_fetched().await? {
+            Fetched::Gone { uid, reason } => {
+                report.vanished(&p.name, uid, &anyhow::anyhow!(reason))
+            }
+            Fetched::Body { .. } => {
+                transfer::receive_body(remote, &mut txn, &s.record).await?;
+            }
+        }
+    }
+    block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {}", p.name))
+}
+
+/// Matches the two trees: by GUID, then by name. Mailboxes on one side
+/// only are created on the other, unless the last sync saw them on both
+/// and the other side deleted them (and nothing new arrived in them since).
+async fn merge_tree(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    a: &[MailboxInfo],
+    b: &[MailboxInfo],
+    state: Option<&PairState>,
+    filter: &Filter,
+) -> Result<(Vec<Pair>, Vec<MailboxGuid>)> {
+    let mut deleted = Vec::new();
+    let a: Vec<&MailboxInfo> = a.iter().filter(|m| filter.covers(&m.name)).collect();
+    let b: Vec<&MailboxInfo> = b.iter().filter(|m| filter.covers(&m.name)).collect();
+    let b_by_guid: HashMap<MailboxGuid, usize> =
+        b.iter().enumerate().map(|(i, m)| (m.guid, i)).collect();
+    let mut b_used = vec![false; b.len()];
+    let mut pairs: Vec<Pair> = Vec::new();
+    let mut a_left = Vec::new();
+    for m in &a {
+        match b_by_guid.get(&m.guid) {
+            Some(&j) => {
+                b_used[j] = true;
+                pairs.push(Pair {
+                    name: m.name.clone(),
+                    a: Some((*m).clone()),
+                    b: Some(b[j].clone()),
+                    base: None,
+                });
+            }
+            None => a_left.push(*m),
+        }
+    }
+    let mut b_by_name: BTreeMap<&MailboxName, usize> = BTreeMap::new();
+    for (j, m) in b.iter().enumerate() {
+        if !b_used[j] {
+            b_by_name.insert(&m.name, j);
+        }
+    }
+    let known = |g: &MailboxGuid| state.and_then(|s| s.mailboxes.get(g));
+    for m in a_left {
+        if let Some(&j) = b_by_name.get(&m.name) {
+            if known(&m.guid).is_none() && known(&b[j].guid).is_none() {
+                // The same name on both, never synced: one mailbox.
+                b_used[j] = true;
+                pairs.push(Pair {
+                    name: m.name.clone(),
+                    a: Some(m.clone()),
+                    b: Some(b[j].clone()),
+                    base: None,
+                });
+                continue;
+            }
+        }
+        pairs.push(Pair {
+            name: m.name.clone(),
+            a: Some(m.clone()),
+            b: None,
+            base: None,
+        });
+    }
+    for (j, m) in b.iter().enumerate() {
+        if !b_used[j] {
+            pairs.push(Pair {
+                name: m.name.clone(),
+                a: None,
+                b: Some((*m).clone()),
+                base: None,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    // Parents before children for creates.
+    pairs.sort_by(|x, y| {
+        x.name
+            .parts()
+            .len()
+            .cmp(&y.name.parts().len())
+            .then(x.name.cmp(&y.name))
+    });
+    for mut p in pairs {
+        let guid =
+            p.a.as_ref()
+                .or(p.b.as_ref())
+                .map(|m| m.guid)
+                .expect("one side");
+        let base = known(&guid).cloned();
+        match (&p.a, &p.b) {
+            (Some(a), Some(b)) => {
+                if a.name != b.name {
+                    // Renamed on one side: the side whose name differs from
+                    // the last sync's renamed it; if both did, the leader wins.
+                    let base_name = base.as_ref().map(|(n, _)| n);
+                    if base_name == Some(&a.name) {
+                        block_in_place(|| local.rename_mailbox(&a.name, &b.name))?;
+                        p.name = b.name.clone();
+                    } else {
+                        remote.send(Command::Select(b.name.clone())).await?;
+                        remote.send(Command::Rename(a.name.clone())).await?;
+                        p.name = a.name.clone();
+                    }
+                }
+                p.base = base.map(|(_, m)| m);
+                out.push(p);
+            }
+            (Some(a), None) => {
+                if let Some((_, bm)) = &base {
+                    if a.uidnext <= bm.uidnext {
+                        // Deleted on the other side, nothing new here since.
+                        tracing::info!("{}: deleted on {}, deleting here", a.name, remote.peer);
+                        block_in_place(|| local.delete_mailbox(&a.name))?;
+                        deleted.push(a.guid);
+                        continue;
+                    }
+                }
+                remote
+                    .send(Command::Create {
+                        guid: a.guid,
+                        uidvalidity: a.uidvalidity,
+                        name: a.name.clone(),
+                    })
+                    .await?;
+                p.b = None;
+                out.push(p);
+            }
+            (None, Some(b)) => {
+                if let Some((_, bm)) = &base {
+                    if b.uidnext <= bm.uidnext {
+                        tracing::info!("{}: deleted locally, deleting on {}", b.name, remote.peer);
+                        remote.send(Command::Delete(b.name.clone())).await?;
+                        deleted.push(b.guid);
+                        continue;
+                    }
+                }
+                block_in_place(|| local.create_mailbox(&b.name, b.guid, b.uidvalidity))?;
+                out.push(p);
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+    Ok((out, deleted))
+}

@@ -1,0 +1,76 @@
+//! Moving one message body between the sides, in either direction.
+
+use super::remote::Remote;
+use super::Report;
+use crate::maildir::{MailboxUpdate, MaildirStore};
+use crate::model::{MailboxName, MessageRecord, Uid};
+use crate::protocol::{Command, CHUNK_SIZE, FEATURE_LOCAL_COPY};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use std::io::Read;
+use tokio::task::block_in_place;
+
+/// Sends the local message `uid` of `name` to the follower, saved there as
+/// `record`: by path when the follower shares this machine (`COPYFILE`),
+/// else streamed in chunks (`SAVE`). A message that vanished meanwhile is
+/// noted in `report` (the run ends with exit 2), not an error.
+pub async fn push_message(
+    local: &MaildirStore,
+    remote: &mut Remote,
+    name: &MailboxName,
+    uid: Uid,
+    record: &MessageRecord,
+    report: &mut Report,
+) -> Result<()> {
+    if remote.has_feature(FEATURE_LOCAL_COPY) {
+        match block_in_place(|| local.message_path(name, uid)) {
+            Ok(path) => {
+                remote
+                    .send(Command::CopyFile {
+                        path: path.to_string_lossy().into_owned(),
+                        record: record.clone(),
+                    })
+                    .await?
+            }
+            Err(e) => report.vanished(name, uid, &e),
+        }
+        return Ok(());
+    }
+    let (mut file, _) = match block_in_place(|| local.open_message(name, uid)) {
+        Ok(f) => f,
+        Err(e) => {
+            report.vanished(name, uid, &e);
+            return Ok(());
+        }
+    };
+    remote.send(Command::Save(record.clone())).await?;
+    loop {
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let n = block_in_place(|| file.read(&mut buf))
+            .with_context(|| format!("reading message UID {uid} in {name}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        remote.send_data(Bytes::from(buf)).await?;
+    }
+    remote.send_data(Bytes::new()).await
+}
+
+/// Saves the body the follower is sending (after its BODY line) as
+/// `record`, chunk by chunk.
+pub async fn receive_body(
+    remote: &mut Remote,
+    txn: &mut MailboxUpdate<'_>,
+    record: &MessageRecord,
+) -> Result<()> {
+    let mut handle = block_in_place(|| txn.save_begin(record))?;
+    loop {
+        let chunk = remote.data().await?;
+        if chunk.is_empty() {
+            break;
+        }
+        block_in_place(|| txn.write_chunk(&mut handle, &chunk))?;
+    }
+    block_in_place(|| txn.save_finish(handle))
+}
