@@ -785,3 +785,38 @@ fn missing_ssh_binary() {
     assert!(lines[0].contains("/nonexistent/ssh"), "{}", lines[0]);
     assert!(lines[0].contains("No such file"), "{}", lines[0]);
 }
+
+#[test]
+fn mirror_over_ssh() {
+    require_dovecot!();
+    require_sshd!();
+    let t = tempdir();
+    let sshd = Sshd::start(t.path());
+    let local = typical_maildir(&t.path().join("local"), 201, 12);
+    let far = typical_maildir(&t.path().join("far"), 202, 7);
+    let rconf = remote_config(t.path(), &far.location());
+    let cmd = remote_cmd(&sshd, &rconf);
+    let r = run(t.path(), &local.location(), &["-o", &cmd, "mirror", HOST]);
+    r.expect_ok();
+    let (sent, received) = traffic(&r);
+    eprintln!("wire bytes: first mirror sent {sent} received {received}");
+    let a = snapshot(&local.location());
+    assert_same(&a, &snapshot(&far.location()));
+
+    // A change on each side; a mirror brings both to the union.
+    let mut g = Gen::new(203);
+    far.inbox()
+        .put(&Msg::new(g.message(1500, Eol::Lf)).mtime(1_699_000_000));
+    let mut imap = imap_session(&local.location());
+    imap.select("INBOX").unwrap();
+    imap.store("2", "+FLAGS", &["\\Answered"]).unwrap();
+    imap.logout().unwrap();
+    let r = run(t.path(), &local.location(), &["-o", &cmd, "mirror", HOST]);
+    r.expect_ok();
+    let (sent, received) = traffic(&r);
+    eprintln!("wire bytes: mirror after a change on each side sent {sent} received {received}");
+    let a = snapshot(&local.location());
+    assert_same(&a, &snapshot(&far.location()));
+    // Both INBOXes' messages, and the new one.
+    assert_eq!(a.mailbox("INBOX").messages.len(), 12 + 7 + 1);
+}
