@@ -3,7 +3,7 @@
 //!
 //! Every LOCATION2 form that starts a remote side is covered: `host`,
 //! `user@host` (the remote drops to that user), a whole command line, and
-//! a path to a script; `-R` over ssh; and the ways a remote side fails to
+//! a path to a script; `-R` and `mirror` over ssh; and the ways a remote side fails to
 //! start, dies mid-run, or is not a dsync we can talk to. Each failure
 //! must end the run quickly with one clear line, leave both stores valid
 //! for Dovecot, and a rerun must converge.
