@@ -513,7 +513,11 @@ fn file_moved_between_folders_on_a_is_moved_on_b() {
     require_dovecot!();
     let t = tempdir();
     let (a, b) = synced_pair(t.path());
-    move_file(&a, &file_of(&a, "m4"), "Archive");
+    // Keyword letters are per folder (dovecot-keywords): a client moving
+    // m4 (`FS` + Work) must spell Work with the target folder's letter.
+    let work = a.folder("Archive").keyword_letter("Work");
+    let p = move_file(&a, &file_of(&a, "m4"), "Archive");
+    set_file_flags(&p, &format!("FS{work}"));
     move_file(&a, &file_of(&a, "a2"), "INBOX");
     // Read and filed at once, as clients do: moved and renamed to `:2,S`.
     let p = move_file(&a, &file_of(&a, "m3"), "Archive");
