@@ -595,6 +595,32 @@ fn same_move_on_both_sides() {
     assert_eq!(s.message_count(), 8);
 }
 
+/// The same move on both sides, while B also got new mail in the target
+/// folder: the moved message lands under different UIDs on the two sides
+/// (and A's UID collides with B's new message); it must still end up once.
+#[test]
+fn same_move_on_both_sides_with_new_mail_in_the_target() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    move_file(&a, &file_of(&a, "m2"), "Archive");
+    {
+        let mut s = imap_session(&b.location());
+        s.append("Archive", &[], None, &traced("newB")).unwrap();
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.move_uids(&u.to_string(), "Archive").unwrap();
+        s.logout().unwrap();
+    }
+    let run = mirror(t.path(), &a, &b, &[]);
+    if run.code != 2 {
+        run.expect_ok();
+    }
+    let s = settled(t.path(), &a, &b, &[]);
+    assert_eq!(only_place(&s, "m2").0, "Archive");
+    assert_eq!(only_place(&s, "newB").0, "Archive");
+    assert_eq!(s.message_count(), 9);
+}
+
 // ---- folders -------------------------------------------------------------
 
 #[test]
