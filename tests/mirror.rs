@@ -142,6 +142,53 @@ fn mirror_from_an_empty_local_side() {
     assert_eq!(s.message_count(), 8 + 3 + 1 + 4);
 }
 
+/// A Dovecot client opening INBOX read-write moves `new/` files to
+/// `cur/` (adding `:2,`): that is no change to the mail, and the next
+/// mirror must neither copy, expunge nor rewrite any message.
+#[test]
+fn dovecot_moving_new_to_cur_is_not_a_change() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = pair(t.path());
+    typical_maildir(&a.root, 44, 12);
+    let before = mirror_and_check(t.path(), &a, &b, &[]);
+    let in_new = |m: &Maildir| {
+        m.inbox()
+            .files()
+            .iter()
+            .filter(|p| p.parent().unwrap().ends_with("new"))
+            .count()
+    };
+    assert!(
+        in_new(&a) > 0 && in_new(&b) > 0,
+        "the fixture should have files in new/"
+    );
+    for m in [&a, &b] {
+        let mut s = imap_session(&m.location());
+        s.select("INBOX").unwrap();
+        s.logout().unwrap();
+        assert_eq!(in_new(m), 0, "SELECT should have moved new/ to cur/");
+    }
+    let msgs = (
+        message_files(&mail_listing(&a.root)),
+        message_files(&mail_listing(&b.root)),
+    );
+    mirror(t.path(), &a, &b, &[]).expect_ok();
+    common::tree::assert_unchanged(
+        "A's messages",
+        &msgs.0,
+        &message_files(&mail_listing(&a.root)),
+    );
+    common::tree::assert_unchanged(
+        "B's messages",
+        &msgs.1,
+        &message_files(&mail_listing(&b.root)),
+    );
+    let s = settled(t.path(), &a, &b, &[]);
+    assert_eq!(s.message_count(), before.message_count());
+    assert_same(&before, &s);
+}
+
 /// Both sides had mail and were never synced: the union, no duplicates,
 /// one UIDVALIDITY per mailbox on both sides. A message both hold (same
 /// file name, the Maildir GUID) is kept once, with A's flags.
