@@ -861,6 +861,64 @@ fn changes_across_several_runs() {
     assert_eq!(s.message_count(), 7);
 }
 
+/// A mirrors with two stores (say a server B and a laptop C); each pair
+/// keeps its own sync state, so changes travel B → A → C and back.
+#[test]
+fn one_store_mirrored_with_two_others() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    let c = Maildir::at(t.path().join("c"));
+    mirror_and_check(t.path(), &a, &c, &[]);
+
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m1");
+        s.expunge_uids(&u.to_string()).unwrap();
+        s.append("INBOX", &[], None, &traced("fromB")).unwrap();
+        s.logout().unwrap();
+    }
+    mirror_and_check(t.path(), &a, &b, &[]);
+    let s = mirror_and_check(t.path(), &a, &c, &[]);
+    assert!(!has(&s, "m1"), "{s:?}");
+    only_place(&s, "fromB");
+
+    set_file_flags(&file_of(&c, "m2"), "FS");
+    fs::remove_file(file_of(&c, "a1")).unwrap();
+    mirror_and_check(t.path(), &a, &c, &[]);
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(flags_of(&s, "m2"), strs(&["\\Flagged", "\\Seen"]));
+    assert!(!has(&s, "a1"), "{s:?}");
+    assert_eq!(s.message_count(), 7);
+    assert_same(&s, &snapshot(&c.location()));
+}
+
+/// The pair can be mirrored from either end: run from B's side (B local,
+/// A as LOCATION2), the history of the earlier runs still counts.
+#[test]
+fn mirror_run_from_the_other_side() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    fs::remove_file(file_of(&a, "m1")).unwrap();
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.expunge_uids(&u.to_string()).unwrap();
+        let u = uid_of(&mut s, "INBOX", "m3");
+        s.store(&u.to_string(), "+FLAGS", &["\\Flagged"]).unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &b, &a, &[]);
+    assert!(!has(&s, "m1") && !has(&s, "m2"), "{s:?}");
+    assert_eq!(flags_of(&s, "m3"), strs(&["\\Flagged"]));
+    assert_eq!(s.message_count(), 6);
+    // And back from A's side.
+    set_file_flags(&file_of(&a, "m3"), "");
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(flags_of(&s, "m3"), Vec::<String>::new());
+}
+
 // ---- everything at once ----------------------------------------------------
 
 /// Many kinds of change on both sides in one run.
