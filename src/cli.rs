@@ -5,7 +5,6 @@ use crate::brain::backup::{self, Direction, LocalOpener};
 use crate::brain::mirror::{self, MirrorOptions};
 use crate::brain::plan::Filter;
 use crate::brain::remote::Remote;
-use crate::brain::Report;
 use crate::config::{self, Config};
 use crate::location::{self, Expand, Location2, MailLocation};
 use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
@@ -189,8 +188,11 @@ fn init_logging(opts: &Opts) {
     } else {
         tracing::Level::WARN
     };
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -346,7 +348,7 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         }) as LocalOpener<'_>
     };
 
-    let (read, write, peer, server_task, child) = match loc2 {
+    let (peer, mut side) = match loc2 {
         Location2::Local(loc) => {
             let ((r1, w1), (r2, w2)) = transport::in_process();
             let config2 = config.clone();
@@ -360,34 +362,65 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
                     timeout,
                 },
             ));
-            (r1, w1, "LOCATION2".to_string(), Some(task), None)
+            ("LOCATION2".to_string(), Side::Task(task, Some((r1, w1))))
         }
         Location2::Ssh { user: ruser, host } => {
             let argv = remote_command(&config, &host, ruser.as_deref())?;
             tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(&argv, &format!("{host}: "))?;
-            (
-                t.read,
-                t.write,
-                format!("remote dsync on {host}"),
-                None,
-                Some(t.child),
-            )
+            (format!("remote dsync on {host}"), Side::Child(Box::new(t)))
         }
         Location2::Command(mut argv) => {
             if argv.last().map(String::as_str) != Some("server") {
                 argv.push("server".to_string());
             }
+            tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(&argv, "remote: ")?;
             (
-                t.read,
-                t.write,
                 format!("remote dsync ({})", argv.join(" ")),
-                None,
-                Some(t.child),
+                Side::Child(Box::new(t)),
             )
         }
     };
+    let (read, write) = match &mut side {
+        Side::Task(_, streams) => streams.take().expect("streams are taken once"),
+        Side::Child(t) => (
+            std::mem::replace(&mut t.read, Box::new(tokio::io::empty())),
+            std::mem::replace(&mut t.write, Box::new(tokio::io::sink())),
+        ),
+    };
+    let (read, write, traffic) = transport::counted(read, write);
+    let (tx, rx) = protocol::connect(read, write, &peer, timeout);
+    let mut remote = match Remote::handshake(tx, rx, vec![]).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(match side {
+                // What the remote printed says why far better than the
+                // closed stream does (`bash: dsync: command not found`,
+                // `Permission denied (publickey)`).
+                Side::Child(mut t) => {
+                    // A remote that could not start exits at once (ssh
+                    // right after its message); one that is silent or
+                    // talks nonsense is not waited for long.
+                    let how = t.outcome(Duration::from_secs(2)).await;
+                    if how.failed {
+                        anyhow::anyhow!("the remote side could not start: `{}` {how}", t.command())
+                    } else if !how.stderr.is_empty() {
+                        anyhow::anyhow!("{e:#} (the remote side printed: {})", how.stderr)
+                    } else {
+                        e
+                    }
+                }
+                Side::Task(task, _) => match task.await {
+                    Ok(Err(server_err)) => e.context(format!("LOCATION2: {server_err:#}")),
+                    _ => e,
+                },
+            });
+        }
+    };
+    if let Side::Child(t) = &side {
+        t.started();
+    }
     let job = match mode {
         Mode::Backup => LeadJob::Backup(dir, filter),
         Mode::Mirror => LeadJob::Mirror(MirrorOptions {
@@ -397,18 +430,49 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
                 .is_some_and(|v| v == "yes"),
         }),
     };
-    let result = lead(local, read, write, &peer, timeout, &job).await;
+    let result = async {
+        let report = match &job {
+            LeadJob::Backup(dir, filter) => backup::run(local, &mut remote, *dir, filter).await?,
+            LeadJob::Mirror(opts) => mirror::run(local, &mut remote, opts).await?,
+        };
+        remote.quit().await?;
+        Ok::<_, anyhow::Error>(report)
+    }
+    .await;
+    // Did the remote side end by itself (ssh killed, a crash)? Then that
+    // is the cause and worth saying; asked before we hang up, which would
+    // end it anyway.
+    let remote_ended = match (&mut side, &result) {
+        (Side::Child(t), Err(_)) => {
+            let ended = t.ended_within(Duration::from_millis(500)).await;
+            t.quiet();
+            ended
+        }
+        _ => None,
+    };
+    drop(remote);
+    tracing::info!(
+        "traffic with {peer}: sent {} bytes, received {} bytes",
+        traffic.sent(),
+        traffic.received()
+    );
     drop(local_lock);
-    if let Some(task) = server_task {
-        match task.await {
+    match side {
+        Side::Task(task, _) => match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if result.is_ok() => return Err(e.context("the LOCATION2 side failed")),
             Ok(Err(e)) => tracing::debug!("LOCATION2 side: {e:#}"),
             Err(e) => bail!("the LOCATION2 side crashed: {e}"),
+        },
+        Side::Child(t) => {
+            if let Err(e) = result {
+                return Err(match remote_ended {
+                    Some(how) => e.context(format!("the remote side `{}` {how}", t.command())),
+                    None => e,
+                });
+            }
+            t.wait().await;
         }
-    }
-    if let Some(mut child) = child {
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     }
     let report = result?;
     tracing::info!(
@@ -495,23 +559,14 @@ enum LeadJob {
     Mirror(MirrorOptions),
 }
 
-async fn lead(
-    local: LocalOpener<'_>,
-    read: BoxRead,
-    write: BoxWrite,
-    peer: &str,
-    timeout: Duration,
-    job: &LeadJob,
-) -> Result<Report> {
-    let (tx, rx) = protocol::connect(read, write, peer, timeout);
-    let mut remote = Remote::handshake(tx, rx, vec![]).await?;
-    let report = match job {
-        LeadJob::Backup(dir, filter) => backup::run(local, &mut remote, *dir, filter).await?,
-        LeadJob::Mirror(opts) => mirror::run(local, &mut remote, opts).await?,
-    };
-    remote.quit().await?;
-    tracing::debug!("sent {} bytes to {peer}", remote.bytes_sent());
-    Ok(report)
+/// The follower of a run: an in-process task (with the leader's ends of
+/// its pipes until they are taken) or a child process.
+enum Side {
+    Task(
+        tokio::task::JoinHandle<Result<()>>,
+        Option<(BoxRead, BoxWrite)>,
+    ),
+    Child(Box<transport::ChildTransport>),
 }
 
 async fn serve_stdio(opts: &Opts) -> Result<i32> {
@@ -522,6 +577,14 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
     };
     let loc = location::parse_mail_location(config.mail_location(), &ex)
         .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
+    // Shown on the leader's side with -D: which store and identity the
+    // remote ended up with is the first question when a remote run surprises.
+    tracing::debug!(
+        "serving {} as {} (uid {})",
+        config.mail_location(),
+        user.name,
+        unsafe { libc::geteuid() }
+    );
     let timeout = io_timeout(&config);
     let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config, create));
     server::serve(
@@ -548,5 +611,46 @@ mod tests {
             vec!["ssh", "-o", "ProxyJump a b", "x y", "c d"]
         );
         assert!(split_command("ssh 'oops").is_err());
+    }
+
+    fn config_with(template: Option<&str>) -> Config {
+        let mut c = Config::default();
+        if let Some(t) = template {
+            c.set_override("dsync_remote_cmd", t).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn remote_command_drops_dash_u_without_a_user() {
+        let c = config_with(None);
+        assert_eq!(
+            remote_command(&c, "mx", Some("jane@example.com")).unwrap(),
+            vec!["ssh", "mx", "dsync", "-u", "jane@example.com", "server"]
+        );
+        assert_eq!(
+            remote_command(&c, "mx", None).unwrap(),
+            vec!["ssh", "mx", "dsync", "server"]
+        );
+        let c = config_with(Some(
+            "ssh -F '/a b/conf' %{host} dsync -c /r.conf -u %{user} server",
+        ));
+        assert_eq!(
+            remote_command(&c, "h", None).unwrap(),
+            vec![
+                "ssh",
+                "-F",
+                "/a b/conf",
+                "h",
+                "dsync",
+                "-c",
+                "/r.conf",
+                "server"
+            ]
+        );
+        // %{user} anywhere else needs a user.
+        let c = config_with(Some("ssh %{user}@%{host} dsync server"));
+        let e = remote_command(&c, "h", None).unwrap_err().to_string();
+        assert!(e.contains("user@h"), "{e}");
     }
 }

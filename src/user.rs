@@ -70,9 +70,22 @@ fn passwd_entry(
 
 /// Becomes `user` when running as root (`-u` on a mail server): group
 /// list, gid, then uid, so files are created with the user's ownership.
-/// A no-op when not root, where the kernel would refuse anyway.
+/// Without root only `-u` naming ourselves works: anything else would
+/// write another user's mail with our ownership, so it is refused.
 pub fn become_user(user: &User) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 || user.uid == 0 {
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        if user.uid != euid {
+            bail!(
+                "-u {}: only root can act as another user (this dsync runs as uid {euid}); \
+                 log in as {} or run dsync as root",
+                user.name,
+                user.name
+            );
+        }
+        return Ok(());
+    }
+    if user.uid == 0 {
         return Ok(());
     }
     let cname = CString::new(user.name.as_str())?;

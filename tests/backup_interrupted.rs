@@ -35,11 +35,8 @@ fn killed_backups_leave_valid_sides_and_the_rerun_converges() {
     let conf = write_config(t.path(), Some(&src.location()));
 
     // Kill at several points of the run: early (tree, first saves), middle
-    // (bodies streaming), late (commits). A kill inside a commit leaves
-    // dovecot-uidlist.lock behind, which Dovecot waits out (up to two
-    // minutes) before it serves that folder, exactly as after a killed
-    // Dovecot; the next dsync run removes its own dead locks at once.
-    for delay_ms in [10u64, 60, 200] {
+    // (bodies streaming), late (commits).
+    for delay_ms in [5u64, 30, 80, 150, 300] {
         let mut child = Command::new(binary())
             .arg("-c")
             .arg(&conf)
@@ -58,8 +55,22 @@ fn killed_backups_leave_valid_sides_and_the_rerun_converges() {
         let _ = child.kill();
         let _ = child.wait();
 
-        // Both sides must still be served by Dovecot without complaint.
-        if dst.root.join("cur").is_dir() {
+        // A kill inside a commit leaves dovecot-uidlist.lock behind, which
+        // Dovecot waits out (two minutes) like a lock of a killed Dovecot.
+        // It must carry dsync's owner marker, so the next run (the next
+        // iteration, or the final one) removes it at once.
+        let left = left_locks(&dst.root);
+        for lock in &left {
+            let mut marker = lock.clone().into_os_string();
+            marker.push(".dsync");
+            assert!(
+                std::path::Path::new(&marker).exists(),
+                "{} has no owner marker",
+                lock.display()
+            );
+        }
+        // Otherwise both sides must be served by Dovecot without complaint.
+        if left.is_empty() && dst.root.join("cur").is_dir() {
             let (_, log) = try_snapshot(&dst.location())
                 .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms DEST is broken: {e}"));
             assert!(
@@ -78,5 +89,29 @@ fn killed_backups_leave_valid_sides_and_the_rerun_converges() {
         &["backup", &dst.location()],
     )
     .expect_ok();
+    assert!(
+        left_locks(&dst.root).is_empty(),
+        "the rerun left locks behind"
+    );
     assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
+}
+
+/// Every dovecot-uidlist.lock under `root`.
+fn left_locks(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().is_some_and(|n| n == "dovecot-uidlist.lock") {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

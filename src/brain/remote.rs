@@ -45,27 +45,51 @@ impl Remote {
         features: Vec<String>,
     ) -> Result<Remote> {
         let peer = rx.peer.clone();
-        tx.send_line(
-            Command::Hello {
-                min: protocol::MIN_VERSION,
-                max: protocol::MAX_VERSION,
-                features,
-            }
-            .to_fields(),
-        )
-        .await?;
-        tx.flush().await?;
-        let fields = match rx.recv().await? {
-            Some(Frame::Line(f)) => f,
-            Some(Frame::Data(_)) => bail!("{peer} answered the handshake with data; is it a dsync of this kind?"),
-            None => bail!("{peer} closed the connection during the handshake (did it start? see its messages above)"),
+        let hello = Command::Hello {
+            min: protocol::MIN_VERSION,
+            max: protocol::MAX_VERSION,
+            features,
+        };
+        let sent = async {
+            tx.send_line(hello.to_fields()).await?;
+            tx.flush().await
+        }
+        .await;
+        // A peer that is not a dsync may have printed something and gone
+        // before our HELLO arrived: what it printed explains more than the
+        // broken pipe does, so read it before giving up.
+        let answer = rx.recv().await;
+        let fields = match (answer, sent) {
+            (Ok(Some(Frame::Line(f))), _) => f,
+            (Ok(Some(Frame::Data(_))), _) => bail!("{peer} answered the handshake with data; is it a dsync of this kind?"),
+            (_, Err(e)) => return Err(e),
+            (Err(e), Ok(())) => return Err(e),
+            (Ok(None), Ok(())) => bail!("{peer} closed the connection during the handshake (did it start? see its messages above)"),
         };
         let features = match Reply::parse(&fields) {
             Ok(Reply::Hello { version, features }) => {
+                // The follower must pick from our range; anything else is a
+                // dsync we cannot talk to, however well it answered.
+                if !(protocol::MIN_VERSION..=protocol::MAX_VERSION).contains(&version) {
+                    bail!(
+                        "protocol version mismatch: {peer} chose version {version}, \
+                         but this dsync speaks versions {}..{}; install the same dsync version on both sides",
+                        protocol::MIN_VERSION,
+                        protocol::MAX_VERSION
+                    );
+                }
                 tracing::debug!("{peer} speaks protocol version {version}");
                 features
             }
             Ok(Reply::Error { text, .. }) => bail!("{peer} refused the session: {text}"),
+            // Dovecot's own dsync greets with `VERSION dsync 3 6`: a common
+            // mix-up when its `dsync` comes first on the remote PATH.
+            _ if fields.len() >= 4 && fields[0] == "VERSION" && fields[1] == "dsync" => bail!(
+                "{peer} is Dovecot's dsync (its protocol {}.{}), not this dsync; \
+                 install this dsync on the remote host or name it in dsync_remote_cmd",
+                fields[2],
+                fields[3]
+            ),
             _ => bail!(
                 "{peer} did not answer with a dsync-rs HELLO (got {:?}); is the remote command a dsync of this kind?",
                 fields.first().map(String::as_str).unwrap_or("")

@@ -102,6 +102,29 @@ impl Keywords {
         Some(free)
     }
 
+    /// Gives every letter in `mask` that has no name the name Dovecot gives
+    /// it when it meets such a file (maildir-keywords.c): `unknown-<index>`,
+    /// with `?` appended until the name is unused. Returns whether any
+    /// name was added (the file then needs writing, as Dovecot does).
+    pub fn name_orphans(&mut self, mask: u32) -> bool {
+        let mut added = false;
+        for i in 0..MAX_KEYWORDS {
+            if mask & (1 << i) == 0 || self.name(i).is_some() {
+                continue;
+            }
+            let mut name = format!("unknown-{i}");
+            while self.index_of(&name).is_some() {
+                name.push('?');
+            }
+            if self.slots.len() <= i {
+                self.slots.resize(i + 1, None);
+            }
+            self.slots[i] = Some(name);
+            added = true;
+        }
+        added
+    }
+
     /// Bit i set when index i has a name.
     pub fn assigned_mask(&self) -> u32 {
         (0..MAX_KEYWORDS)
@@ -188,5 +211,14 @@ mod tests {
             }
             prop_assert_eq!(Keywords::parse(&k.to_bytes()), k);
         }
+    }
+
+    #[test]
+    fn orphan_letters_get_dovecots_names() {
+        let mut k = Keywords::parse(b"1 unknown-0\n");
+        assert!(k.name_orphans(0b101));
+        assert_eq!(k.name(0).unwrap(), "unknown-0?");
+        assert_eq!(k.name(2).unwrap(), "unknown-2");
+        assert!(!k.name_orphans(0b101));
     }
 }

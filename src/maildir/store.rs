@@ -396,8 +396,29 @@ impl MaildirStore {
         &mut self,
         name: &MailboxName,
     ) -> Result<std::result::Result<MailboxSnapshot, String>> {
-        let (kw, _) = self.read_keywords(name)?;
+        let (mut kw, kw_mtime) = self.read_keywords(name)?;
         let mail_dir = self.opts.mail_dir(name)?;
+        let orphans = {
+            let folder = self.sync_folder(name)?;
+            folder
+                .list
+                .records
+                .iter()
+                .zip(&folder.locs)
+                .map(|(rec, loc)| {
+                    MaildirFileName::parse(&loc.file_name(&rec.filename)).keyword_mask()
+                })
+                .fold(0u32, |m, k| m | k)
+                & !kw.assigned_mask()
+        };
+        if orphans != 0 && kw.name_orphans(orphans) {
+            // A letter no name stands for (a file moved in from another
+            // folder): name it and record the name the way Dovecot does,
+            // so both sides see the same keyword.
+            let path = self.opts.control_dir(name)?.join(keywords::FILE_NAME);
+            let min = kw_mtime.map(|t| t + std::time::Duration::from_secs(1));
+            fsutil::DotLock::acquire(&path)?.replace_with_mtime(&kw.to_bytes(), min)?;
+        }
         let folder = self.sync_folder(name)?;
         let records = &folder.list.records;
         // One stat per message (INTERNALDATE is the mtime), spread over a

@@ -559,22 +559,27 @@ fn memory_per_message() {
 }
 
 #[test]
-fn orphan_keyword_letters_are_not_reused() {
+fn orphan_keyword_letters_get_dovecots_names() {
     let (_d, mut s) = new_store(Layout::MaildirPlusPlus);
     let inbox = MailboxName::inbox();
     let root = s.options().root.clone();
-    // 'a' on a file, but no dovecot-keywords says what it means.
+    // 'a' on a file, but no dovecot-keywords says what it means: Dovecot
+    // calls it "unknown-0" and writes that name down; so do we.
     fs::write(root.join("cur/1.M1P1.h:2,a"), "x").unwrap();
     fs::write(root.join("cur/2.M1P1.h:2,"), "y").unwrap();
-    s.snapshot(&inbox).unwrap();
+    let snap = s.snapshot(&inbox).unwrap();
+    assert_eq!(snap.messages[0].keywords, vec!["unknown-0"]);
+    assert_eq!(read(&root.join("dovecot-keywords")), "0 unknown-0\n");
     let mut u = s.update(&inbox).unwrap();
     u.set_flags(2, Flags::empty(), &["work".into()]).unwrap();
     u.set_flags(1, Flags::SEEN, &[]).unwrap();
     u.commit().unwrap();
-    assert_eq!(read(&root.join("dovecot-keywords")), "1 work\n");
+    assert_eq!(
+        read(&root.join("dovecot-keywords")),
+        "0 unknown-0\n1 work\n"
+    );
     assert!(root.join("cur/2.M1P1.h:2,b").exists());
-    // The unknown letter stays on its file, and still means nothing.
-    assert!(root.join("cur/1.M1P1.h:2,Sa").exists());
+    assert!(root.join("cur/1.M1P1.h:2,S").exists());
     let snap = s.snapshot(&inbox).unwrap();
     assert!(snap.messages[0].keywords.is_empty());
     assert_eq!(snap.messages[1].keywords, vec!["work"]);

@@ -9,6 +9,8 @@
 //! - `tree`: on-disk listings (inodes, birth times, mtimes, hashes) before
 //!   and after a run; `SourceGuard` for "the source was not modified".
 //! - `run`: runs the dsync binary with a config file of the test's own.
+//! - `sshd`: a real OpenSSH server on 127.0.0.1 for remote syncs
+//!   (`require_sshd!();` skips like `require_dovecot!();`).
 //!
 //! A test that needs Dovecot starts with `require_dovecot!();`: without
 //! dovecot-imapd it prints SKIPPING and passes, except on CI (env `CI`),
@@ -30,4 +32,5 @@ pub mod mutf7;
 pub mod pair;
 pub mod run;
 pub mod snapshot;
+pub mod sshd;
 pub mod tree;
