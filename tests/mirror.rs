@@ -574,17 +574,30 @@ fn file_moved_between_folders_on_a_is_moved_on_b() {
     assert_eq!(flags_of(&s, "m3"), strs(&["\\Seen"]));
     assert_eq!(only_place(&s, "m4").0, "Archive");
     assert_eq!(only_place(&s, "a2").0, "INBOX");
-    // The file kept its keyword letter, which Archive's dovecot-keywords
-    // does not define: Dovecot itself calls it "unknown-0" (and writes that
-    // down), and both sides now agree on it.
+    assert_eq!(flags_of(&s, "m4"), strs(&["\\Flagged", "\\Seen", "Work"]));
+    assert_eq!(s.message_count(), 8);
+    file_of(&a, "m3");
+    file_of(&a, "m4");
+    file_of(&a, "a2");
+}
+
+/// A careless client moves a file with its keyword letter into a folder
+/// whose dovecot-keywords does not define it.
+#[test]
+fn file_moved_with_a_keyword_letter_the_target_does_not_define() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    move_file(&a, &file_of(&a, "m4"), "Archive");
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(only_place(&s, "m4").0, "Archive");
+    // Dovecot itself calls the letter "unknown-0" (and writes that down),
+    // and both sides agree on it.
     assert_eq!(
         flags_of(&s, "m4"),
         strs(&["\\Flagged", "\\Seen", "unknown-0"])
     );
     assert_eq!(s.message_count(), 8);
-    file_of(&a, "m3");
-    file_of(&a, "m4");
-    file_of(&a, "a2");
 }
 
 #[test]
