@@ -142,6 +142,53 @@ fn mirror_from_an_empty_local_side() {
     assert_eq!(s.message_count(), 8 + 3 + 1 + 4);
 }
 
+/// A Dovecot client opening INBOX read-write moves `new/` files to
+/// `cur/` (adding `:2,`): that is no change to the mail, and the next
+/// mirror must neither copy, expunge nor rewrite any message.
+#[test]
+fn dovecot_moving_new_to_cur_is_not_a_change() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = pair(t.path());
+    typical_maildir(&a.root, 44, 12);
+    let before = mirror_and_check(t.path(), &a, &b, &[]);
+    let in_new = |m: &Maildir| {
+        m.inbox()
+            .files()
+            .iter()
+            .filter(|p| p.parent().unwrap().ends_with("new"))
+            .count()
+    };
+    assert!(
+        in_new(&a) > 0 && in_new(&b) > 0,
+        "the fixture should have files in new/"
+    );
+    for m in [&a, &b] {
+        let mut s = imap_session(&m.location());
+        s.select("INBOX").unwrap();
+        s.logout().unwrap();
+        assert_eq!(in_new(m), 0, "SELECT should have moved new/ to cur/");
+    }
+    let msgs = (
+        message_files(&mail_listing(&a.root)),
+        message_files(&mail_listing(&b.root)),
+    );
+    mirror(t.path(), &a, &b, &[]).expect_ok();
+    common::tree::assert_unchanged(
+        "A's messages",
+        &msgs.0,
+        &message_files(&mail_listing(&a.root)),
+    );
+    common::tree::assert_unchanged(
+        "B's messages",
+        &msgs.1,
+        &message_files(&mail_listing(&b.root)),
+    );
+    let s = settled(t.path(), &a, &b, &[]);
+    assert_eq!(s.message_count(), before.message_count());
+    assert_same(&before, &s);
+}
+
 /// Both sides had mail and were never synced: the union, no duplicates,
 /// one UIDVALIDITY per mailbox on both sides. A message both hold (same
 /// file name, the Maildir GUID) is kept once, with A's flags.
@@ -513,7 +560,11 @@ fn file_moved_between_folders_on_a_is_moved_on_b() {
     require_dovecot!();
     let t = tempdir();
     let (a, b) = synced_pair(t.path());
-    move_file(&a, &file_of(&a, "m4"), "Archive");
+    // Keyword letters are per folder (dovecot-keywords): a client moving
+    // m4 (`FS` + Work) must spell Work with the target folder's letter.
+    let work = a.folder("Archive").keyword_letter("Work");
+    let p = move_file(&a, &file_of(&a, "m4"), "Archive");
+    set_file_flags(&p, &format!("FS{work}"));
     move_file(&a, &file_of(&a, "a2"), "INBOX");
     // Read and filed at once, as clients do: moved and renamed to `:2,S`.
     let p = move_file(&a, &file_of(&a, "m3"), "Archive");
@@ -523,17 +574,30 @@ fn file_moved_between_folders_on_a_is_moved_on_b() {
     assert_eq!(flags_of(&s, "m3"), strs(&["\\Seen"]));
     assert_eq!(only_place(&s, "m4").0, "Archive");
     assert_eq!(only_place(&s, "a2").0, "INBOX");
-    // The file kept its keyword letter, which Archive's dovecot-keywords
-    // does not define: Dovecot itself calls it "unknown-0" (and writes that
-    // down), and both sides now agree on it.
+    assert_eq!(flags_of(&s, "m4"), strs(&["\\Flagged", "\\Seen", "Work"]));
+    assert_eq!(s.message_count(), 8);
+    file_of(&a, "m3");
+    file_of(&a, "m4");
+    file_of(&a, "a2");
+}
+
+/// A careless client moves a file with its keyword letter into a folder
+/// whose dovecot-keywords does not define it.
+#[test]
+fn file_moved_with_a_keyword_letter_the_target_does_not_define() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    move_file(&a, &file_of(&a, "m4"), "Archive");
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(only_place(&s, "m4").0, "Archive");
+    // Dovecot itself calls the letter "unknown-0" (and writes that down),
+    // and both sides agree on it.
     assert_eq!(
         flags_of(&s, "m4"),
         strs(&["\\Flagged", "\\Seen", "unknown-0"])
     );
     assert_eq!(s.message_count(), 8);
-    file_of(&a, "m3");
-    file_of(&a, "m4");
-    file_of(&a, "a2");
 }
 
 #[test]
@@ -595,6 +659,32 @@ fn same_move_on_both_sides() {
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     assert_eq!(only_place(&s, "m2").0, "Archive");
     assert_eq!(s.message_count(), 8);
+}
+
+/// The same move on both sides, while B also got new mail in the target
+/// folder: the moved message lands under different UIDs on the two sides
+/// (and A's UID collides with B's new message); it must still end up once.
+#[test]
+fn same_move_on_both_sides_with_new_mail_in_the_target() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    move_file(&a, &file_of(&a, "m2"), "Archive");
+    {
+        let mut s = imap_session(&b.location());
+        s.append("Archive", &[], None, &traced("newB")).unwrap();
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.move_uids(&u.to_string(), "Archive").unwrap();
+        s.logout().unwrap();
+    }
+    let run = mirror(t.path(), &a, &b, &[]);
+    if run.code != 2 {
+        run.expect_ok();
+    }
+    let s = settled(t.path(), &a, &b, &[]);
+    assert_eq!(only_place(&s, "m2").0, "Archive");
+    assert_eq!(only_place(&s, "newB").0, "Archive");
+    assert_eq!(s.message_count(), 9);
 }
 
 // ---- folders -------------------------------------------------------------
@@ -788,6 +878,64 @@ fn changes_across_several_runs() {
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     assert!(!has(&s, "round2A"), "{s:?}");
     assert_eq!(s.message_count(), 7);
+}
+
+/// A mirrors with two stores (say a server B and a laptop C); each pair
+/// keeps its own sync state, so changes travel B → A → C and back.
+#[test]
+fn one_store_mirrored_with_two_others() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    let c = Maildir::at(t.path().join("c"));
+    mirror_and_check(t.path(), &a, &c, &[]);
+
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m1");
+        s.expunge_uids(&u.to_string()).unwrap();
+        s.append("INBOX", &[], None, &traced("fromB")).unwrap();
+        s.logout().unwrap();
+    }
+    mirror_and_check(t.path(), &a, &b, &[]);
+    let s = mirror_and_check(t.path(), &a, &c, &[]);
+    assert!(!has(&s, "m1"), "{s:?}");
+    only_place(&s, "fromB");
+
+    set_file_flags(&file_of(&c, "m2"), "FS");
+    fs::remove_file(file_of(&c, "a1")).unwrap();
+    mirror_and_check(t.path(), &a, &c, &[]);
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(flags_of(&s, "m2"), strs(&["\\Flagged", "\\Seen"]));
+    assert!(!has(&s, "a1"), "{s:?}");
+    assert_eq!(s.message_count(), 7);
+    assert_same(&s, &snapshot(&c.location()));
+}
+
+/// The pair can be mirrored from either end: run from B's side (B local,
+/// A as LOCATION2), the history of the earlier runs still counts.
+#[test]
+fn mirror_run_from_the_other_side() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    fs::remove_file(file_of(&a, "m1")).unwrap();
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.expunge_uids(&u.to_string()).unwrap();
+        let u = uid_of(&mut s, "INBOX", "m3");
+        s.store(&u.to_string(), "+FLAGS", &["\\Flagged"]).unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &b, &a, &[]);
+    assert!(!has(&s, "m1") && !has(&s, "m2"), "{s:?}");
+    assert_eq!(flags_of(&s, "m3"), strs(&["\\Flagged"]));
+    assert_eq!(s.message_count(), 6);
+    // And back from A's side.
+    set_file_flags(&file_of(&a, "m3"), "");
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(flags_of(&s, "m3"), Vec::<String>::new());
 }
 
 // ---- everything at once ----------------------------------------------------

@@ -314,9 +314,10 @@ fn run_case(ops_a: &[Op], ops_b: &[Op], files_on_a: bool) {
 fn independent_changes_on_both_sides_merge() {
     require_dovecot!();
     let config = Config {
-        cases: 8,
-        // A case takes about a second; keep a failing run's shrinking short.
-        max_shrink_iters: 24,
+        cases: 32,
+        // A case takes well under a second here; bounded shrinking keeps a
+        // failing run under a minute.
+        max_shrink_iters: 64,
         failure_persistence: None,
         ..Config::default()
     };
