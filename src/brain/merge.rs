@@ -108,8 +108,32 @@ pub fn merge_mailbox(
     let base_map: BTreeMap<Uid, &BaseMessage> = base
         .map(|b| b.messages.iter().map(|m| (m.uid, m)).collect())
         .unwrap_or_default();
-    let am: BTreeMap<Uid, &MessageRecord> = a.messages.iter().map(|m| (m.uid, m)).collect();
-    let bm: BTreeMap<Uid, &MessageRecord> = b.messages.iter().map(|m| (m.uid, m)).collect();
+    let mut am: BTreeMap<Uid, &MessageRecord> = a.messages.iter().map(|m| (m.uid, m)).collect();
+    let mut bm: BTreeMap<Uid, &MessageRecord> = b.messages.iter().map(|m| (m.uid, m)).collect();
+    // The same message new on both sides under different UIDs (moved into
+    // this mailbox on both, say) is one message: it takes one fresh UID on
+    // both sides, and no copy is made.
+    let is_new = |msg: &MessageRecord| base_map.get(&msg.uid).is_none_or(|o| o.guid != msg.guid);
+    let b_new: HashMap<&str, Uid> = b
+        .messages
+        .iter()
+        .filter(|x| is_new(x))
+        .map(|x| (x.guid.as_str(), x.uid))
+        .collect();
+    let twins: Vec<(Uid, Uid)> = a
+        .messages
+        .iter()
+        .filter(|x| is_new(x))
+        .filter_map(|x| b_new.get(x.guid.as_str()).map(|&ub| (x.uid, ub)))
+        .filter(|(ua, ub)| ua != ub)
+        .collect();
+    for (ua, ub) in twins {
+        let (x, y) = (
+            am.remove(&ua).expect("from a"),
+            bm.remove(&ub).expect("from b"),
+        );
+        m.relabel_both(x, y);
+    }
     let uids: BTreeSet<Uid> = am.keys().chain(bm.keys()).copied().collect();
     for uid in uids {
         let (x, y, o) = (
@@ -321,6 +345,26 @@ impl<'s> Merger<'s> {
         }
     }
 
+    /// One message that both sides hold under different UIDs: a fresh UID
+    /// on both, each side renumbering its own copy.
+    fn relabel_both(&mut self, x: &MessageRecord, y: &MessageRecord) {
+        let uid = self.take_uid();
+        for (side, own) in [(Side::A, x), (Side::B, y)] {
+            let mut rec = own.clone();
+            rec.uid = uid;
+            rec.flags = x.flags;
+            rec.keywords = x.keywords.clone();
+            let plan = self.plan_mut(side);
+            plan.expunge.push(own.uid);
+            plan.saves.push(Save {
+                record: rec,
+                origin: Origin::Own(own.uid),
+            });
+        }
+        self.result
+            .insert(uid, base_of(uid, &x.guid, x.flags, &x.keywords));
+    }
+
     /// Gives `side`'s message a fresh UID on both sides.
     fn renumber(&mut self, side: Side, msg: &MessageRecord) {
         let uid = self.take_uid();
@@ -481,6 +525,36 @@ mod tests {
         let uids: Vec<Uid> = p.base.messages.iter().map(|m| m.uid).collect();
         assert_eq!(uids, vec![1, 3, 4]);
         assert_eq!(p.base.uidnext, 5);
+    }
+
+    #[test]
+    fn the_same_new_message_on_both_sides_is_kept_once() {
+        let o = base(2, &[rec(1, "a", Flags::empty())]);
+        let a = snap(
+            5,
+            3,
+            vec![rec(1, "a", Flags::empty()), rec(2, "m", Flags::SEEN)],
+        );
+        let b = snap(
+            5,
+            4,
+            vec![
+                rec(1, "a", Flags::empty()),
+                rec(2, "n", Flags::empty()),
+                rec(3, "m", Flags::SEEN),
+            ],
+        );
+        let p = merge_mailbox(Some(&o), &a, &b);
+        let guids: Vec<&str> = p.base.messages.iter().map(|m| m.guid.as_str()).collect();
+        assert_eq!(guids.iter().filter(|g| **g == "m").count(), 1, "{guids:?}");
+        assert_eq!(guids.len(), 3, "{guids:?}");
+        assert!(p
+            .a
+            .saves
+            .iter()
+            .chain(&p.b.saves)
+            .filter(|s| s.record.guid == "m")
+            .all(|s| matches!(s.origin, Origin::Own(_))));
     }
 
     #[test]

@@ -527,17 +527,18 @@ async fn pull_side(
         .iter()
         .filter(|s| matches!(s.origin, Origin::Other(_)) && held_here(s).is_none())
         .collect();
+    // The follower may still be copying this mailbox's files by path
+    // (COPYFILE), and local flag changes rename them: let it finish first.
+    // Its answers also come before any body asked for below.
+    remote.flush().await?;
+    while *pending > 0 {
+        remote
+            .expect_ok()
+            .await
+            .with_context(|| format!("committing changes on {}", remote.peer))?;
+        *pending -= 1;
+    }
     if !fetches.is_empty() {
-        // Replies come in order: the answers to earlier commits precede
-        // the bodies asked for now.
-        remote.flush().await?;
-        while *pending > 0 {
-            remote
-                .expect_ok()
-                .await
-                .with_context(|| format!("committing changes on {}", remote.peer))?;
-            *pending -= 1;
-        }
         remote.send(Command::Select(p.name.clone())).await?;
     }
     let mut txn = block_in_place(|| local.update(&p.name))
