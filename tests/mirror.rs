@@ -1173,6 +1173,38 @@ fn emptying_one_folder_is_not_a_mass_delete() {
     assert_eq!(s.message_count(), 3);
 }
 
+/// A's sync state for the pair is lost (restored from an old backup,
+/// deleted by hand): the run cannot tell expunges from new mail, so it
+/// deletes nothing; what B expunged comes back rather than A losing mail.
+#[test]
+fn lost_sync_state_deletes_nothing() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    let mut removed = 0;
+    for e in fs::read_dir(&a.root).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("dsync-state") {
+            fs::remove_file(e.path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "no dsync-state.* file at A's root to remove");
+    fs::remove_file(file_of(&a, "m1")).unwrap();
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.expunge_uids(&u.to_string()).unwrap();
+        s.append("INBOX", &[], None, &traced("newB")).unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    for id in ["m1", "m2", "m3", "m4", "m5", "a1", "a2", "s1", "newB"] {
+        only_place(&s, id);
+    }
+    assert_eq!(s.message_count(), 9);
+}
+
 #[test]
 fn mass_delete_goes_through_when_allowed() {
     require_dovecot!();
