@@ -26,10 +26,12 @@
 //! Mailboxes are in GUID order; the name (as it was then, one field per
 //! hierarchy level) lets the engine tell renames and deletions apart.
 //! `flags` are the Maildir letters (`DFRST`), `-` for none. Name parts,
-//! message GUIDs and keywords are escaped: every byte outside `!`..`~`, and `%` itself,
-//! is `%XX`; the empty string is a lone `%`. The counts and the `E` line
-//! make any truncation a detectable error. A typical message costs about
-//! 50 bytes (a Maildir base name as GUID, one flag).
+//! message GUIDs and keywords are escaped: every byte outside `!`..`~`,
+//! and `%` itself, is `%XX`; the empty string is a lone `%`. The counts
+//! and the `E` line make any truncation a detectable error. A message
+//! costs its GUID plus about 10 bytes: ~64 bytes with a Dovecot Maildir
+//! base name as GUID, ~45 with a 32-hex GUID. 200,000 messages load in
+//! about 75 ms (release build).
 //!
 //! A damaged file is an error naming the file and line. Callers must treat
 //! it like a missing file ("no base": nothing is expunged, messages are

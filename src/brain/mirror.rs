@@ -67,6 +67,12 @@ pub async fn run(
             other.to_fields()[0]
         ),
     };
+    if remote_id == local_id {
+        tracing::warn!(
+            "both sides carry the same store ID {local_id} (one was copied from the other, dsync-store-id included); \
+             syncing them as an unrelated pair"
+        );
+    }
     let (b_boxes, b_subs) = remote
         .read_list()
         .await
@@ -461,6 +467,15 @@ async fn push_side(
                     new: s.record.uid,
                 })
                 .await?;
+            // A renumbered message takes the merged flags (when the two
+            // sides had different UIDVALIDITYs, the leader's).
+            remote
+                .send(Command::Flags {
+                    uid: s.record.uid,
+                    flags: s.record.flags,
+                    keywords: s.record.keywords.clone(),
+                })
+                .await?;
         }
     }
     for (uid, flags, keywords) in &plan.flags {
@@ -533,6 +548,7 @@ async fn pull_side(
     for s in &plan.saves {
         if let Origin::Own(old) = s.origin {
             block_in_place(|| txn.relabel(old, s.record.uid))?;
+            block_in_place(|| txn.set_flags(s.record.uid, s.record.flags, &s.record.keywords))?;
         }
     }
     for s in &plan.saves {
