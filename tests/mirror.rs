@@ -702,17 +702,74 @@ fn folders_created_on_either_side_appear_on_the_other() {
         s.create("Ideas").unwrap();
         s.append("Ideas", &[], None, &traced("idea1")).unwrap();
         s.create("EmptyB").unwrap();
+        s.create("Entwürfe/Älter").unwrap();
+        s.append("Entwürfe/Älter", &["\\Draft"], None, &traced("draft1"))
+            .unwrap();
         s.logout().unwrap();
     }
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     assert_eq!(only_place(&s, "p1").0, "Projects/2025");
     assert_eq!(only_place(&s, "idea1").0, "Ideas");
+    assert_eq!(only_place(&s, "draft1").0, "Entwürfe/Älter");
+    assert!(
+        a.dir_of("Entwürfe/Älter").join("cur").is_dir(),
+        "A should have {}",
+        a.dir_of("Entwürfe/Älter").display()
+    );
     for name in ["EmptyA", "EmptyB"] {
         assert!(
             s.mailbox(name).messages.is_empty(),
             "{name} should exist and be empty"
         );
     }
+}
+
+/// `-m` naming a folder that only one side has yet creates it on the other.
+#[test]
+fn mailbox_option_with_a_folder_new_on_one_side() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    a.inbox()
+        .put(&Msg::new(traced("inboxA")).flags("S").mtime(1_750_000_000));
+    {
+        let mut s = imap_session(&b.location());
+        s.create("Ideas").unwrap();
+        s.append("Ideas", &[], None, &traced("idea1")).unwrap();
+        s.logout().unwrap();
+    }
+    let b_loc = b.location();
+    common::run::dsync(
+        t.path(),
+        Some(&a.location()),
+        &["-m", "Ideas", "mirror", &b_loc],
+    )
+    .expect_ok();
+    let (sa, sb) = (snapshot(&a.location()), snapshot(&b_loc));
+    assert_eq!(only_place(&sa, "idea1").0, "Ideas");
+    assert!(!has(&sb, "inboxA"), "-m Ideas synced INBOX: {sb:?}");
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    only_place(&s, "inboxA");
+    only_place(&s, "idea1");
+}
+
+/// A renamed a folder (its directory) while B got new mail in it under
+/// the old name: the mail follows the rename.
+#[test]
+fn rename_on_a_while_b_got_mail_in_the_folder() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    fs::rename(a.dir_of("Archive"), a.dir_of("Old")).unwrap();
+    {
+        let mut s = imap_session(&b.location());
+        s.append("Archive", &["\\Seen"], None, &traced("a3"))
+            .unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(!s.mailboxes.contains_key("Archive"), "{s:?}");
+    assert_eq!(subjects(&s, "Old"), set(&["a1", "a2", "a3"]));
 }
 
 #[test]
@@ -1114,6 +1171,38 @@ fn emptying_one_folder_is_not_a_mass_delete() {
     let s = mirror_and_check(t.path(), &a, &b, &[]);
     assert!(s.mailbox("INBOX").messages.is_empty(), "{s:?}");
     assert_eq!(s.message_count(), 3);
+}
+
+/// A's sync state for the pair is lost (restored from an old backup,
+/// deleted by hand): the run cannot tell expunges from new mail, so it
+/// deletes nothing; what B expunged comes back rather than A losing mail.
+#[test]
+fn lost_sync_state_deletes_nothing() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    let mut removed = 0;
+    for e in fs::read_dir(&a.root).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("dsync-state") {
+            fs::remove_file(e.path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "no dsync-state.* file at A's root to remove");
+    fs::remove_file(file_of(&a, "m1")).unwrap();
+    {
+        let mut s = imap_session(&b.location());
+        let u = uid_of(&mut s, "INBOX", "m2");
+        s.expunge_uids(&u.to_string()).unwrap();
+        s.append("INBOX", &[], None, &traced("newB")).unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    for id in ["m1", "m2", "m3", "m4", "m5", "a1", "a2", "s1", "newB"] {
+        only_place(&s, id);
+    }
+    assert_eq!(s.message_count(), 9);
 }
 
 #[test]
