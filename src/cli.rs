@@ -339,10 +339,11 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     }
     let mut local_lock = None;
     let local = {
-        let (config, loc1, lock) = (&config, &loc1, &mut local_lock);
+        let (config, loc1, lock, full) = (&config, &loc1, &mut local_lock, opts.full);
         Box::new(move |create: bool| {
-            let (store, l) = open_locked(loc1, config, create)
+            let (mut store, l) = open_locked(loc1, config, create)
                 .with_context(|| format!("opening the mail location {}", config.mail_location()))?;
+            store.set_full_scan(full);
             *lock = Some(l);
             Ok(store)
         }) as LocalOpener<'_>
@@ -391,7 +392,12 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     };
     let (read, write, traffic) = transport::counted(read, write);
     let (tx, rx) = protocol::connect(read, write, &peer, timeout);
-    let mut remote = match Remote::handshake(tx, rx, vec![]).await {
+    let features = if opts.full {
+        vec![protocol::FEATURE_FULL_SCAN.to_string()]
+    } else {
+        Vec::new()
+    };
+    let mut remote = match Remote::handshake(tx, rx, features).await {
         Ok(r) => r,
         Err(e) => {
             return Err(match side {

@@ -33,6 +33,8 @@ struct Server {
     store: Option<MaildirStore>,
     _lock: Option<StoreLock>,
     selected: Option<MailboxName>,
+    /// The leader asked for a full sync (`-f`): trust no cached dates.
+    full_scan: bool,
     /// Mailbox GUID → name, from the last LIST and later creates/renames,
     /// for commands that name a mailbox by GUID (COPYLOCAL).
     names: HashMap<MailboxGuid, MailboxName>,
@@ -57,6 +59,7 @@ pub async fn serve(
         store: None,
         _lock: None,
         selected: None,
+        full_scan: false,
         names: HashMap::new(),
         deferred: None,
     };
@@ -86,7 +89,10 @@ impl Server {
     async fn handshake(&mut self, local_copy: bool) -> Result<()> {
         let fields = protocol::connection::expect_line(&mut self.rx).await?;
         let (min, max) = match Command::parse(&fields) {
-            Ok(Command::Hello { min, max, .. }) => (min, max),
+            Ok(Command::Hello { min, max, features }) => {
+                self.full_scan = features.iter().any(|f| f == protocol::FEATURE_FULL_SCAN);
+                (min, max)
+            }
             _ => bail!("the peer did not start with a dsync-rs HELLO; is it a dsync of this kind?"),
         };
         let version = max.min(protocol::MAX_VERSION);
@@ -155,7 +161,8 @@ impl Server {
                     .take()
                     .ok_or_else(|| anyhow!("protocol error: OPEN sent twice"))?;
                 match block_in_place(|| opener(create)) {
-                    Ok((store, lock)) => {
+                    Ok((mut store, lock)) => {
+                        store.set_full_scan(self.full_scan);
                         self.store = Some(store);
                         self._lock = Some(lock);
                         self.reply(Reply::Ok).await?;

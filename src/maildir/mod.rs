@@ -22,6 +22,7 @@
 //!   parents. Names that cannot be stored are repaired with
 //!   [`MaildirStore::storable_name`] (Dovecot's dsync_alt_char rule).
 
+pub mod dates;
 pub mod filename;
 pub mod fsutil;
 pub mod keywords;

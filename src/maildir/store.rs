@@ -4,6 +4,7 @@
 //! as Dovecot would (so Dovecot and dsync always agree on UIDs), and every
 //! write goes through dovecot-uidlist.lock the way Dovecot's own writers do.
 
+use super::dates;
 use super::filename::{fs_dir_to_name, maildirpp_dir_to_name, Layout, MaildirFileName};
 use super::fsutil::{self, DotLock};
 use super::keywords::{self, Keywords};
@@ -60,6 +61,8 @@ pub struct MaildirStore {
     pub(crate) folders: HashMap<MailboxName, Folder>,
     /// Changes commits had to leave out (see [`MaildirStore::take_skipped`]).
     pub(crate) skipped: Vec<String>,
+    /// Stat every message instead of trusting `dsync-dates` (`-f`).
+    pub(crate) full_scan: bool,
 }
 
 /// Dovecot's per-folder index files: removed when our uidlist would
@@ -119,11 +122,18 @@ impl MaildirStore {
             opts,
             folders: HashMap::new(),
             skipped: Vec::new(),
+            full_scan: false,
         };
         if create {
             store.ensure_inbox_dirs()?;
         }
         Ok(store)
+    }
+
+    /// Stat every message file on each scan instead of trusting the dates
+    /// recorded in `dsync-dates` (a full sync, `-f`).
+    pub fn set_full_scan(&mut self, full: bool) {
+        self.full_scan = full;
     }
 
     pub fn options(&self) -> &MaildirOptions {
@@ -419,10 +429,17 @@ impl MaildirStore {
             let min = kw_mtime.map(|t| t + std::time::Duration::from_secs(1));
             fsutil::DotLock::acquire(&path)?.replace_with_mtime(&kw.to_bytes(), min)?;
         }
+        let dates_path = self.opts.control_dir(name)?.join(dates::FILE_NAME);
+        let mut dates = if self.full_scan {
+            dates::DateCache::default()
+        } else {
+            dates::DateCache::load(&dates_path)
+        };
         let folder = self.sync_folder(name)?;
         let records = &folder.list.records;
-        // One stat per message (INTERNALDATE is the mtime), spread over a
-        // few threads: on a cold cache they wait on the disk, not the CPU.
+        // One stat per message not seen before (INTERNALDATE is the mtime),
+        // spread over a few threads: on a cold cache they wait on the disk,
+        // not the CPU.
         let threads = if records.len() < 4096 {
             1
         } else {
@@ -431,9 +448,13 @@ impl MaildirStore {
         let chunk = records.len().div_ceil(threads).max(1);
         type Stat = std::result::Result<(i64, u64), (PathBuf, std::io::Error)>;
         let locs = &folder.locs;
+        let cached = &dates;
         let stat_chunk = |range: std::ops::Range<usize>| -> Vec<Stat> {
             range
                 .map(|i| {
+                    if let Some(v) = cached.get(&records[i].filename) {
+                        return Ok(v);
+                    }
                     let path = locs[i].path(&mail_dir, &records[i].filename);
                     match fs::metadata(&path) {
                         Ok(m) => Ok((m.mtime(), m.len())),
@@ -462,7 +483,10 @@ impl MaildirStore {
         let mut messages = Vec::with_capacity(records.len());
         for ((rec, loc), st) in records.iter().zip(locs).zip(stats) {
             let (mtime, len) = match st {
-                Ok(v) => v,
+                Ok(v) => {
+                    dates.insert(&rec.filename, v.0, v.1);
+                    v
+                }
                 Err((path, e)) if e.kind() == ErrorKind::NotFound => {
                     return Ok(Err(path.display().to_string()));
                 }
@@ -486,10 +510,19 @@ impl MaildirStore {
                 in_new: loc.in_new,
             });
         }
-        Ok(Ok(MailboxSnapshot {
+        let live: std::collections::HashSet<&str> = folder
+            .list
+            .records
+            .iter()
+            .map(|r| r.filename.as_str())
+            .collect();
+        dates.retain(&|base| live.contains(base));
+        let snap = MailboxSnapshot {
             info: info_of(name, &folder.list),
             messages,
-        }))
+        };
+        dates.save(&dates_path);
+        Ok(Ok(snap))
     }
 
     /// Where a message's file is now; rescans the folder if the file moved

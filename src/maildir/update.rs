@@ -772,7 +772,11 @@ impl<'a> MailboxUpdate<'a> {
             }
         }
 
-        // INTERNALDATE changes.
+        // INTERNALDATE changes. The folder's date cache would contradict
+        // them: forget it (the next scan stats every file once).
+        if !self.dates.is_empty() {
+            super::dates::invalidate(&ctl);
+        }
         for (uid, secs) in &self.dates {
             lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {

@@ -20,3 +20,7 @@ pub const MAX_VERSION: u32 = 1;
 /// Feature: the follower accepts `COPYFILE` (the peer's files are on the
 /// same machine and readable, so bodies need not cross the wire).
 pub const FEATURE_LOCAL_COPY: &str = "local-copy";
+
+/// Feature (leader): a full sync (`-f`) was asked for; the follower must
+/// not trust cached per-message data.
+pub const FEATURE_FULL_SCAN: &str = "full-scan";

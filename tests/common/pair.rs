@@ -23,11 +23,7 @@ pub fn mirror(t: &Path, a: &Maildir, b: &Maildir, opts: &[&str]) -> Run {
     dsync(t, Some(&a.location()), &args)
 }
 
-/// dsync's own files at a store's root: the run lock, the store's ID and
-/// the per-peer sync state. They are not mail.
-pub fn is_engine_own(rel: &str) -> bool {
-    rel == "dsync.lock" || rel == "dsync-store-id" || rel.starts_with("dsync-state")
-}
+pub use super::tree::is_engine_own;
 
 /// [`tree::listing`] without dsync's own files.
 pub fn mail_listing(root: &Path) -> Listing {

@@ -27,18 +27,25 @@ pub struct Entry {
 /// Paths relative to the root ("" is the root itself), sorted.
 pub type Listing = BTreeMap<String, Entry>;
 
-/// dsync's own bookkeeping at a store's root (src/lock.rs: the run lock,
-/// rewritten with the holder's pid on every run). It is not mail, so
-/// listings leave it out.
-pub const ENGINE_OWN_FILES: &[&str] = &["dsync.lock"];
+/// dsync's own bookkeeping, not mail, so listings leave it out: at the
+/// root the run lock (rewritten with the holder's pid on every run), the
+/// store's ID and the per-peer sync state; in any folder the date cache
+/// `dsync-dates`.
+pub fn is_engine_own(rel: &str) -> bool {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    rel == "dsync.lock"
+        || rel == "dsync-store-id"
+        || rel.starts_with("dsync-state.")
+        || file == "dsync-dates"
+}
 
 /// Lists `root` recursively, hashing every regular file; leaves out
-/// [`ENGINE_OWN_FILES`].
+/// dsync's own files ([`is_engine_own`]).
 pub fn listing(root: &Path) -> Listing {
     let mut out = Listing::new();
     super::imap::walk(root, &mut |p, m| {
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if ENGINE_OWN_FILES.contains(&rel.as_str()) {
+        if is_engine_own(&rel) {
             return Ok(());
         }
         let kind = if m.is_dir() {
