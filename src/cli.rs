@@ -438,7 +438,9 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     };
     let result = async {
         let report = match &job {
-            LeadJob::Backup(dir, filter) => backup::run(local, &mut remote, *dir, filter).await?,
+            LeadJob::Backup(dir, filter) => {
+                backup::run(local, &mut remote, *dir, filter, opts.full).await?
+            }
             LeadJob::Mirror(opts) => mirror::run(local, &mut remote, opts).await?,
         };
         remote.quit().await?;

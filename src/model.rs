@@ -264,3 +264,49 @@ pub struct MailboxSnapshot {
     pub info: MailboxInfo,
     pub messages: Vec<MessageRecord>,
 }
+
+/// A digest of what two synced copies of a mailbox must agree on: its
+/// GUID, UIDVALIDITY, UIDNEXT and each message's UID, GUID, flags and
+/// keywords. Both sides compute it the same way (FNV-1a, 64 bits), so a
+/// side can confirm it holds an expected state without sending it.
+pub struct Digest(u64);
+
+impl Digest {
+    pub fn new(guid: &MailboxGuid, uidvalidity: u32, uidnext: Uid) -> Digest {
+        let mut d = Digest(0xcbf2_9ce4_8422_2325);
+        d.bytes(&guid.0);
+        d.bytes(&uidvalidity.to_le_bytes());
+        d.bytes(&uidnext.to_le_bytes());
+        d
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= u64::from(x);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn message(&mut self, uid: Uid, guid: &str, flags: Flags, keywords: &[String]) {
+        self.bytes(&uid.to_le_bytes());
+        self.bytes(guid.as_bytes());
+        self.bytes(&[0, flags.bits()]);
+        for k in keywords {
+            self.bytes(k.as_bytes());
+            self.bytes(&[0]);
+        }
+        self.bytes(&[1]);
+    }
+
+    pub fn of_snapshot(s: &MailboxSnapshot) -> String {
+        let mut d = Digest::new(&s.info.guid, s.info.uidvalidity, s.info.uidnext);
+        for m in &s.messages {
+            d.message(m.uid, &m.guid, m.flags, &m.keywords);
+        }
+        d.finish()
+    }
+
+    pub fn finish(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}

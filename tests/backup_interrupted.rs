@@ -78,9 +78,22 @@ fn killed_backups_leave_valid_sides_and_the_rerun_converges() {
                 "after a kill at {delay_ms} ms Dovecot complains about DEST:\n{log}"
             );
         }
-        let (_, log) = try_snapshot(&src.location())
-            .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms the source is broken: {e}"));
-        assert!(!log.contains("Error:"), "source log:\n{log}");
+        let src_left = left_locks(&src.root);
+        for lock in &src_left {
+            let mut marker = lock.clone().into_os_string();
+            marker.push(".dsync");
+            assert!(
+                std::path::Path::new(&marker).exists(),
+                "{} has no owner marker",
+                lock.display()
+            );
+        }
+        if src_left.is_empty() {
+            let (_, log) = try_snapshot(&src.location()).unwrap_or_else(|e| {
+                panic!("after a kill at {delay_ms} ms the source is broken: {e}")
+            });
+            assert!(!log.contains("Error:"), "source log:\n{log}");
+        }
     }
 
     dsync(
@@ -96,7 +109,8 @@ fn killed_backups_leave_valid_sides_and_the_rerun_converges() {
     assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
 }
 
-/// Every dovecot-uidlist.lock under `root`.
+/// Every Dovecot dotlock (dovecot-uidlist.lock, dovecot-keywords.lock)
+/// under `root`.
 fn left_locks(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
@@ -108,7 +122,11 @@ fn left_locks(root: &std::path::Path) -> Vec<std::path::PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n == "dovecot-uidlist.lock") {
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("dovecot-") && n.ends_with(".lock"))
+            {
                 out.push(p);
             }
         }

@@ -2,15 +2,17 @@
 //! applies the plan to whichever side is the destination, streaming bodies
 //! across the protocol in the right direction.
 
+use super::fingerprints::{self, Fingerprints};
 use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
 use super::remote::{Fetched, Remote};
 use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
-use crate::model::MailboxName;
+use crate::model::{Digest, MailboxGuid, MailboxName};
 use crate::protocol::Command;
 use anyhow::{Context, Result};
 use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
 use tokio::task::block_in_place;
 
 /// Which way the mail flows.
@@ -36,6 +38,7 @@ pub async fn run(
     remote: &mut Remote,
     dir: Direction,
     filter: &Filter,
+    full: bool,
 ) -> Result<Report> {
     let mut report = Report::default();
     let (mut local, (src_boxes, src_subs), (dst_boxes, dst_subs)) = match dir {
@@ -75,6 +78,38 @@ pub async fn run(
         }
     }
 
+    // Mailboxes neither side touched since the last run are skipped unread.
+    let local_id = block_in_place(|| local.store_id())?;
+    let remote_id = remote_store_id(remote, &local_id).await?;
+    let fp_path = fingerprints::path(&local.options().control_root(), &remote_id);
+    let mut fps = if full {
+        Fingerprints::default()
+    } else {
+        Fingerprints::load(&fp_path)
+    };
+    let candidates: Vec<&Pairing> = pairings.iter().filter(|p| p.dst.is_some()).collect();
+    let (local_fps, remote_fps) = fingerprint_both(local, remote, &candidates, |_| None).await?;
+    let before: HashMap<MailboxGuid, (Option<String>, Option<String>)> = candidates
+        .iter()
+        .zip(local_fps.into_iter().zip(remote_fps))
+        .map(|(p, fp)| (p.src.guid, fp))
+        .collect();
+    let unchanged: HashSet<MailboxGuid> = before
+        .iter()
+        .filter(|(g, (l, r))| fps.unchanged(g, l.as_deref(), r.as_deref()))
+        .map(|(g, _)| *g)
+        .collect();
+    if !unchanged.is_empty() {
+        tracing::info!(
+            "{} mailbox(es) unchanged on both sides since the last run",
+            unchanged.len()
+        );
+    }
+    let pairings: Vec<Pairing> = pairings
+        .into_iter()
+        .filter(|p| !unchanged.contains(&p.src.guid))
+        .collect();
+
     // Ask for every remote snapshot at once (one round trip), then read
     // them all before any body moves, so replies arrive in request order.
     let remote_wanted: Vec<&Pairing> = pairings
@@ -111,6 +146,8 @@ pub async fn run(
     }
 
     let mut pending_commits = Vec::new();
+    // Each mailbox changed, with the digest both sides must now have.
+    let mut synced: Vec<(&Pairing, String)> = Vec::new();
     for p in &pairings {
         let name = &p.src.name;
         let (src, dst) = match dir {
@@ -137,8 +174,14 @@ pub async fn run(
         };
         let plan = plan::plan_mailbox(&src, dst.as_ref());
         if plan.is_empty() {
+            // Both sides held the same state after the fingerprints taken
+            // before reading them; any change since shows in them.
+            if let Some((l, r)) = before.get(&p.src.guid) {
+                fps.set(p.src.guid, l.clone(), r.clone());
+            }
             continue;
         }
+        synced.push((p, Digest::of_snapshot(&src)));
         tracing::info!(
             "{name}: {} to copy, {} to expunge, {} flag and {} date changes",
             plan.saves.len(),
@@ -179,7 +222,87 @@ pub async fn run(
             Direction::Pull => block_in_place(|| local.set_subscriptions(&subs))?,
         }
     }
+
+    // Remember both sides' fingerprints where both now hold exactly the
+    // source's state (each side checks its own against the digest).
+    if report.incomplete.is_empty() && !synced.is_empty() {
+        let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
+        let digests: HashMap<MailboxGuid, &str> = synced
+            .iter()
+            .map(|(p, d)| (p.src.guid, d.as_str()))
+            .collect();
+        let (l, r) =
+            fingerprint_both(local, remote, &done, |p| digests.get(&p.src.guid).copied()).await?;
+        for ((p, l), r) in done.iter().zip(l).zip(r) {
+            fps.set(p.src.guid, l, r);
+        }
+    }
+    let live: HashSet<MailboxGuid> = src_boxes.iter().map(|b| b.guid).collect();
+    fps.retain(|g| live.contains(g));
+    if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
+        tracing::warn!(
+            "could not record fingerprints in {}: {e}",
+            fp_path.display()
+        );
+    }
     Ok(report)
+}
+
+/// The follower's store ID (its sync-state key for us).
+async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> {
+    remote
+        .send(Command::StateGet {
+            peer: local_id.to_string(),
+        })
+        .await?;
+    remote.flush().await?;
+    match remote.reply().await? {
+        crate::protocol::Reply::State { store_id, .. } => Ok(store_id),
+        other => anyhow::bail!(
+            "{} answered STATE-GET with {:?}",
+            remote.peer,
+            other.to_fields()[0]
+        ),
+    }
+}
+
+/// Both sides' fingerprints of these mailboxes (the follower's in one
+/// round trip), each only if the side holds the state `digest` gives.
+async fn fingerprint_both<'p>(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    mailboxes: &[&'p Pairing],
+    digest: impl Fn(&Pairing) -> Option<&'p str>,
+) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
+    for p in mailboxes {
+        remote.send(Command::Select(p.src.name.clone())).await?;
+        remote
+            .send(Command::Fprint(digest(p).map(str::to_string)))
+            .await?;
+    }
+    remote.flush().await?;
+    let mut local_fps = Vec::with_capacity(mailboxes.len());
+    for p in mailboxes {
+        let fp =
+            block_in_place(|| crate::server::verified_fingerprint(local, &p.src.name, digest(p)))
+                .unwrap_or_else(|e| {
+                    tracing::debug!("no fingerprint for {}: {e:#}", p.src.name);
+                    None
+                });
+        local_fps.push(fp);
+    }
+    let mut remote_fps = Vec::with_capacity(mailboxes.len());
+    for _ in mailboxes {
+        match remote.reply().await? {
+            crate::protocol::Reply::Fp(fp) => remote_fps.push(fp),
+            other => anyhow::bail!(
+                "{} answered FPRINT with {:?}",
+                remote.peer,
+                other.to_fields()[0]
+            ),
+        }
+    }
+    Ok((local_fps, remote_fps))
 }
 
 type Listing = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);

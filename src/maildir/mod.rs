@@ -24,6 +24,7 @@
 
 pub mod dates;
 pub mod filename;
+pub mod fingerprint;
 pub mod fsutil;
 pub mod keywords;
 pub mod mutf7;

@@ -830,6 +830,8 @@ impl<'a> MailboxUpdate<'a> {
         // New messages into cur/ or new/.
         let mut inserted_low = false;
         let saves = std::mem::take(&mut self.saves);
+        // What a later scan would stat for the new files, recorded now.
+        let mut new_dates = super::dates::DateCache::load(&ctl.join(super::dates::FILE_NAME));
         for (s, mask) in saves.iter().zip(save_masks) {
             lock.keep_alive();
             let size = s.rec.size;
@@ -879,7 +881,11 @@ impl<'a> MailboxUpdate<'a> {
                 r.set(b'O', o.to_string());
             }
             inserted_low |= s.rec.uid < old_next;
+            new_dates.insert(&r.filename, s.rec.internal_date, s.rec.size);
             list.records.push(r);
+        }
+        if !saves.is_empty() {
+            new_dates.save(&ctl.join(super::dates::FILE_NAME));
         }
         list.records.sort_by_key(|r| r.uid);
         if touched_new {

@@ -20,6 +20,9 @@ pub enum Command {
     List,
     Select(MailboxName),
     Snapshot,
+    /// The selected mailbox's fingerprint; with a digest, only if the
+    /// mailbox's current state has that digest.
+    Fprint(Option<String>),
     Fetch(Uid),
     Create {
         guid: MailboxGuid,
@@ -127,6 +130,8 @@ pub enum Reply {
         reason: String,
     },
     Ok,
+    /// Answer to FPRINT: the fingerprint, `None` when there is none to trust.
+    Fp(Option<String>),
     /// Answer to STATE-GET: the follower's store ID and its sync token for
     /// the leader (`None`: no state for it).
     State {
@@ -321,6 +326,8 @@ impl Command {
                 f
             }
             Command::Snapshot => v(&["SNAPSHOT"]),
+            Command::Fprint(None) => v(&["FPRINT"]),
+            Command::Fprint(Some(d)) => v(&["FPRINT", d]),
             Command::Fetch(uid) => v(&["FETCH", &uid.to_string()]),
             Command::Create {
                 guid,
@@ -453,6 +460,11 @@ impl Command {
             "LIST" => Command::List,
             "SELECT" => Command::Select(f.name()?),
             "SNAPSHOT" => Command::Snapshot,
+            "FPRINT" => Command::Fprint(if fields.len() > 1 {
+                Some(f.token("digest")?)
+            } else {
+                None
+            }),
             "FETCH" => Command::Fetch(f.uid()?),
             "CREATE" => {
                 let guid = f.guid()?;
@@ -585,6 +597,7 @@ impl Reply {
             Reply::Body { uid, size } => v(&["BODY", &uid.to_string(), &size.to_string()]),
             Reply::NoBody { uid, reason } => v(&["NOBODY", &uid.to_string(), reason]),
             Reply::Ok => v(&["OK"]),
+            Reply::Fp(fp) => v(&["FP", fp.as_deref().unwrap_or("")]),
             Reply::State { store_id, sync_id } => {
                 v(&["STATE", store_id, sync_id.as_deref().unwrap_or("")])
             }
@@ -640,6 +653,10 @@ impl Reply {
                 reason: f.str("reason")?.to_string(),
             },
             "OK" => Reply::Ok,
+            "FP" => Reply::Fp(match f.str("fingerprint")? {
+                "" => None,
+                s => Some(s.to_string()),
+            }),
             "STATE" => {
                 let store_id = f.token("store ID")?;
                 let sync_id = match f.str("sync ID")? {
@@ -727,6 +744,8 @@ mod tests {
                 uidnext: 9,
             },
             Command::Expunge(4),
+            Command::Fprint(None),
+            Command::Fprint(Some("00ab".into())),
             Command::Relabel { old: 3, new: 9 },
             Command::CopyLocal {
                 mailbox: MailboxGuid([3; 16]),
@@ -781,6 +800,8 @@ mod tests {
                 store_id: "0a".into(),
                 sync_id: None,
             },
+            Reply::Fp(None),
+            Reply::Fp(Some("c1.2:3:4:5;".into())),
             Reply::State {
                 store_id: "0a".into(),
                 sync_id: Some("ff".into()),

@@ -36,6 +36,7 @@ pub fn is_engine_own(rel: &str) -> bool {
     rel == "dsync.lock"
         || rel == "dsync-store-id"
         || rel.starts_with("dsync-state.")
+        || rel.starts_with("dsync-fp.")
         || file == "dsync-dates"
 }
 

@@ -1,0 +1,99 @@
+//! What the leader remembers of each mailbox pair after a run: both sides'
+//! fingerprints (see `maildir::fingerprint`) at a moment both held the same
+//! state. When both fingerprints are unchanged at the next run, nothing
+//! happened to the mailbox on either side and it is skipped without being
+//! read: a run with nothing to do costs O(mailboxes), not O(messages).
+//!
+//! Kept in `dsync-fp.<peer store ID>` at the leader's control root, one
+//! line per mailbox: `<mailbox GUID>\t<local>\t<remote>`. It is only an
+//! optimisation: a damaged or missing file means "compare everything".
+
+use crate::model::MailboxGuid;
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Default)]
+pub struct Fingerprints {
+    map: HashMap<MailboxGuid, (String, String)>,
+}
+
+pub fn path(control_root: &Path, peer: &str) -> PathBuf {
+    control_root.join(format!("dsync-fp.{peer}"))
+}
+
+impl Fingerprints {
+    pub fn load(path: &Path) -> Fingerprints {
+        let Ok(text) = fs::read_to_string(path) else {
+            return Fingerprints::default();
+        };
+        let mut map = HashMap::new();
+        for line in text.lines() {
+            let mut it = line.split('\t');
+            if let (Some(g), Some(l), Some(r), None) = (it.next(), it.next(), it.next(), it.next())
+            {
+                if let Some(g) = MailboxGuid::from_hex(g) {
+                    map.insert(g, (l.to_string(), r.to_string()));
+                }
+            }
+        }
+        Fingerprints { map }
+    }
+
+    /// True when both sides still have the fingerprints recorded together.
+    pub fn unchanged(&self, guid: &MailboxGuid, local: Option<&str>, remote: Option<&str>) -> bool {
+        match (self.map.get(guid), local, remote) {
+            (Some((l, r)), Some(a), Some(b)) => l == a && r == b,
+            _ => false,
+        }
+    }
+
+    pub fn set(&mut self, guid: MailboxGuid, local: Option<String>, remote: Option<String>) {
+        match (local, remote) {
+            (Some(l), Some(r)) => {
+                self.map.insert(guid, (l, r));
+            }
+            _ => {
+                self.map.remove(&guid);
+            }
+        }
+    }
+
+    pub fn retain(&mut self, keep: impl Fn(&MailboxGuid) -> bool) {
+        self.map.retain(|g, _| keep(g));
+    }
+
+    /// Writes the file (temp file and rename; no fsync: losing it only
+    /// costs one full comparison).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        for (g, (l, r)) in &self.map {
+            writeln!(out, "{}\t{l}\t{r}", g.to_hex())?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp.{}", std::process::id()));
+        fs::write(&tmp, &out)?;
+        fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_both_sides_must_match() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path(d.path(), "ab");
+        let g = MailboxGuid([1; 16]);
+        let mut f = Fingerprints::default();
+        f.set(g, Some("x".into()), Some("y".into()));
+        f.save(&p).unwrap();
+        let f = Fingerprints::load(&p);
+        assert!(f.unchanged(&g, Some("x"), Some("y")));
+        assert!(!f.unchanged(&g, Some("x"), Some("z")));
+        assert!(!f.unchanged(&g, None, Some("y")));
+        assert!(!f.unchanged(&MailboxGuid([2; 16]), Some("x"), Some("y")));
+    }
+}
