@@ -434,6 +434,7 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
             allow_mass_delete: config
                 .get("dsync_allow_mass_delete")
                 .is_some_and(|v| v == "yes"),
+            full: opts.full,
         }),
     };
     let result = async {

@@ -88,7 +88,9 @@ pub async fn run(
         Fingerprints::load(&fp_path)
     };
     let candidates: Vec<&Pairing> = pairings.iter().filter(|p| p.dst.is_some()).collect();
-    let (local_fps, remote_fps) = fingerprint_both(local, remote, &candidates, |_| None).await?;
+    let names: Vec<MailboxName> = candidates.iter().map(|p| p.src.name.clone()).collect();
+    let (local_fps, remote_fps) =
+        fingerprints::both_sides(local, remote, &names, &vec![None; names.len()]).await?;
     let before: HashMap<MailboxGuid, (Option<String>, Option<String>)> = candidates
         .iter()
         .zip(local_fps.into_iter().zip(remote_fps))
@@ -227,12 +229,9 @@ pub async fn run(
     // source's state (each side checks its own against the digest).
     if report.incomplete.is_empty() && !synced.is_empty() {
         let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
-        let digests: HashMap<MailboxGuid, &str> = synced
-            .iter()
-            .map(|(p, d)| (p.src.guid, d.as_str()))
-            .collect();
-        let (l, r) =
-            fingerprint_both(local, remote, &done, |p| digests.get(&p.src.guid).copied()).await?;
+        let names: Vec<MailboxName> = done.iter().map(|p| p.src.name.clone()).collect();
+        let digests: Vec<Option<String>> = synced.iter().map(|(_, d)| Some(d.clone())).collect();
+        let (l, r) = fingerprints::both_sides(local, remote, &names, &digests).await?;
         for ((p, l), r) in done.iter().zip(l).zip(r) {
             fps.set(p.src.guid, l, r);
         }
@@ -264,45 +263,6 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
             other.to_fields()[0]
         ),
     }
-}
-
-/// Both sides' fingerprints of these mailboxes (the follower's in one
-/// round trip), each only if the side holds the state `digest` gives.
-async fn fingerprint_both<'p>(
-    local: &mut MaildirStore,
-    remote: &mut Remote,
-    mailboxes: &[&'p Pairing],
-    digest: impl Fn(&Pairing) -> Option<&'p str>,
-) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
-    for p in mailboxes {
-        remote.send(Command::Select(p.src.name.clone())).await?;
-        remote
-            .send(Command::Fprint(digest(p).map(str::to_string)))
-            .await?;
-    }
-    remote.flush().await?;
-    let mut local_fps = Vec::with_capacity(mailboxes.len());
-    for p in mailboxes {
-        let fp =
-            block_in_place(|| crate::server::verified_fingerprint(local, &p.src.name, digest(p)))
-                .unwrap_or_else(|e| {
-                    tracing::debug!("no fingerprint for {}: {e:#}", p.src.name);
-                    None
-                });
-        local_fps.push(fp);
-    }
-    let mut remote_fps = Vec::with_capacity(mailboxes.len());
-    for _ in mailboxes {
-        match remote.reply().await? {
-            crate::protocol::Reply::Fp(fp) => remote_fps.push(fp),
-            other => anyhow::bail!(
-                "{} answered FPRINT with {:?}",
-                remote.peer,
-                other.to_fields()[0]
-            ),
-        }
-    }
-    Ok((local_fps, remote_fps))
 }
 
 type Listing = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);

@@ -8,11 +8,17 @@
 //! line per mailbox: `<mailbox GUID>\t<local>\t<remote>`. It is only an
 //! optimisation: a damaged or missing file means "compare everything".
 
-use crate::model::MailboxGuid;
+use super::remote::Remote;
+use crate::maildir::MaildirStore;
+use crate::model::{MailboxGuid, MailboxName};
+use crate::protocol::{Command, Reply};
+use crate::server::verified_fingerprint;
+use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tokio::task::block_in_place;
 
 #[derive(Default)]
 pub struct Fingerprints {
@@ -76,6 +82,43 @@ impl Fingerprints {
         fs::write(&tmp, &out)?;
         fs::rename(&tmp, path)
     }
+}
+
+/// Both sides' fingerprints of these mailboxes (the follower's in one
+/// round trip, computed while the local ones are), each only if that side
+/// holds the state the matching digest describes (when one is given).
+pub async fn both_sides(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    names: &[MailboxName],
+    digests: &[Option<String>],
+) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
+    for (name, digest) in names.iter().zip(digests) {
+        remote.send(Command::Select(name.clone())).await?;
+        remote.send(Command::Fprint(digest.clone())).await?;
+    }
+    remote.flush().await?;
+    let mut local_fps = Vec::with_capacity(names.len());
+    for (name, digest) in names.iter().zip(digests) {
+        let fp = block_in_place(|| verified_fingerprint(local, name, digest.as_deref()))
+            .unwrap_or_else(|e| {
+                tracing::debug!("no fingerprint for {name}: {e:#}");
+                None
+            });
+        local_fps.push(fp);
+    }
+    let mut remote_fps = Vec::with_capacity(names.len());
+    for _ in names {
+        match remote.reply().await? {
+            Reply::Fp(fp) => remote_fps.push(fp),
+            other => bail!(
+                "{} answered FPRINT with {:?}",
+                remote.peer,
+                other.to_fields()[0]
+            ),
+        }
+    }
+    Ok((local_fps, remote_fps))
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@
 //! copied within its side.
 
 use super::backup::LocalOpener;
+use super::fingerprints::{self, Fingerprints};
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
 use super::plan::Filter;
 use super::remote::{Fetched, Remote};
 use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
-use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
+use crate::model::{Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
 use crate::protocol::{Command, Reply};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +37,9 @@ pub struct MirrorOptions {
     /// Let a run delete everything on one side because the other side is
     /// empty (normally refused: it is what a wrong path looks like).
     pub allow_mass_delete: bool,
+    /// `-f`: compare every mailbox, even those whose fingerprints say
+    /// neither side changed.
+    pub full: bool,
 }
 
 pub async fn run(
@@ -115,6 +119,42 @@ pub async fn run(
         &opts.filter,
     )
     .await?;
+
+    // Mailboxes neither side touched since the last run are skipped
+    // unread; their common state carries over.
+    let fp_path = fingerprints::path(&local.options().control_root(), &remote_id);
+    let mut fps = match &state {
+        Some(_) if !opts.full => Fingerprints::load(&fp_path),
+        _ => Fingerprints::default(),
+    };
+    let candidates: Vec<(MailboxGuid, MailboxName)> = pairs
+        .iter()
+        .filter(|p| p.base.is_some())
+        .filter_map(|p| Some((p.a.as_ref()?.guid, p.b.as_ref().map(|_| p.name.clone())?)))
+        .collect();
+    let names: Vec<MailboxName> = candidates.iter().map(|(_, n)| n.clone()).collect();
+    let (lf, rf) =
+        fingerprints::both_sides(local, remote, &names, &vec![None; names.len()]).await?;
+    let before: HashMap<MailboxGuid, (Option<String>, Option<String>)> = candidates
+        .iter()
+        .map(|(g, _)| *g)
+        .zip(lf.into_iter().zip(rf))
+        .collect();
+    let skipped: HashSet<MailboxGuid> = before
+        .iter()
+        .filter(|(g, (l, r))| fps.unchanged(g, l.as_deref(), r.as_deref()))
+        .map(|(g, _)| *g)
+        .collect();
+    if !skipped.is_empty() {
+        tracing::info!(
+            "{} mailbox(es) unchanged on both sides since the last run",
+            skipped.len()
+        );
+    }
+    let pairs: Vec<Pair> = pairs
+        .into_iter()
+        .filter(|p| !p.a.as_ref().is_some_and(|a| skipped.contains(&a.guid)))
+        .collect();
 
     // Snapshots of every remote mailbox in one round trip.
     let wanted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].b.is_some()).collect();
@@ -261,20 +301,57 @@ pub async fn run(
 
     // The new common state, on both sides, under a fresh token. Mailboxes
     // outside -m keep their old base.
-    let mut new_state = match state {
-        Some(s) if !opts.filter.0.is_empty() => s,
-        _ => PairState::default(),
-    };
+    let mut new_state = state.unwrap_or_default();
+    if opts.filter.0.is_empty() {
+        // Only mailboxes that still exist: skipped ones and this run's.
+        new_state.mailboxes.retain(|g, _| skipped.contains(g));
+    }
     new_state.sync_id = PairState::generate_sync_id()?;
     for g in &deleted {
         new_state.mailboxes.remove(g);
     }
+    // Fingerprints: unchanged mailboxes keep the ones taken before they
+    // were read; changed ones get new ones where each side confirms it now
+    // holds exactly the merged state.
+    let mut changed: Vec<(MailboxGuid, MailboxName, Option<String>)> = Vec::new();
+    for (i, plan) in &plans {
+        let guid = plan.base.guid;
+        if plan.a.is_empty() && plan.b.is_empty() {
+            if let Some((l, r)) = before.get(&guid) {
+                fps.set(guid, l.clone(), r.clone());
+            }
+            continue;
+        }
+        fps.set(guid, None, None);
+        let mut d = Digest::new(&guid, plan.base.uidvalidity, plan.base.uidnext);
+        for m in &plan.base.messages {
+            d.message(m.uid, &m.guid, m.flags, &m.keywords);
+        }
+        changed.push((guid, pairs[*i].name.clone(), Some(d.finish())));
+    }
+    if report.incomplete.is_empty() && !changed.is_empty() {
+        let names: Vec<MailboxName> = changed.iter().map(|(_, n, _)| n.clone()).collect();
+        let digests: Vec<Option<String>> = changed.iter().map(|(_, _, d)| d.clone()).collect();
+        let (l, r) = fingerprints::both_sides(local, remote, &names, &digests).await?;
+        for (((g, _, _), l), r) in changed.iter().zip(l).zip(r) {
+            fps.set(*g, l, r);
+        }
+    }
+    fps.retain(|g| {
+        new_state.mailboxes.contains_key(g) || plans.iter().any(|(_, p)| p.base.guid == *g)
+    });
     for (i, plan) in plans {
         new_state
             .mailboxes
             .insert(plan.base.guid, (pairs[i].name.clone(), plan.base));
     }
     block_in_place(|| local.save_state(&remote_id, &new_state))?;
+    if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
+        tracing::warn!(
+            "could not record fingerprints in {}: {e}",
+            fp_path.display()
+        );
+    }
     remote
         .send(Command::StatePut {
             peer: local_id,
