@@ -378,3 +378,19 @@ fn one_change_of_each_kind_on_each_side_swapped() {
     let (a_ops, b_ops) = one_of_each();
     run_case(&a_ops, &b_ops, false);
 }
+
+/// Found by the property test: the same message moved on both sides while
+/// B also moved and expunged others.
+#[test]
+fn regression_same_move_on_both_sides_with_other_moves() {
+    require_dovecot!();
+    run_case(
+        &[Op::Move { target: 0 }],
+        &[
+            Op::Expunge { target: 4 },
+            Op::Move { target: 1 },
+            Op::Move { target: 0 },
+        ],
+        true,
+    );
+}

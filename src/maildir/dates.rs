@@ -19,8 +19,14 @@ pub const FILE_NAME: &str = "dsync-dates";
 #[derive(Default)]
 pub struct DateCache {
     map: HashMap<String, (i64, u64)>,
+    /// The folder's fingerprint and numbers when this was written, as one
+    /// opaque line (see `MaildirStore::list_mailboxes`).
+    header: Option<String>,
     changed: bool,
 }
+
+/// The first line of the file, when it carries the folder's summary.
+const HEADER_MARK: &str = "#folder\t";
 
 impl DateCache {
     pub fn load(path: &Path) -> DateCache {
@@ -28,10 +34,15 @@ impl DateCache {
             return DateCache::default();
         };
         let mut map = HashMap::new();
+        let mut header = None;
         for line in data.split(|&b| b == b'\n') {
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
             };
+            if let Some(h) = line.strip_prefix(HEADER_MARK) {
+                header = Some(h.to_string());
+                continue;
+            }
             let mut it = line.splitn(3, '\t');
             let (Some(t), Some(s), Some(base)) = (it.next(), it.next(), it.next()) else {
                 continue;
@@ -42,7 +53,26 @@ impl DateCache {
         }
         DateCache {
             map,
+            header,
             changed: false,
+        }
+    }
+
+    /// Reads only the summary line (cheap: the first line of the file).
+    pub fn load_header(path: &Path) -> Option<String> {
+        use std::io::BufRead;
+        let f = fs::File::open(path).ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(f).read_line(&mut line).ok()?;
+        line.trim_end_matches('\n')
+            .strip_prefix(HEADER_MARK)
+            .map(str::to_string)
+    }
+
+    pub fn set_header(&mut self, h: Option<String>) {
+        if self.header != h {
+            self.header = h;
+            self.changed = true;
         }
     }
 
@@ -73,6 +103,9 @@ impl DateCache {
             return;
         }
         let mut out = Vec::with_capacity(self.map.len() * 64);
+        if let Some(h) = &self.header {
+            let _ = writeln!(out, "{HEADER_MARK}{h}");
+        }
         for (base, (t, s)) in &self.map {
             let _ = writeln!(out, "{t}\t{s}\t{base}");
         }

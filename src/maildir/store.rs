@@ -249,10 +249,45 @@ impl MaildirStore {
     pub fn list_mailboxes(&mut self) -> Result<Vec<MailboxInfo>> {
         let mut out = Vec::new();
         for name in self.folder_names()? {
+            // A folder unchanged since a full read recorded its numbers
+            // (fingerprint equal) is not read again: listing a store where
+            // nothing happened costs a few stats per folder.
+            if let Some(info) = self.unchanged_info(&name) {
+                out.push(info);
+                continue;
+            }
             let f = self.sync_folder(&name)?;
             out.push(info_of(&name, &f.list));
         }
         Ok(out)
+    }
+
+    /// The folder's numbers from its summary in `dsync-dates`, if its
+    /// fingerprint still equals the one recorded with them.
+    fn unchanged_info(&self, name: &MailboxName) -> Option<MailboxInfo> {
+        if self.full_scan || self.folders.contains_key(name) {
+            return None;
+        }
+        let path = self.opts.control_dir(name).ok()?.join(dates::FILE_NAME);
+        let header = dates::DateCache::load_header(&path)?;
+        let now = self.fingerprint(name).ok()??;
+        let (fp, rest) = header.split_once('\t')?;
+        if fp != now {
+            return None;
+        }
+        let mut it = rest.split('\t');
+        let guid = MailboxGuid::from_hex(it.next()?)?;
+        let uidvalidity = it.next()?.parse().ok()?;
+        let uidnext = it.next()?.parse().ok()?;
+        let messages = it.next()?.parse().ok()?;
+        Some(MailboxInfo {
+            name: name.clone(),
+            guid,
+            uidvalidity,
+            uidnext,
+            messages,
+            highest_modseq: 0,
+        })
     }
 
     /// One folder's numbers without listing its messages (reconciles the
@@ -430,6 +465,8 @@ impl MaildirStore {
             fsutil::DotLock::acquire(&path)?.replace_with_mtime(&kw.to_bytes(), min)?;
         }
         let dates_path = self.opts.control_dir(name)?.join(dates::FILE_NAME);
+        // Taken before the folder is read: any change after it alters it.
+        let fp_before = self.fingerprint(name).ok().flatten();
         let mut dates = if self.full_scan {
             dates::DateCache::default()
         } else {
@@ -521,6 +558,16 @@ impl MaildirStore {
             info: info_of(name, &folder.list),
             messages,
         };
+        dates.set_header(fp_before.map(|fp| {
+            let i = &snap.info;
+            format!(
+                "{fp}\t{}\t{}\t{}\t{}",
+                i.guid.to_hex(),
+                i.uidvalidity,
+                i.uidnext,
+                i.messages
+            )
+        }));
         dates.save(&dates_path);
         Ok(Ok(snap))
     }

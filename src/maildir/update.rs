@@ -917,6 +917,15 @@ impl<'a> MailboxUpdate<'a> {
         } else {
             lock.replace(&bytes)?;
             fsutil::fsync_dir(&ctl)?;
+            if !touched_cur && !touched_new {
+                // Only the uidlist changed (a renumbering): Dovecot's quick
+                // check looks at the directories' mtimes, so without this
+                // a STATUS would still report the old numbers.
+                let cur = self.mail_dir.join("cur");
+                File::open(&cur)
+                    .and_then(|d| d.set_modified(std::time::SystemTime::now()))
+                    .with_context(|| io_ctx("touching", &cur))?;
+            }
         }
         if contradicts_index {
             self.store.remove_dovecot_index(&name)?;
