@@ -151,6 +151,12 @@ pub fn main() -> i32 {
     };
     match runtime.block_on(run(opts, job)) {
         Ok(code) => code,
+        Err(e) if changed_meanwhile(&e) => {
+            eprintln!(
+                "{role}: {e:#}\n{role}: the mail changed while dsync was working on it; nothing is lost, and running dsync again will finish the job"
+            );
+            EXIT_INCOMPLETE
+        }
         Err(e) => {
             eprintln!("{role}: error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
@@ -160,6 +166,16 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// True for failures that running again fixes: the mail changed under a
+/// store during the run, on this side or (reported as `temp`) the other.
+fn changed_meanwhile(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<crate::maildir::ChangedMeanwhile>()
+            || c.downcast_ref::<crate::brain::remote::RemoteError>()
+                .is_some_and(|r| r.kind == crate::protocol::ErrorKind::Temp)
+    })
 }
 
 enum Job {

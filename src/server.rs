@@ -451,14 +451,16 @@ impl Server {
             }
         }
         let outcome = match (deferred, txn) {
-            (Some(text), _) => Err(text),
-            (None, Some(t)) => block_in_place(|| t.commit()).map_err(|e| format!("{e:#}")),
-            (None, None) => Err("transaction without a mailbox".to_string()),
+            (Some(text), _) => Err((ErrorKind::Fail, text)),
+            (None, Some(t)) => {
+                block_in_place(|| t.commit()).map_err(|e| (kind_of(&e), format!("{e:#}")))
+            }
+            (None, None) => Err((ErrorKind::Fail, "transaction without a mailbox".to_string())),
         };
         let reply = match outcome {
             Ok(()) => Reply::Ok,
-            Err(text) => Reply::Error {
-                kind: ErrorKind::Fail,
+            Err((kind, text)) => Reply::Error {
+                kind,
                 text: format!("{name}: {text}"),
             },
         };
@@ -510,8 +512,20 @@ fn rename_names(
 
 fn fail(e: anyhow::Error) -> Reply {
     Reply::Error {
-        kind: ErrorKind::Fail,
+        kind: kind_of(&e),
         text: format!("{e:#}"),
+    }
+}
+
+/// `Temp` for failures caused by the mail changing under us (running again
+/// fixes them: exit 2 on the leader), `Fail` for the rest.
+fn kind_of(e: &anyhow::Error) -> ErrorKind {
+    if e.chain()
+        .any(|c| c.is::<crate::maildir::ChangedMeanwhile>())
+    {
+        ErrorKind::Temp
+    } else {
+        ErrorKind::Fail
     }
 }
 
