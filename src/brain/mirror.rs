@@ -220,27 +220,60 @@ pub async fn run(
         plans.push((i, plan));
     }
 
-    // Pass 1: everything but expunges, so a message that moved between
-    // folders can still be copied from where it was.
+    // A message one folder copies from another folder on the same side
+    // (a move) must still be there when the copy is made: its expunge waits
+    // for pass 2. Every other change is made in pass 1, one transaction per
+    // folder and side.
+    let mut later_a: HashSet<(usize, Uid)> = HashSet::new();
+    let mut later_b: HashSet<(usize, Uid)> = HashSet::new();
+    for (_, plan) in &plans {
+        for (side_plan, map, later) in [
+            (&plan.a, &held.a, &mut later_a),
+            (&plan.b, &held.b, &mut later_b),
+        ] {
+            for s in &side_plan.saves {
+                if let (Origin::Other(_), Some(&at)) = (&s.origin, map.get(&s.record.guid)) {
+                    later.insert(at);
+                }
+            }
+        }
+    }
+    let split = |plan: &SidePlan, i: usize, later: &HashSet<(usize, Uid)>| {
+        let (wait, now): (Vec<Uid>, Vec<Uid>) = real_expunges(plan)
+            .into_iter()
+            .partition(|u| later.contains(&(i, *u)));
+        (
+            SidePlan {
+                expunge: now,
+                ..plan.clone()
+            },
+            wait,
+        )
+    };
     let mut pending = 0usize;
+    let mut pass2: Vec<(usize, Vec<Uid>, Vec<Uid>)> = Vec::new();
     for (i, plan) in &plans {
         let p = &pairs[*i];
-        if !plan_without_expunges(&plan.b).is_empty() {
-            push_side(local, remote, &held, p, &plan.b, &plan.a, &mut report).await?;
+        let (b_now, b_wait) = split(&plan.b, *i, &later_b);
+        let (a_now, a_wait) = split(&plan.a, *i, &later_a);
+        if !b_now.is_empty() {
+            push_side(local, remote, &held, p, &b_now, &plan.a, &mut report).await?;
             pending += 1;
         }
-        if !plan_without_expunges(&plan.a).is_empty() {
+        if !a_now.is_empty() {
             let progress = Progress {
                 pending: &mut pending,
                 report: &mut report,
             };
-            pull_side(local, remote, &held, p, &plan.a, progress).await?;
+            pull_side(local, remote, &held, p, &a_now, progress).await?;
+        }
+        if !a_wait.is_empty() || !b_wait.is_empty() {
+            pass2.push((*i, a_wait, b_wait));
         }
     }
-    // Pass 2: expunges (those of relabelled messages are done already).
-    for (i, plan) in &plans {
-        let p = &pairs[*i];
-        let b_exp = real_expunges(&plan.b);
+    // Pass 2: the expunges of messages moved to other folders.
+    for (i, a_exp, b_exp) in pass2 {
+        let p = &pairs[i];
         if !b_exp.is_empty() {
             remote.send(Command::Select(p.name.clone())).await?;
             remote.send(Command::Begin).await?;
@@ -250,7 +283,6 @@ pub async fn run(
             remote.send(Command::Commit).await?;
             pending += 1;
         }
-        let a_exp = real_expunges(&plan.a);
         if !a_exp.is_empty() {
             block_in_place(|| -> Result<()> {
                 let mut txn = local.update(&p.name)?;
@@ -448,13 +480,6 @@ fn locate<'p>(
     out
 }
 
-fn plan_without_expunges(p: &SidePlan) -> SidePlan {
-    SidePlan {
-        expunge: Vec::new(),
-        ..p.clone()
-    }
-}
-
 /// Expunges that are not the old UID of a relabelled message.
 fn real_expunges(p: &SidePlan) -> Vec<Uid> {
     let relabelled: HashSet<Uid> = p
@@ -515,7 +540,8 @@ struct Progress<'r> {
     report: &'r mut Report,
 }
 
-/// Sends the follower's changes for one mailbox (everything but expunges).
+/// Sends the follower's changes for one mailbox (expunges of move
+/// sources excepted: the plan given holds only those that need not wait).
 async fn push_side(
     local: &mut MaildirStore,
     remote: &mut Remote,
@@ -564,6 +590,9 @@ async fn push_side(
             })
             .await?;
     }
+    for &uid in &plan.expunge {
+        remote.send(Command::Expunge(uid)).await?;
+    }
     for s in &plan.saves {
         let Origin::Other(uid) = s.origin else {
             continue;
@@ -586,8 +615,8 @@ async fn push_side(
     remote.send(Command::Commit).await
 }
 
-/// Applies the leader's changes for one mailbox (everything but
-/// expunges), fetching bodies the local side does not hold.
+/// Applies the leader's changes for one mailbox (expunges of move sources
+/// excepted), fetching bodies the local side does not hold.
 async fn pull_side(
     local: &mut MaildirStore,
     remote: &mut Remote,
@@ -637,6 +666,9 @@ async fn pull_side(
     }
     for (uid, flags, keywords) in &plan.flags {
         block_in_place(|| txn.set_flags(*uid, *flags, keywords))?;
+    }
+    for &uid in &plan.expunge {
+        block_in_place(|| txn.expunge(uid))?;
     }
     let mut requested = 0;
     for (done, s) in fetches.iter().enumerate() {
