@@ -11,8 +11,8 @@ use crate::maildir::MaildirStore;
 use crate::model::{Digest, MailboxGuid, MailboxName};
 use crate::protocol::Command;
 use anyhow::{Context, Result};
+use std::collections::HashSet;
 use std::collections::VecDeque;
-use std::collections::{HashMap, HashSet};
 use tokio::task::block_in_place;
 
 /// Which way the mail flows.
@@ -87,26 +87,13 @@ pub async fn run(
     } else {
         Fingerprints::load(&fp_path)
     };
-    let candidates: Vec<&Pairing> = pairings.iter().filter(|p| p.dst.is_some()).collect();
-    let names: Vec<MailboxName> = candidates.iter().map(|p| p.src.name.clone()).collect();
-    let (local_fps, remote_fps) =
-        fingerprints::both_sides(local, remote, &names, &vec![None; names.len()]).await?;
-    let before: HashMap<MailboxGuid, (Option<String>, Option<String>)> = candidates
+    let candidates: Vec<(MailboxGuid, MailboxName)> = pairings
         .iter()
-        .zip(local_fps.into_iter().zip(remote_fps))
-        .map(|(p, fp)| (p.src.guid, fp))
+        .filter(|p| p.dst.is_some())
+        .map(|p| (p.src.guid, p.src.name.clone()))
         .collect();
-    let unchanged: HashSet<MailboxGuid> = before
-        .iter()
-        .filter(|(g, (l, r))| fps.unchanged(g, l.as_deref(), r.as_deref()))
-        .map(|(g, _)| *g)
-        .collect();
-    if !unchanged.is_empty() {
-        tracing::info!(
-            "{} mailbox(es) unchanged on both sides since the last run",
-            unchanged.len()
-        );
-    }
+    let (before, unchanged) =
+        fingerprints::unchanged_since_last_run(local, remote, &fps, &candidates).await?;
     let pairings: Vec<Pairing> = pairings
         .into_iter()
         .filter(|p| !unchanged.contains(&p.src.guid))

@@ -14,7 +14,7 @@ use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::{Command, Reply};
 use crate::server::verified_fingerprint;
 use anyhow::{bail, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,39 @@ pub async fn both_sides(
     }
     Ok((local_fps, remote_fps))
 }
+
+/// Both sides' fingerprints now (taken before anything is read), by
+/// mailbox GUID, and the mailboxes whose fingerprints are as recorded on
+/// both sides: unchanged since the last run, to be skipped.
+pub async fn unchanged_since_last_run(
+    local: &mut MaildirStore,
+    remote: &mut Remote,
+    recorded: &Fingerprints,
+    candidates: &[(MailboxGuid, MailboxName)],
+) -> Result<(Taken, HashSet<MailboxGuid>)> {
+    let names: Vec<MailboxName> = candidates.iter().map(|(_, n)| n.clone()).collect();
+    let (l, r) = both_sides(local, remote, &names, &vec![None; names.len()]).await?;
+    let now: Taken = candidates
+        .iter()
+        .map(|(g, _)| *g)
+        .zip(l.into_iter().zip(r))
+        .collect();
+    let unchanged: HashSet<MailboxGuid> = now
+        .iter()
+        .filter(|(g, (l, r))| recorded.unchanged(g, l.as_deref(), r.as_deref()))
+        .map(|(g, _)| *g)
+        .collect();
+    if !unchanged.is_empty() {
+        tracing::info!(
+            "{} mailbox(es) unchanged on both sides since the last run",
+            unchanged.len()
+        );
+    }
+    Ok((now, unchanged))
+}
+
+/// Fingerprints of both sides (local, remote) by mailbox GUID.
+pub type Taken = HashMap<MailboxGuid, (Option<String>, Option<String>)>;
 
 #[cfg(test)]
 mod tests {

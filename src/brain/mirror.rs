@@ -132,25 +132,8 @@ pub async fn run(
         .filter(|p| p.base.is_some())
         .filter_map(|p| Some((p.a.as_ref()?.guid, p.b.as_ref().map(|_| p.name.clone())?)))
         .collect();
-    let names: Vec<MailboxName> = candidates.iter().map(|(_, n)| n.clone()).collect();
-    let (lf, rf) =
-        fingerprints::both_sides(local, remote, &names, &vec![None; names.len()]).await?;
-    let before: HashMap<MailboxGuid, (Option<String>, Option<String>)> = candidates
-        .iter()
-        .map(|(g, _)| *g)
-        .zip(lf.into_iter().zip(rf))
-        .collect();
-    let skipped: HashSet<MailboxGuid> = before
-        .iter()
-        .filter(|(g, (l, r))| fps.unchanged(g, l.as_deref(), r.as_deref()))
-        .map(|(g, _)| *g)
-        .collect();
-    if !skipped.is_empty() {
-        tracing::info!(
-            "{} mailbox(es) unchanged on both sides since the last run",
-            skipped.len()
-        );
-    }
+    let (before, skipped) =
+        fingerprints::unchanged_since_last_run(local, remote, &fps, &candidates).await?;
     let pairs: Vec<Pair> = pairs
         .into_iter()
         .filter(|p| !p.a.as_ref().is_some_and(|a| skipped.contains(&a.guid)))
