@@ -547,26 +547,30 @@ async fn apply(
     Ok(match cmd {
         Command::Save(rec) => {
             let mut handle = match block_in_place(|| txn.save_begin(&rec)) {
-                Ok(h) => Some(h),
+                Ok(h) => h,
                 Err(e) => {
                     while !expect_data(rx).await?.is_empty() {}
                     return Ok(Err(e));
                 }
             };
+            // After a failed write the rest of the body is still read, so
+            // the stream stays in step; the message is then dropped.
             let mut result = Ok(());
             loop {
                 let chunk = expect_data(rx).await?;
                 if chunk.is_empty() {
                     break;
                 }
-                if let (Some(h), Ok(())) = (handle.as_mut(), &result) {
-                    result = block_in_place(|| txn.write_chunk(h, &chunk));
+                if result.is_ok() {
+                    result = block_in_place(|| txn.write_chunk(&mut handle, &chunk));
                 }
             }
-            match (result, handle) {
-                (Ok(()), Some(h)) => block_in_place(|| txn.save_finish(h)),
-                (Err(e), _) => Err(e),
-                (Ok(()), None) => Ok(()),
+            match result {
+                Ok(()) => block_in_place(|| txn.save_finish(handle)),
+                Err(e) => {
+                    txn.save_abort(handle);
+                    Err(e)
+                }
             }
         }
         Command::CopyFile { path, record } => {
