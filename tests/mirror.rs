@@ -1214,3 +1214,42 @@ fn mass_delete_goes_through_when_allowed() {
     let s = mirror_and_check(t.path(), &a, &b, &["-o", "dsync_allow_mass_delete=yes"]);
     assert_eq!(s.message_count(), 0, "{s:?}");
 }
+
+/// After a sync, unsubscribing on one side unsubscribes on both; a new
+/// subscription on the other side is kept.
+#[test]
+fn unsubscribe_on_one_side_is_carried_over() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    {
+        let mut s = imap_session(&a.location());
+        s.subscribe("Archive").unwrap();
+        s.subscribe("Sent").unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(s.subscriptions.contains("Archive"), "{:?}", s.subscriptions);
+    let gone = "Archive".to_string();
+    {
+        let mut s = imap_session(&b.location());
+        s.unsubscribe(&gone).unwrap();
+        s.logout().unwrap();
+    }
+    {
+        let mut s = imap_session(&a.location());
+        s.subscribe("INBOX").unwrap();
+        s.logout().unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(
+        !s.subscriptions.contains(&gone),
+        "{gone} came back: {:?}",
+        s.subscriptions
+    );
+    assert!(
+        s.subscriptions.iter().any(|n| n == "INBOX"),
+        "{:?}",
+        s.subscriptions
+    );
+}

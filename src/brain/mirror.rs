@@ -9,13 +9,14 @@ use super::fingerprints::{self, Fingerprints};
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
 use super::plan::Filter;
 use super::remote::{Fetched, Remote};
+use super::subscriptions;
 use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
 use crate::model::{Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
 use crate::protocol::{Command, Reply};
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio::task::block_in_place;
 
 /// Bodies requested ahead of the one being saved.
@@ -285,33 +286,42 @@ pub async fn run(
             .with_context(|| format!("committing changes on {}", remote.peer))?;
     }
 
-    // Subscriptions: a name subscribed on either side stays subscribed.
-    let mut subs: Vec<MailboxName> = a_subs
-        .iter()
-        .chain(&b_subs)
-        .filter(|n| opts.filter.covers(n))
-        .cloned()
-        .collect();
-    subs.sort();
-    subs.dedup();
-    let mut a_sorted = a_subs.clone();
-    a_sorted.sort();
-    a_sorted.dedup();
-    if a_sorted != subs {
-        let mut all = subs.clone();
-        all.extend(a_subs.iter().filter(|n| !opts.filter.covers(n)).cloned());
+    // Subscriptions: merged against the set both had after the last run.
+    let subs_path = subscriptions::path(&local.options().control_root(), &remote_id);
+    let covered = |v: &[MailboxName]| -> BTreeSet<MailboxName> {
+        v.iter()
+            .filter(|n| opts.filter.covers(n))
+            .cloned()
+            .collect()
+    };
+    let (a_set, b_set) = (covered(&a_subs), covered(&b_subs));
+    let old_subs = state.as_ref().and_then(|_| subscriptions::load(&subs_path));
+    let merged = subscriptions::merge(&a_set, &b_set, old_subs.as_ref());
+    let uncovered = |v: &[MailboxName]| -> Vec<MailboxName> {
+        v.iter()
+            .filter(|n| !opts.filter.covers(n))
+            .cloned()
+            .collect()
+    };
+    if a_set != merged {
+        let all: Vec<MailboxName> = merged.iter().cloned().chain(uncovered(&a_subs)).collect();
         block_in_place(|| local.set_subscriptions(&all))?;
     }
-    let mut b_sorted = b_subs.clone();
-    b_sorted.sort();
-    b_sorted.dedup();
-    if b_sorted != subs {
-        let mut all = subs.clone();
-        all.extend(b_subs.iter().filter(|n| !opts.filter.covers(n)).cloned());
-        for s in all {
+    if b_set != merged {
+        for s in merged.iter().cloned().chain(uncovered(&b_subs)) {
             remote.send(Command::Sub(s)).await?;
         }
         remote.send(Command::SubsCommit).await?;
+    }
+    let mut new_subs = merged;
+    if let Some(old) = &old_subs {
+        new_subs.extend(old.iter().filter(|n| !opts.filter.covers(n)).cloned());
+    }
+    if let Err(e) = block_in_place(|| subscriptions::save(&subs_path, &new_subs)) {
+        tracing::warn!(
+            "could not record subscriptions in {}: {e}",
+            subs_path.display()
+        );
     }
 
     // The new common state, on both sides, under a fresh token. Mailboxes

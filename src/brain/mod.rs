@@ -11,6 +11,7 @@ pub mod merge;
 pub mod mirror;
 pub mod plan;
 pub mod remote;
+pub mod subscriptions;
 pub mod transfer;
 
 use crate::model::{MailboxName, Uid};

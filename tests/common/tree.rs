@@ -37,6 +37,7 @@ pub fn is_engine_own(rel: &str) -> bool {
         || rel == "dsync-store-id"
         || rel.starts_with("dsync-state.")
         || rel.starts_with("dsync-fp.")
+        || rel.starts_with("dsync-subs.")
         || file == "dsync-dates"
 }
 
