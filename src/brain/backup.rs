@@ -4,11 +4,11 @@
 
 use super::fingerprints::{self, Fingerprints};
 use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
-use super::remote::{Fetched, Remote};
+use super::remote::Remote;
 use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
-use crate::model::{Digest, MailboxGuid, MailboxName};
+use crate::model::{Digest, MailboxGuid, MailboxName, MessageRecord, Uid};
 use crate::protocol::Command;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -23,10 +23,6 @@ pub enum Direction {
     /// The follower's store is the source (`-R`).
     Pull,
 }
-
-/// How many bodies may be requested ahead of the one being saved. Enough to
-/// hide a round trip, small enough that replies never pile up unboundedly.
-const FETCH_WINDOW: usize = 256;
 
 /// The local store, opened only when the run gets to it: a backup reads
 /// the source completely before it touches the destination, so a broken
@@ -345,7 +341,7 @@ async fn push_mailbox(
 }
 
 /// Applies one mailbox's changes locally, fetching bodies from the
-/// follower with up to [`FETCH_WINDOW`] requests in flight.
+/// follower (pipelined, see `transfer::fetch_into`).
 async fn pull_mailbox(
     local: &mut MaildirStore,
     remote: &mut Remote,
@@ -370,29 +366,7 @@ async fn pull_mailbox(
     if !plan.saves.is_empty() {
         remote.send(Command::Select(name.clone())).await?;
     }
-    let mut requested = 0;
-    for (done, rec) in plan.saves.iter().enumerate() {
-        while requested < plan.saves.len() && requested < done + FETCH_WINDOW {
-            remote
-                .send(Command::Fetch(plan.saves[requested].uid))
-                .await?;
-            requested += 1;
-        }
-        remote.flush().await?;
-        match remote.read_fetched().await? {
-            Fetched::Gone { uid, reason } => {
-                report.vanished(name, uid, &anyhow::anyhow!(reason));
-            }
-            Fetched::Body { uid, .. } => {
-                anyhow::ensure!(
-                    uid == rec.uid,
-                    "{} sent UID {uid} where {} was expected",
-                    remote.peer,
-                    rec.uid
-                );
-                transfer::receive_body(remote, &mut txn, rec).await?;
-            }
-        }
-    }
+    let wanted: Vec<(Uid, &MessageRecord)> = plan.saves.iter().map(|r| (r.uid, r)).collect();
+    transfer::fetch_into(remote, &mut txn, name, &wanted, report).await?;
     block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {name}"))
 }

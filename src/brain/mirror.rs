@@ -8,19 +8,18 @@ use super::backup::LocalOpener;
 use super::fingerprints::{self, Fingerprints};
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
 use super::plan::Filter;
-use super::remote::{Fetched, Remote};
+use super::remote::Remote;
 use super::subscriptions;
 use super::transfer;
 use super::Report;
 use crate::maildir::MaildirStore;
-use crate::model::{Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
+use crate::model::{
+    Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
+};
 use crate::protocol::{Command, Reply};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio::task::block_in_place;
-
-/// Bodies requested ahead of the one being saved.
-const FETCH_WINDOW: usize = 256;
 
 /// The common state of the pair after their last successful sync.
 pub use crate::state::SyncState as PairState;
@@ -663,25 +662,14 @@ async fn pull_side(
     for &uid in &plan.expunge {
         block_in_place(|| txn.expunge(uid))?;
     }
-    let mut requested = 0;
-    for (done, s) in fetches.iter().enumerate() {
-        while requested < fetches.len() && requested < done + FETCH_WINDOW {
-            let Origin::Other(uid) = fetches[requested].origin else {
-                unreachable!()
-            };
-            remote.send(Command::Fetch(uid)).await?;
-            requested += 1;
-        }
-        remote.flush().await?;
-        match remote.read_fetched().await? {
-            Fetched::Gone { uid, reason } => {
-                report.vanished(&p.name, uid, &anyhow::anyhow!(reason))
-            }
-            Fetched::Body { .. } => {
-                transfer::receive_body(remote, &mut txn, &s.record).await?;
-            }
-        }
-    }
+    let wanted: Vec<(Uid, &MessageRecord)> = fetches
+        .iter()
+        .filter_map(|s| match s.origin {
+            Origin::Other(uid) => Some((uid, &s.record)),
+            Origin::Own(_) => None,
+        })
+        .collect();
+    transfer::fetch_into(remote, &mut txn, &p.name, &wanted, report).await?;
     block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {}", p.name))
 }
 

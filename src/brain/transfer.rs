@@ -1,6 +1,6 @@
 //! Moving one message body between the sides, in either direction.
 
-use super::remote::Remote;
+use super::remote::{Fetched, Remote};
 use super::Report;
 use crate::maildir::{MailboxUpdate, MaildirStore};
 use crate::model::{MailboxName, MessageRecord, Uid};
@@ -55,6 +55,43 @@ pub async fn push_message(
         remote.send_data(Bytes::from(buf)).await?;
     }
     remote.send_data(Bytes::new()).await
+}
+
+/// How many bodies may be requested ahead of the one being saved: enough
+/// to hide the round trip, few enough that replies never pile up.
+const FETCH_WINDOW: usize = 256;
+
+/// Fetches the follower's messages of the selected mailbox and saves them
+/// in `txn`: `wanted` pairs the UID on the follower with the record to
+/// save, with up to [`FETCH_WINDOW`] requests in flight. A message that
+/// vanished meanwhile is noted in `report`.
+pub async fn fetch_into(
+    remote: &mut Remote,
+    txn: &mut MailboxUpdate<'_>,
+    name: &MailboxName,
+    wanted: &[(Uid, &MessageRecord)],
+    report: &mut Report,
+) -> Result<()> {
+    let mut requested = 0;
+    for (done, (want, rec)) in wanted.iter().enumerate() {
+        while requested < wanted.len() && requested < done + FETCH_WINDOW {
+            remote.send(Command::Fetch(wanted[requested].0)).await?;
+            requested += 1;
+        }
+        remote.flush().await?;
+        match remote.read_fetched().await? {
+            Fetched::Gone { uid, reason } => report.vanished(name, uid, &anyhow::anyhow!(reason)),
+            Fetched::Body { uid, .. } => {
+                anyhow::ensure!(
+                    uid == *want,
+                    "{} sent UID {uid} where {want} was expected",
+                    remote.peer
+                );
+                receive_body(remote, txn, rec).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Saves the body the follower is sending (after its BODY line) as
