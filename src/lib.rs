@@ -3,13 +3,18 @@
 //! Crate layout, from the command line down:
 //! - `cli`: argument parsing and dispatch (the `dsync` binary is a thin shim).
 //! - `config`, `location`: Dovecot's configuration syntax and mail locations.
-//! - `brain`: the sync engine (the leader side decides, see `protocol-spec/`).
+//! - `user`: the user whose mail is synced (`-u`), privilege drop.
+//! - `brain`: the sync engine (the leader side decides, see `protocol-spec/`):
+//!   `plan` (backup) and `merge` (mirror) are pure planners; `backup` and
+//!   `mirror` execute them; `fingerprints` and `subscriptions` keep what
+//!   the leader remembers of a pair; `transfer` moves bodies.
 //! - `server`: the follower side, serving one store over the protocol.
 //! - `protocol`: frames, items, codec, version negotiation.
 //! - `transport`: in-process duplex or a child process (ssh or any command).
 //! - `maildir`: the Maildir store, byte-compatible with Dovecot.
 //! - `model`: the mail model every part shares.
 //! - `state`: store IDs and the per-peer sync state (the merge's base).
+//! - `lock`: one run at a time per store.
 
 pub mod brain;
 pub mod cli;
