@@ -245,12 +245,17 @@ fn setup(opts: &Opts) -> Result<Setup> {
     Ok(Setup { config, user })
 }
 
-fn io_timeout(config: &Config) -> Duration {
+/// A duration setting in seconds ("30" or "30s"), or `default`.
+fn seconds_setting(config: &Config, key: &str, default: u64) -> Duration {
     let secs = config
-        .get("dsync_io_timeout")
+        .get(key)
         .and_then(|s| s.trim_end_matches('s').parse().ok())
-        .unwrap_or(600);
+        .unwrap_or(default);
     Duration::from_secs(secs)
+}
+
+fn io_timeout(config: &Config) -> Duration {
+    seconds_setting(config, "dsync_io_timeout", 600)
 }
 
 async fn run(opts: Opts, job: Job) -> Result<i32> {
@@ -304,11 +309,8 @@ fn open_locked(
     create: bool,
 ) -> Result<(MaildirStore, lock::StoreLock)> {
     let store = open_store(loc, config, create)?;
-    let wait = config
-        .get("dsync_lock_timeout")
-        .and_then(|s| s.trim_end_matches('s').parse().ok())
-        .unwrap_or(60);
-    let lock = lock::acquire(&store.options().root, Duration::from_secs(wait))?;
+    let wait = seconds_setting(config, "dsync_lock_timeout", 60);
+    let lock = lock::acquire(&store.options().root, wait)?;
     Ok((store, lock))
 }
 

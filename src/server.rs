@@ -216,9 +216,8 @@ impl Server {
                     return Ok(());
                 }
                 let name = self.selected()?.clone();
-                let fp = block_in_place(|| {
-                    verified_fingerprint(self.store()?, &name, digest.as_deref())
-                });
+                let fp =
+                    block_in_place(|| self.store()?.verified_fingerprint(&name, digest.as_deref()));
                 let reply = match fp {
                     Ok(fp) => Reply::Fp(fp),
                     Err(e) => {
@@ -467,34 +466,6 @@ impl Server {
         self.reply(reply).await?;
         self.tx.flush().await
     }
-}
-
-/// The mailbox's fingerprint, and with `digest` only if the mailbox holds
-/// exactly that state (checked between two equal fingerprints, so no change
-/// can slip in between). Waits a moment for a just-written folder to settle.
-pub fn verified_fingerprint(
-    store: &mut MaildirStore,
-    name: &MailboxName,
-    digest: Option<&str>,
-) -> Result<Option<String>> {
-    let wait = store.fingerprint_settles_in(name);
-    if wait > std::time::Duration::from_millis(300) {
-        return Ok(None);
-    }
-    std::thread::sleep(wait);
-    let Some(before) = store.fingerprint(name)? else {
-        return Ok(None);
-    };
-    if let Some(want) = digest {
-        let snap = store.snapshot(name)?;
-        if crate::model::Digest::of_snapshot(&snap) != want {
-            return Ok(None);
-        }
-        if store.fingerprint(name)?.as_deref() != Some(before.as_str()) {
-            return Ok(None);
-        }
-    }
-    Ok(Some(before))
 }
 
 /// Keeps the GUID → name map in step with a rename (children move too).

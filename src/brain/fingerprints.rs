@@ -12,7 +12,6 @@ use super::remote::Remote;
 use crate::maildir::MaildirStore;
 use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::{Command, Reply};
-use crate::server::verified_fingerprint;
 use anyhow::{bail, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -100,7 +99,7 @@ pub async fn both_sides(
     remote.flush().await?;
     let mut local_fps = Vec::with_capacity(names.len());
     for (name, digest) in names.iter().zip(digests) {
-        let fp = block_in_place(|| verified_fingerprint(local, name, digest.as_deref()))
+        let fp = block_in_place(|| local.verified_fingerprint(name, digest.as_deref()))
             .unwrap_or_else(|e| {
                 tracing::debug!("no fingerprint for {name}: {e:#}");
                 None

@@ -795,7 +795,6 @@ async fn merge_tree(
                         name: a.name.clone(),
                     })
                     .await?;
-                p.b = None;
                 out.push(p);
             }
             (None, Some(b)) => {

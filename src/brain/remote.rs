@@ -121,10 +121,6 @@ impl Remote {
         self.features.iter().any(|x| x == f)
     }
 
-    pub fn bytes_sent(&self) -> u64 {
-        self.tx.bytes_sent
-    }
-
     pub async fn send(&mut self, cmd: Command) -> Result<()> {
         self.tx.send_line(cmd.to_fields()).await
     }

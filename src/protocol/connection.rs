@@ -19,7 +19,6 @@ pub struct Sender {
     writer: FramedWrite<BoxWrite, FrameCodec>,
     pub peer: String,
     pub timeout: Duration,
-    pub bytes_sent: u64,
 }
 
 /// The receiving half of a split connection.
@@ -45,7 +44,6 @@ pub fn connect(
             writer,
             peer: peer.to_string(),
             timeout,
-            bytes_sent: 0,
         },
         Receiver {
             reader: FramedRead::with_capacity(read, FrameCodec::default(), 256 * 1024),
@@ -62,7 +60,6 @@ impl Sender {
             &self.peer,
             self.timeout,
             Frame::Line(fields),
-            &mut self.bytes_sent,
         )
         .await
     }
@@ -73,7 +70,6 @@ impl Sender {
             &self.peer,
             self.timeout,
             Frame::Data(data),
-            &mut self.bytes_sent,
         )
         .await
     }
@@ -94,12 +90,7 @@ async fn send(
     peer: &str,
     timeout: Duration,
     frame: Frame,
-    counter: &mut u64,
 ) -> Result<()> {
-    *counter += match &frame {
-        Frame::Line(f) => f.iter().map(|s| s.len() + 1).sum::<usize>() as u64,
-        Frame::Data(d) => d.len() as u64 + 12,
-    };
     match tokio::time::timeout(timeout, w.feed(frame)).await {
         Ok(r) => r.map_err(|e| lost(peer, e)),
         Err(_) => Err(stalled(peer, timeout)),
