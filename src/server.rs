@@ -8,7 +8,7 @@ use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
 use crate::protocol::{self, Command, ErrorKind, Frame, Reply, CHUNK_SIZE};
 use crate::state::SyncState as PairState;
-use crate::store::{Store, StoreUpdate};
+use crate::store::{MessageSource, Store, StoreUpdate};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use std::collections::HashMap;

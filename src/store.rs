@@ -40,6 +40,50 @@ impl From<MaildirStore> for Store {
     }
 }
 
+/// Where message bodies are read from for sending: the store itself, or
+/// a transaction open on it (whose own mailbox it has not changed yet).
+pub trait MessageSource {
+    /// The message body as an IMAP client would fetch it.
+    fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader>;
+    /// The file holding exactly the message body, when the format keeps
+    /// one per message (so a follower on the same machine can copy or
+    /// reflink it); `None` when the body must be streamed.
+    fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>>;
+}
+
+fn maildir_open(s: &MaildirStore, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+    let (f, size) = s.open_message(name, uid)?;
+    Ok((Box::new(f), size))
+}
+
+impl MessageSource for Store {
+    fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+        match self {
+            Store::Maildir(s) => maildir_open(s, name, uid),
+        }
+    }
+
+    fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
+        match self {
+            Store::Maildir(s) => s.message_path(name, uid).map(Some),
+        }
+    }
+}
+
+impl MessageSource for StoreUpdate<'_> {
+    fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+        match self {
+            StoreUpdate::Maildir(u) => maildir_open(u.store(), name, uid),
+        }
+    }
+
+    fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
+        match self {
+            StoreUpdate::Maildir(u) => u.store().message_path(name, uid).map(Some),
+        }
+    }
+}
+
 impl Store {
     /// The store's root directory (its run lock lives there).
     pub fn root(&self) -> &Path {
@@ -72,25 +116,6 @@ impl Store {
     pub fn snapshot(&mut self, name: &MailboxName) -> Result<MailboxSnapshot> {
         match self {
             Store::Maildir(s) => s.snapshot(name),
-        }
-    }
-
-    /// The message body as an IMAP client would fetch it.
-    pub fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
-        match self {
-            Store::Maildir(s) => {
-                let (f, size) = s.open_message(name, uid)?;
-                Ok((Box::new(f), size))
-            }
-        }
-    }
-
-    /// The file holding exactly the message body, when the format keeps
-    /// one per message (so a follower on the same machine can copy or
-    /// reflink it); `None` when the body must be streamed.
-    pub fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
-        match self {
-            Store::Maildir(s) => s.message_path(name, uid).map(Some),
         }
     }
 
