@@ -142,7 +142,10 @@ pub async fn run(
         .filter(|p| !p.a.as_ref().is_some_and(|a| skipped.contains(&a.guid)))
         .collect();
 
-    tracing::debug!("phase: fingerprints compared, {} mailbox(es) to read", pairs.len());
+    tracing::debug!(
+        "phase: fingerprints compared, {} mailbox(es) to read",
+        pairs.len()
+    );
     // Snapshots of every remote mailbox in one round trip.
     let wanted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].b.is_some()).collect();
     for &i in &wanted {
@@ -257,7 +260,16 @@ pub async fn run(
     let mut pending = 0usize;
     if let Some((i, _, b_now, a_plan)) = jobs.first() {
         if !b_now.is_empty() {
-            push_side(&*local, remote, &held, &pairs[*i], b_now, a_plan, &mut report).await?;
+            push_side(
+                &*local,
+                remote,
+                &held,
+                &pairs[*i],
+                b_now,
+                a_plan,
+                &mut report,
+            )
+            .await?;
             pending += 1;
         }
     }
@@ -265,7 +277,16 @@ pub async fn run(
         let next = jobs.get(k + 1).filter(|(_, _, b_now, _)| !b_now.is_empty());
         if a_now.is_empty() {
             if let Some((j, _, b_now, a_plan)) = next {
-                push_side(&*local, remote, &held, &pairs[*j], b_now, a_plan, &mut report).await?;
+                push_side(
+                    &*local,
+                    remote,
+                    &held,
+                    &pairs[*j],
+                    b_now,
+                    a_plan,
+                    &mut report,
+                )
+                .await?;
                 pending += 1;
             }
             continue;
@@ -281,7 +302,8 @@ pub async fn run(
             pending += 1;
         }
         remote.flush().await?;
-        block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {}", p.name))?;
+        block_in_place(|| txn.commit())
+            .with_context(|| format!("committing mailbox {}", p.name))?;
     }
     // Pass 2: the expunges of messages moved to other folders.
     for (i, a_exp, b_exp) in pass2 {
@@ -355,10 +377,17 @@ pub async fn run(
 
     // The new common state, on both sides, under a fresh token. Mailboxes
     // outside -m keep their old base.
+    // With a common state both sides hold, the follower gets only what
+    // changed; otherwise the whole state.
+    let had_state = state.is_some();
     let mut new_state = state.unwrap_or_default();
+    let old_guids: HashSet<MailboxGuid> = new_state.mailboxes.keys().copied().collect();
     if opts.filter.0.is_empty() {
         // Only mailboxes that still exist: skipped ones and this run's.
-        new_state.mailboxes.retain(|g, _| skipped.contains(g));
+        let planned: HashSet<MailboxGuid> = plans.iter().map(|(_, p)| p.base.guid).collect();
+        new_state
+            .mailboxes
+            .retain(|g, _| skipped.contains(g) || planned.contains(g));
     }
     new_state.sync_id = PairState::generate_sync_id()?;
     for g in &deleted {
@@ -395,11 +424,20 @@ pub async fn run(
     fps.retain(|g| {
         new_state.mailboxes.contains_key(g) || plans.iter().any(|(_, p)| p.base.guid == *g)
     });
+    let mut updated: Vec<MailboxGuid> = Vec::new();
     for (i, plan) in plans {
-        new_state
-            .mailboxes
-            .insert(plan.base.guid, (pairs[i].name.clone(), plan.base));
+        let guid = plan.base.guid;
+        let entry = (pairs[i].name.clone(), plan.base);
+        if new_state.mailboxes.get(&guid) != Some(&entry) {
+            updated.push(guid);
+            new_state.mailboxes.insert(guid, entry);
+        }
     }
+    let dropped: Vec<MailboxGuid> = old_guids
+        .iter()
+        .filter(|g| !new_state.mailboxes.contains_key(g))
+        .copied()
+        .collect();
     tracing::debug!("phase: fingerprints taken");
     block_in_place(|| local.save_state(&remote_id, &new_state))?;
     if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
@@ -412,10 +450,18 @@ pub async fn run(
         .send(Command::StatePut {
             peer: local_id,
             sync_id: new_state.sync_id.clone(),
-            full: true,
+            full: !had_state,
         })
         .await?;
-    for (name, base) in new_state.mailboxes.values() {
+    let send: Vec<MailboxGuid> = if had_state {
+        for g in dropped {
+            remote.send(Command::Unbase(g)).await?;
+        }
+        updated
+    } else {
+        new_state.mailboxes.keys().copied().collect()
+    };
+    for (name, base) in send.iter().filter_map(|g| new_state.mailboxes.get(g)) {
         remote
             .send(Command::Base {
                 guid: base.guid,

@@ -98,14 +98,14 @@ impl MaildirStore {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         [mail.join("cur"), mail.join("new")]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| {
-            let (mtime, settle) = mtime_and_settle(&m);
-            (mtime + settle).saturating_sub(now)
-        })
-        .max()
-        .unwrap_or(Duration::ZERO)
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                let (mtime, settle) = mtime_and_settle(&m);
+                (mtime + settle).saturating_sub(now)
+            })
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
