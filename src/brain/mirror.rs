@@ -172,24 +172,24 @@ pub async fn run(
         b_snaps.insert(i, snap);
     }
     tracing::debug!("phase: remote snapshots read");
-    // Where each message lives on each side, for moves and copies.
-    let held = Holdings {
-        a: locate(&pairs, &a_snaps, |p| p.a.as_ref()),
-        b: locate(&pairs, &b_snaps, |p| p.b.as_ref()),
-        pairs: &pairs,
-    };
-
     let mut plans: Vec<(usize, MergePlan)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        let a = a_snaps
-            .get(&i)
-            .cloned()
-            .unwrap_or_else(|| empty_like(b_snaps.get(&i)));
-        let b = b_snaps
-            .get(&i)
-            .cloned()
-            .unwrap_or_else(|| empty_like(a_snaps.get(&i)));
-        let plan = merge::merge_mailbox(p.base.as_ref(), &a, &b);
+        let (a_empty, b_empty);
+        let a = match a_snaps.get(&i) {
+            Some(s) => s,
+            None => {
+                a_empty = empty_like(b_snaps.get(&i));
+                &a_empty
+            }
+        };
+        let b = match b_snaps.get(&i) {
+            Some(s) => s,
+            None => {
+                b_empty = empty_like(a_snaps.get(&i));
+                &b_empty
+            }
+        };
+        let plan = merge::merge_mailbox(p.base.as_ref(), a, b);
         tracing::info!(
             "{}: leader side {} new, {} expunged, {} flag changes; other side {} new, {} expunged, {} flag changes",
             p.name,
@@ -211,6 +211,24 @@ pub async fn run(
         }
         plans.push((i, plan));
     }
+
+    // Where each message new to a side lives on that side already (moved
+    // or copied between folders), so it is copied there, not sent.
+    let wanted: HashSet<&str> = plans
+        .iter()
+        .flat_map(|(_, p)| p.a.saves.iter().chain(&p.b.saves))
+        .filter(|s| matches!(s.origin, Origin::Other(_)))
+        .map(|s| s.record.guid.as_str())
+        .collect();
+    let held = Holdings {
+        a: locate(&pairs, &a_snaps, &wanted, |p| p.a.as_ref()),
+        b: locate(&pairs, &b_snaps, &wanted, |p| p.b.as_ref()),
+        pairs: &pairs,
+    };
+    drop(wanted);
+    // The plans hold all that is needed from here on.
+    drop(a_snaps);
+    drop(b_snaps);
 
     // A message one folder copies from another folder on the same side
     // (a move) must still be there when the copy is made: its expunge waits
@@ -535,16 +553,22 @@ fn empty_like(other: Option<&MailboxSnapshot>) -> MailboxSnapshot {
 fn locate<'p>(
     pairs: &'p [Pair],
     snaps: &HashMap<usize, MailboxSnapshot>,
+    wanted: &HashSet<&str>,
     side: impl Fn(&'p Pair) -> Option<&'p MailboxInfo>,
 ) -> HashMap<String, (usize, Uid)> {
     let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return out;
+    }
     for (i, p) in pairs.iter().enumerate() {
         if side(p).is_none() {
             continue;
         }
         if let Some(s) = snaps.get(&i) {
             for m in &s.messages {
-                out.entry(m.guid.clone()).or_insert((i, m.uid));
+                if wanted.contains(m.guid.as_str()) && !out.contains_key(&m.guid) {
+                    out.insert(m.guid.clone(), (i, m.uid));
+                }
             }
         }
     }

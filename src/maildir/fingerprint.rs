@@ -6,9 +6,10 @@
 //!
 //! The one trap is timestamp granularity: a change in the same clock tick
 //! as the last one leaves the mtime as it was. So a fingerprint is only
-//! given when every mtime is older than the filesystem's granularity
-//! allows to be ambiguous (nanosecond timestamps: 100 ms, whole seconds:
-//! 2 s); otherwise the caller must compare the folder fully.
+//! given when the directories' mtimes are older than the filesystem's
+//! granularity allows to be ambiguous (`scan::settle_time`); otherwise the
+//! caller must compare the folder fully. The two files need no such wait:
+//! every writer replaces them by rename or appends (new inode or size).
 
 use super::store::MaildirStore;
 use crate::model::MailboxName;
@@ -17,9 +18,6 @@ use std::fmt::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const SETTLE_FINE: Duration = Duration::from_millis(100);
-const SETTLE_COARSE: Duration = Duration::from_secs(2);
 
 impl MaildirStore {
     /// The folder's fingerprint, or `None` when it cannot be trusted yet
@@ -120,12 +118,7 @@ fn mtime_and_settle(m: &std::fs::Metadata) -> (Duration, Duration) {
         m.mtime().max(0) as u64,
         m.mtime_nsec().clamp(0, 999_999_999) as u32,
     );
-    let settle = if m.mtime_nsec() == 0 {
-        SETTLE_COARSE
-    } else {
-        SETTLE_FINE
-    };
-    (mtime, settle)
+    (mtime, super::scan::settle_time(UNIX_EPOCH + mtime))
 }
 
 fn part(path: &Path, now: Duration, settles: bool) -> Result<Part> {

@@ -161,8 +161,11 @@ pub struct Stamp {
 }
 
 /// How long after a directory's mtime a change inside it is sure to move
-/// the mtime again: a clock tick with nanosecond timestamps (generously),
-/// a whole second when the filesystem keeps only seconds.
+/// the mtime again. With nanosecond timestamps the kernel stamps changes
+/// from its coarse clock, which advances every tick (at most 10 ms, at
+/// HZ=100; kernels with multigrain timestamps give every change its own
+/// value): 25 ms is two and a half ticks. Filesystems that keep whole
+/// seconds need two of them.
 pub fn settle_time(mtime: SystemTime) -> Duration {
     let whole_seconds = mtime
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -170,7 +173,7 @@ pub fn settle_time(mtime: SystemTime) -> Duration {
     if whole_seconds {
         Duration::from_secs(2)
     } else {
-        Duration::from_millis(100)
+        Duration::from_millis(25)
     }
 }
 

@@ -367,11 +367,18 @@ impl MaildirStore {
             let ctl = self.opts.control_dir(name)?;
             mkdir_p(&ctl)?;
             let lock = DotLock::acquire(&path)?;
-            // Someone may have written it while we waited for the lock.
-            locked_stamp = Some(scan::Stamp::take(&mail_dir, &path));
-            let fresh = Self::read_uidlist(&path)?;
-            files = scan::scan_folder(&mail_dir)?;
-            tracing::debug!("reading folder {name} again under its lock");
+            // Someone may have changed the folder before we got the lock;
+            // if nothing moved since the first look, that read stands.
+            let now = scan::Stamp::take(&mail_dir, &path);
+            let fresh = if stamp.unchanged(&now) {
+                locked_stamp = Some(stamp.clone());
+                existing
+            } else {
+                locked_stamp = Some(now);
+                files = scan::scan_folder(&mail_dir)?;
+                tracing::debug!("reading folder {name} again under its lock");
+                Self::read_uidlist(&path)?
+            };
             let created = fresh.is_none();
             let mut list = match fresh {
                 Some(l) => l,
