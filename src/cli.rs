@@ -418,11 +418,15 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     };
     let (read, write, traffic) = transport::counted(read, write);
     let (tx, rx) = protocol::connect(read, write, &peer, timeout);
-    let features = if opts.full {
-        vec![protocol::FEATURE_FULL_SCAN.to_string()]
-    } else {
-        Vec::new()
-    };
+    // Like Dovecot's dsync, the follower takes the leader's alt_char.
+    let mut features = vec![format!(
+        "{}{}",
+        protocol::FEATURE_ALT_CHAR,
+        config.alt_char()
+    )];
+    if opts.full {
+        features.push(protocol::FEATURE_FULL_SCAN.to_string());
+    }
     let mut remote = match Remote::handshake(tx, rx, features).await {
         Ok(r) => r,
         Err(e) => {

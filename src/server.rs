@@ -35,6 +35,8 @@ struct Server {
     selected: Option<MailboxName>,
     /// The leader asked for a full sync (`-f`): trust no cached dates.
     full_scan: bool,
+    /// The leader's `dsync_alt_char`, which the store uses instead of its own.
+    alt_char: Option<char>,
     /// Mailbox GUID → name, from the last LIST and later creates/renames,
     /// for commands that name a mailbox by GUID (COPYLOCAL).
     names: HashMap<MailboxGuid, MailboxName>,
@@ -60,6 +62,7 @@ pub async fn serve(
         _lock: None,
         selected: None,
         full_scan: false,
+        alt_char: None,
         names: HashMap::new(),
         deferred: None,
     };
@@ -91,6 +94,14 @@ impl Server {
         let (min, max) = match Command::parse(&fields) {
             Ok(Command::Hello { min, max, features }) => {
                 self.full_scan = features.iter().any(|f| f == protocol::FEATURE_FULL_SCAN);
+                self.alt_char = features.iter().find_map(|f| {
+                    let v = f.strip_prefix(protocol::FEATURE_ALT_CHAR)?;
+                    let mut chars = v.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) => Some(c),
+                        _ => None,
+                    }
+                });
                 (min, max)
             }
             _ => bail!("the peer did not start with a dsync-rs HELLO; is it a dsync of this kind?"),
@@ -110,7 +121,7 @@ impl Server {
             self.tx.flush().await?;
             bail!(text);
         }
-        let mut features = Vec::new();
+        let mut features = vec![protocol::FEATURE_STORABLE.to_string()];
         if local_copy {
             features.push(protocol::FEATURE_LOCAL_COPY.to_string());
         }
@@ -160,7 +171,17 @@ impl Server {
                     .opener
                     .take()
                     .ok_or_else(|| anyhow!("protocol error: OPEN sent twice"))?;
-                match block_in_place(|| opener(create)) {
+                let alt_char = self.alt_char;
+                let opened = block_in_place(|| -> Result<_> {
+                    let (mut store, lock) = opener(create)?;
+                    if let Some(c) = alt_char {
+                        store
+                            .set_alt_char(c)
+                            .context("the leader's dsync_alt_char")?;
+                    }
+                    Ok((store, lock))
+                });
+                match opened {
                     Ok((mut store, lock)) => {
                         store.set_full_scan(self.full_scan);
                         self.store = Some(store);
@@ -258,6 +279,11 @@ impl Server {
                 }
             }
             Command::Sub(_) | Command::SubsCommit => self.subscriptions(cmd).await?,
+            Command::Storable(name) => {
+                let stored = self.store()?.storable_name(&name);
+                self.reply(Reply::Name(stored)).await?;
+                self.tx.flush().await?;
+            }
             Command::StateGet { peer } => {
                 let answer = block_in_place(|| -> Result<Reply> {
                     let store = self.store()?;

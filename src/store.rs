@@ -107,6 +107,23 @@ impl Store {
         }
     }
 
+    /// The name this store gives a mailbox called `name` elsewhere: `name`
+    /// itself when it can hold it, else with the characters it cannot hold
+    /// replaced by the alternative character (`dsync_alt_char`).
+    pub fn storable_name(&self, name: &MailboxName) -> MailboxName {
+        match self {
+            Store::Maildir(s) => s.storable_name(name),
+        }
+    }
+
+    /// Replaces the configured alternative character (see
+    /// [`Store::storable_name`]).
+    pub fn set_alt_char(&mut self, c: char) -> Result<()> {
+        match self {
+            Store::Maildir(s) => s.set_alt_char(c),
+        }
+    }
+
     pub fn list_mailboxes(&mut self) -> Result<Vec<MailboxInfo>> {
         match self {
             Store::Maildir(s) => s.list_mailboxes(),

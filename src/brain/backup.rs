@@ -2,7 +2,8 @@
 //! applies the plan to whichever side is the destination, streaming bodies
 //! across the protocol in the right direction.
 
-use super::fingerprints::{self, Fingerprints};
+use super::fingerprints::{self, Fingerprints, SideNames};
+use super::names::{self, NameMap};
 use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
 use super::remote::Remote;
 use super::transfer;
@@ -65,7 +66,32 @@ pub async fn run(
             anyhow::bail!("mailbox {name} (given with -m) does not exist in the source");
         }
     }
-    let (ops, pairings) = plan::plan_tree(&src_boxes, &dst_boxes, filter);
+    // The names the destination keeps the source's mailboxes under.
+    let src_names = src_boxes.iter().map(|b| &b.name).chain(&src_subs);
+    let dst_names = match dir {
+        Direction::Push => NameMap::remote(remote, src_names).await?,
+        Direction::Pull => NameMap::local(local, src_names),
+    };
+    let (src_boxes, left_out) = names::drop_collisions(&src_boxes, &dst_names);
+    for (name, at) in left_out {
+        tracing::warn!(
+            "mailbox {name} is not backed up: the destination would store it as {at}, \
+             which another mailbox of the source gets; rename one of them"
+        );
+        report.incomplete.push(format!(
+            "{name}: its name collides with another mailbox's at the destination"
+        ));
+    }
+    let (ops, pairings) = plan::plan_tree(&src_boxes, &dst_boxes, filter, &dst_names);
+    let side = match dir {
+        Direction::Push => remote.peer.clone(),
+        Direction::Pull => "the local mail location".to_string(),
+    };
+    for p in &pairings {
+        if p.dst.as_ref().map(|d| &d.name) != Some(&p.dst_name) {
+            names::report_stored(&p.src.name, &p.dst_name, &side);
+        }
+    }
     for op in &ops {
         tracing::info!("{op:?}");
         match dir {
@@ -83,10 +109,10 @@ pub async fn run(
     } else {
         Fingerprints::load(&fp_path)
     };
-    let candidates: Vec<(MailboxGuid, MailboxName)> = pairings
+    let candidates: Vec<(MailboxGuid, SideNames)> = pairings
         .iter()
         .filter(|p| p.dst.is_some())
-        .map(|p| (p.src.guid, p.src.name.clone()))
+        .map(|p| (p.src.guid, side_names(p, dir)))
         .collect();
     let (before, unchanged) =
         fingerprints::unchanged_since_last_run(local, remote, &fps, &candidates).await?;
@@ -102,7 +128,7 @@ pub async fn run(
         .filter(|p| dir == Direction::Pull || p.dst.is_some())
         .collect();
     for p in &remote_wanted {
-        remote.send(Command::Select(p.src.name.clone())).await?;
+        remote.send(Command::Select(side_names(p, dir).1)).await?;
         remote.send(Command::Snapshot).await?;
     }
     remote.flush().await?;
@@ -115,7 +141,7 @@ pub async fn run(
             Direction::Pull => p.dst.is_some(),
         };
         if wanted {
-            let name = &p.src.name;
+            let name = &side_names(p, dir).0;
             let snap = block_in_place(|| local.snapshot(name))
                 .with_context(|| format!("reading mailbox {name}"))?;
             local_snaps.push_back(snap);
@@ -123,10 +149,13 @@ pub async fn run(
     }
     let mut remote_snaps = VecDeque::new();
     for p in &remote_wanted {
-        let snap = remote
-            .read_snapshot()
-            .await
-            .with_context(|| format!("reading mailbox {} on {}", p.src.name, remote.peer))?;
+        let snap = remote.read_snapshot().await.with_context(|| {
+            format!(
+                "reading mailbox {} on {}",
+                side_names(p, dir).1,
+                remote.peer
+            )
+        })?;
         remote_snaps.push_back(snap);
     }
 
@@ -177,12 +206,17 @@ pub async fn run(
         report.copied += plan.saves.len() as u64;
         report.expunged += plan.expunge.len() as u64;
         report.updated += (plan.flags.len() + plan.dates.len()) as u64;
+        let (local_name, remote_name) = side_names(p, dir);
+        let names = MailboxPair {
+            local: &local_name,
+            remote: &remote_name,
+        };
         match dir {
             Direction::Push => {
-                push_mailbox(local, remote, name, &plan, &mut report).await?;
-                pending_commits.push(name.clone());
+                push_mailbox(local, remote, names, &plan, &mut report).await?;
+                pending_commits.push(remote_name.clone());
             }
-            Direction::Pull => pull_mailbox(local, remote, name, &plan, &mut report).await?,
+            Direction::Pull => pull_mailbox(local, remote, names, &plan, &mut report).await?,
         }
     }
     for name in pending_commits {
@@ -192,7 +226,16 @@ pub async fn run(
             .with_context(|| format!("committing mailbox {name} on {}", remote.peer))?;
     }
 
-    let subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter);
+    // Subscriptions are to source names, planned as the destination spells
+    // them (its own stay as they are).
+    let mut subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter);
+    for s in subs.iter_mut() {
+        if src_subs.contains(s) {
+            *s = dst_names.get(s);
+        }
+    }
+    subs.sort();
+    subs.dedup();
     let mut current = dst_subs.clone();
     current.sort();
     current.dedup();
@@ -212,7 +255,7 @@ pub async fn run(
     // source's state (each side checks its own against the digest).
     if report.incomplete.is_empty() && !synced.is_empty() {
         let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
-        let names: Vec<MailboxName> = done.iter().map(|p| p.src.name.clone()).collect();
+        let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
         let digests: Vec<Option<String>> = synced.iter().map(|(_, d)| Some(d.clone())).collect();
         let (l, r) = fingerprints::both_sides(local, remote, &names, &digests).await?;
         for ((p, l), r) in done.iter().zip(l).zip(r) {
@@ -228,6 +271,21 @@ pub async fn run(
         );
     }
     Ok(report)
+}
+
+/// A pairing's mailbox names (local, follower) once the tree ops are done.
+fn side_names(p: &Pairing, dir: Direction) -> SideNames {
+    match dir {
+        Direction::Push => (p.src.name.clone(), p.dst_name.clone()),
+        Direction::Pull => (p.dst_name.clone(), p.src.name.clone()),
+    }
+}
+
+/// One mailbox's name on each side.
+#[derive(Clone, Copy)]
+struct MailboxPair<'n> {
+    local: &'n MailboxName,
+    remote: &'n MailboxName,
 }
 
 /// The follower's store ID (its sync-state key for us).
@@ -303,11 +361,11 @@ fn apply_tree_op(store: &mut Store, op: &TreeOp) -> Result<()> {
 async fn push_mailbox(
     local: &mut Store,
     remote: &mut Remote,
-    name: &MailboxName,
+    names: MailboxPair<'_>,
     plan: &MailboxPlan,
     report: &mut super::Report,
 ) -> Result<()> {
-    remote.send(Command::Select(name.clone())).await?;
+    remote.send(Command::Select(names.remote.clone())).await?;
     remote.send(Command::Begin).await?;
     if let Some((guid, uidvalidity, uidnext)) = plan.header {
         remote
@@ -334,7 +392,7 @@ async fn push_mailbox(
         remote.send(Command::Date { uid, secs }).await?;
     }
     for rec in &plan.saves {
-        transfer::push_message(local, remote, name, rec.uid, rec, report).await?;
+        transfer::push_message(local, remote, names.local, rec.uid, rec, report).await?;
     }
     remote.send(Command::Commit).await?;
     remote.flush().await
@@ -345,10 +403,11 @@ async fn push_mailbox(
 async fn pull_mailbox(
     local: &mut Store,
     remote: &mut Remote,
-    name: &MailboxName,
+    names: MailboxPair<'_>,
     plan: &MailboxPlan,
     report: &mut super::Report,
 ) -> Result<()> {
+    let name = names.local;
     let mut txn = block_in_place(|| local.update(name))
         .with_context(|| format!("opening mailbox {name} for writing"))?;
     if let Some((guid, uidvalidity, uidnext)) = plan.header {
@@ -364,9 +423,9 @@ async fn pull_mailbox(
         txn.set_internal_date(uid, secs);
     }
     if !plan.saves.is_empty() {
-        remote.send(Command::Select(name.clone())).await?;
+        remote.send(Command::Select(names.remote.clone())).await?;
     }
     let wanted: Vec<(Uid, &MessageRecord)> = plan.saves.iter().map(|r| (r.uid, r)).collect();
-    transfer::fetch_into(remote, &mut txn, name, &wanted, report).await?;
+    transfer::fetch_into(remote, &mut txn, names.remote, &wanted, report).await?;
     block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {name}"))
 }

@@ -89,16 +89,16 @@ impl Fingerprints {
 pub async fn both_sides(
     local: &mut Store,
     remote: &mut Remote,
-    names: &[MailboxName],
+    names: &[SideNames],
     digests: &[Option<String>],
 ) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
-    for (name, digest) in names.iter().zip(digests) {
+    for ((_, name), digest) in names.iter().zip(digests) {
         remote.send(Command::Select(name.clone())).await?;
         remote.send(Command::Fprint(digest.clone())).await?;
     }
     remote.flush().await?;
     let mut local_fps = Vec::with_capacity(names.len());
-    for (name, digest) in names.iter().zip(digests) {
+    for ((name, _), digest) in names.iter().zip(digests) {
         let fp = block_in_place(|| local.verified_fingerprint(name, digest.as_deref()))
             .unwrap_or_else(|e| {
                 tracing::debug!("no fingerprint for {name}: {e:#}");
@@ -127,9 +127,9 @@ pub async fn unchanged_since_last_run(
     local: &mut Store,
     remote: &mut Remote,
     recorded: &Fingerprints,
-    candidates: &[(MailboxGuid, MailboxName)],
+    candidates: &[(MailboxGuid, SideNames)],
 ) -> Result<(Taken, HashSet<MailboxGuid>)> {
-    let names: Vec<MailboxName> = candidates.iter().map(|(_, n)| n.clone()).collect();
+    let names: Vec<SideNames> = candidates.iter().map(|(_, n)| n.clone()).collect();
     let (l, r) = both_sides(local, remote, &names, &vec![None; names.len()]).await?;
     let now: Taken = candidates
         .iter()
@@ -149,6 +149,10 @@ pub async fn unchanged_since_last_run(
     }
     Ok((now, unchanged))
 }
+
+/// A mailbox's name on the local side and on the follower (they differ
+/// when one store cannot hold the other's name, see `names`).
+pub type SideNames = (MailboxName, MailboxName);
 
 /// Fingerprints of both sides (local, remote) by mailbox GUID.
 pub type Taken = HashMap<MailboxGuid, (Option<String>, Option<String>)>;

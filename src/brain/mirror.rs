@@ -5,8 +5,9 @@
 //! copied within its side.
 
 use super::backup::LocalOpener;
-use super::fingerprints::{self, Fingerprints};
+use super::fingerprints::{self, Fingerprints, SideNames};
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
+use super::names::{self, NameMap};
 use super::plan::Filter;
 use super::remote::Remote;
 use super::subscriptions;
@@ -26,7 +27,12 @@ pub use crate::state::SyncState as PairState;
 
 /// One mailbox as the two sides hold it, after the tree is merged.
 struct Pair {
+    /// The name the pair's state records: the one no store altered.
     name: MailboxName,
+    /// Its name on the local side and on the follower after the tree is
+    /// merged (they differ where one store cannot hold the name, `names`).
+    a_name: MailboxName,
+    b_name: MailboxName,
     a: Option<MailboxInfo>,
     b: Option<MailboxInfo>,
     base: Option<BaseMailbox>,
@@ -113,15 +119,43 @@ pub async fn run(
     }
 
     tracing::debug!("phase: listed both sides");
+    // How each side keeps the other's names (and the state's).
+    let base_names: Vec<&MailboxName> = state
+        .iter()
+        .flat_map(|s| s.mailboxes.values().map(|(n, _)| n))
+        .collect();
+    let to_b = NameMap::remote(
+        remote,
+        a_boxes
+            .iter()
+            .map(|b| &b.name)
+            .chain(&a_subs)
+            .chain(base_names.iter().copied()),
+    )
+    .await?;
+    let to_a = NameMap::local(
+        local,
+        b_boxes
+            .iter()
+            .map(|b| &b.name)
+            .chain(&b_subs)
+            .chain(base_names.iter().copied()),
+    );
+    let maps = Maps {
+        to_a: &to_a,
+        to_b: &to_b,
+    };
     let (pairs, deleted) = merge_tree(
         local,
         remote,
-        &a_boxes,
-        &b_boxes,
+        (&a_boxes, &b_boxes),
         state.as_ref(),
         &opts.filter,
+        maps,
+        &mut report,
     )
     .await?;
+    let sub_names = SubNames::new(&pairs, &b_subs, maps);
 
     // Mailboxes neither side touched since the last run are skipped
     // unread; their common state carries over.
@@ -130,10 +164,10 @@ pub async fn run(
         Some(_) if !opts.full => Fingerprints::load(&fp_path),
         _ => Fingerprints::default(),
     };
-    let candidates: Vec<(MailboxGuid, MailboxName)> = pairs
+    let candidates: Vec<(MailboxGuid, SideNames)> = pairs
         .iter()
-        .filter(|p| p.base.is_some())
-        .filter_map(|p| Some((p.a.as_ref()?.guid, p.b.as_ref().map(|_| p.name.clone())?)))
+        .filter(|p| p.base.is_some() && p.b.is_some())
+        .filter_map(|p| Some((p.a.as_ref()?.guid, (p.a_name.clone(), p.b_name.clone()))))
         .collect();
     let (before, skipped) =
         fingerprints::unchanged_since_last_run(local, remote, &fps, &candidates).await?;
@@ -149,7 +183,9 @@ pub async fn run(
     // Snapshots of every remote mailbox in one round trip.
     let wanted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].b.is_some()).collect();
     for &i in &wanted {
-        remote.send(Command::Select(pairs[i].name.clone())).await?;
+        remote
+            .send(Command::Select(pairs[i].b_name.clone()))
+            .await?;
         remote.send(Command::Snapshot).await?;
     }
     remote.flush().await?;
@@ -157,8 +193,8 @@ pub async fn run(
     let mut a_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
     for (i, p) in pairs.iter().enumerate() {
         if p.a.is_some() {
-            let snap = block_in_place(|| local.snapshot(&p.name))
-                .with_context(|| format!("reading mailbox {}", p.name))?;
+            let snap = block_in_place(|| local.snapshot(&p.a_name))
+                .with_context(|| format!("reading mailbox {}", p.a_name))?;
             a_snaps.insert(i, snap);
         }
     }
@@ -168,7 +204,7 @@ pub async fn run(
         let snap = remote
             .read_snapshot()
             .await
-            .with_context(|| format!("reading mailbox {} on {}", pairs[i].name, remote.peer))?;
+            .with_context(|| format!("reading mailbox {} on {}", pairs[i].b_name, remote.peer))?;
         b_snaps.insert(i, snap);
     }
     tracing::debug!("phase: remote snapshots read");
@@ -321,13 +357,13 @@ pub async fn run(
         }
         remote.flush().await?;
         block_in_place(|| txn.commit())
-            .with_context(|| format!("committing mailbox {}", p.name))?;
+            .with_context(|| format!("committing mailbox {}", p.a_name))?;
     }
     // Pass 2: the expunges of messages moved to other folders.
     for (i, a_exp, b_exp) in pass2 {
         let p = &pairs[i];
         if !b_exp.is_empty() {
-            remote.send(Command::Select(p.name.clone())).await?;
+            remote.send(Command::Select(p.b_name.clone())).await?;
             remote.send(Command::Begin).await?;
             for uid in b_exp {
                 remote.send(Command::Expunge(uid)).await?;
@@ -337,13 +373,13 @@ pub async fn run(
         }
         if !a_exp.is_empty() {
             block_in_place(|| -> Result<()> {
-                let mut txn = local.update(&p.name)?;
+                let mut txn = local.update(&p.a_name)?;
                 for uid in a_exp {
                     txn.expunge(uid)?;
                 }
                 txn.commit()
             })
-            .with_context(|| format!("expunging in mailbox {}", p.name))?;
+            .with_context(|| format!("expunging in mailbox {}", p.a_name))?;
         }
     }
     remote.flush().await?;
@@ -363,9 +399,13 @@ pub async fn run(
             .cloned()
             .collect()
     };
+    // Merged in the local side's spelling (the recorded set is in it too),
+    // written to the follower in its own.
     let (a_set, b_set) = (covered(&a_subs), covered(&b_subs));
+    let b_set_as_a: BTreeSet<MailboxName> = b_set.iter().map(|n| sub_names.on_a(n)).collect();
     let old_subs = state.as_ref().and_then(|_| subscriptions::load(&subs_path));
-    let merged = subscriptions::merge(&a_set, &b_set, old_subs.as_ref());
+    let merged = subscriptions::merge(&a_set, &b_set_as_a, old_subs.as_ref());
+    let merged_on_b: BTreeSet<MailboxName> = merged.iter().map(|n| sub_names.on_b(n)).collect();
     let uncovered = |v: &[MailboxName]| -> Vec<MailboxName> {
         v.iter()
             .filter(|n| !opts.filter.covers(n))
@@ -376,8 +416,8 @@ pub async fn run(
         let all: Vec<MailboxName> = merged.iter().cloned().chain(uncovered(&a_subs)).collect();
         block_in_place(|| local.set_subscriptions(&all))?;
     }
-    if b_set != merged {
-        for s in merged.iter().cloned().chain(uncovered(&b_subs)) {
+    if b_set != merged_on_b {
+        for s in merged_on_b.into_iter().chain(uncovered(&b_subs)) {
             remote.send(Command::Sub(s)).await?;
         }
         remote.send(Command::SubsCommit).await?;
@@ -414,7 +454,7 @@ pub async fn run(
     // Fingerprints: unchanged mailboxes keep the ones taken before they
     // were read; changed ones get new ones where each side confirms it now
     // holds exactly the merged state.
-    let mut changed: Vec<(MailboxGuid, MailboxName, Option<String>)> = Vec::new();
+    let mut changed: Vec<(MailboxGuid, SideNames, Option<String>)> = Vec::new();
     for (i, plan) in &plans {
         let guid = plan.base.guid;
         if plan.a.is_empty() && plan.b.is_empty() {
@@ -428,11 +468,12 @@ pub async fn run(
         for m in &plan.base.messages {
             d.message(m.uid, &m.guid, m.flags, &m.keywords);
         }
-        changed.push((guid, pairs[*i].name.clone(), Some(d.finish())));
+        let p = &pairs[*i];
+        changed.push((guid, (p.a_name.clone(), p.b_name.clone()), Some(d.finish())));
     }
     tracing::debug!("phase: subscriptions done");
     if report.incomplete.is_empty() && !changed.is_empty() {
-        let names: Vec<MailboxName> = changed.iter().map(|(_, n, _)| n.clone()).collect();
+        let names: Vec<SideNames> = changed.iter().map(|(_, n, _)| n.clone()).collect();
         let digests: Vec<Option<String>> = changed.iter().map(|(_, _, d)| d.clone()).collect();
         let (l, r) = fingerprints::both_sides(local, remote, &names, &digests).await?;
         for (((g, _, _), l), r) in changed.iter().zip(l).zip(r) {
@@ -619,7 +660,9 @@ impl Holdings<'_> {
     /// The local mailbox name and UID holding `guid`.
     fn on_a(&self, guid: &str) -> Option<(MailboxName, Uid)> {
         let &(i, uid) = self.a.get(guid)?;
-        Some((self.pairs[i].a.as_ref()?.name.clone(), uid))
+        let p = &self.pairs[i];
+        p.a.as_ref()?;
+        Some((p.a_name.clone(), uid))
     }
 
     /// The follower's mailbox GUID (as it listed it) and UID holding `guid`.
@@ -646,7 +689,7 @@ async fn push_side(
     a_plan: &SidePlan,
     report: &mut Report,
 ) -> Result<()> {
-    remote.send(Command::Select(p.name.clone())).await?;
+    remote.send(Command::Select(p.b_name.clone())).await?;
     remote.send(Command::Begin).await?;
     if let Some((guid, uidvalidity, uidnext)) = plan.header {
         remote
@@ -705,7 +748,7 @@ async fn push_side(
             continue;
         }
         let src_uid = original_uid(a_plan, uid);
-        transfer::push_message(local, remote, &p.name, src_uid, &s.record, report).await?;
+        transfer::push_message(local, remote, &p.a_name, src_uid, &s.record, report).await?;
     }
     remote.send(Command::Commit).await
 }
@@ -740,10 +783,10 @@ async fn pull_side<'s>(
                 .with_context(|| format!("committing changes on {}", remote.peer))?;
             *pending -= 1;
         }
-        remote.send(Command::Select(p.name.clone())).await?;
+        remote.send(Command::Select(p.b_name.clone())).await?;
     }
-    let mut txn = block_in_place(|| local.update(&p.name))
-        .with_context(|| format!("opening mailbox {} for writing", p.name))?;
+    let mut txn = block_in_place(|| local.update(&p.a_name))
+        .with_context(|| format!("opening mailbox {} for writing", p.a_name))?;
     if let Some((guid, uidvalidity, uidnext)) = plan.header {
         txn.set_header(guid, uidvalidity, uidnext);
     }
@@ -771,21 +814,80 @@ async fn pull_side<'s>(
             Origin::Own(_) => None,
         })
         .collect();
-    transfer::fetch_into(remote, &mut txn, &p.name, &wanted, report).await?;
+    transfer::fetch_into(remote, &mut txn, &p.b_name, &wanted, report).await?;
     Ok(txn)
+}
+
+/// How each side keeps the other side's names (see `names`).
+#[derive(Clone, Copy)]
+struct Maps<'m> {
+    to_a: &'m NameMap,
+    to_b: &'m NameMap,
+}
+
+/// Subscribed names in each side's spelling: a mailbox's own names where
+/// the pair has them, else as each store would keep the name.
+struct SubNames<'m> {
+    a_to_b: HashMap<MailboxName, MailboxName>,
+    b_to_a: HashMap<MailboxName, MailboxName>,
+    maps: Maps<'m>,
+}
+
+impl<'m> SubNames<'m> {
+    fn new(pairs: &[Pair], b_subs: &[MailboxName], maps: Maps<'m>) -> Self {
+        let mut s = SubNames {
+            a_to_b: HashMap::new(),
+            b_to_a: HashMap::new(),
+            maps,
+        };
+        for p in pairs {
+            s.a_to_b.insert(p.a_name.clone(), p.b_name.clone());
+            s.b_to_a.insert(p.b_name.clone(), p.a_name.clone());
+        }
+        // A follower's subscription to no mailbox keeps its spelling there.
+        for b in b_subs {
+            if !s.b_to_a.contains_key(b) {
+                let a = maps.to_a.get(b);
+                s.a_to_b.entry(a.clone()).or_insert_with(|| b.clone());
+                s.b_to_a.insert(b.clone(), a);
+            }
+        }
+        s
+    }
+
+    /// The local spelling of a follower's subscription.
+    fn on_a(&self, b: &MailboxName) -> MailboxName {
+        self.b_to_a
+            .get(b)
+            .cloned()
+            .unwrap_or_else(|| self.maps.to_a.get(b))
+    }
+
+    /// The follower's spelling of a local-spelled subscription (one that
+    /// came from the follower maps back to its own spelling).
+    fn on_b(&self, a: &MailboxName) -> MailboxName {
+        self.a_to_b
+            .get(a)
+            .cloned()
+            .unwrap_or_else(|| self.maps.to_b.get(a))
+    }
 }
 
 /// Matches the two trees: by GUID, then by name. Mailboxes on one side
 /// only are created on the other, unless the last sync saw them on both
 /// and the other side deleted them (and nothing new arrived in them since).
+/// Names are compared as each side stores them (`maps`): `a.b` here and
+/// `a_b` on a side that cannot hold `a.b` are one name, not a rename.
 async fn merge_tree(
     local: &mut Store,
     remote: &mut Remote,
-    a: &[MailboxInfo],
-    b: &[MailboxInfo],
+    (a, b): (&[MailboxInfo], &[MailboxInfo]),
     state: Option<&PairState>,
     filter: &Filter,
+    maps: Maps<'_>,
+    report: &mut Report,
 ) -> Result<(Vec<Pair>, Vec<MailboxGuid>)> {
+    let Maps { to_a, to_b } = maps;
     let mut deleted = Vec::new();
     let a: Vec<&MailboxInfo> = a.iter().filter(|m| filter.covers(&m.name)).collect();
     let b: Vec<&MailboxInfo> = b.iter().filter(|m| filter.covers(&m.name)).collect();
@@ -794,58 +896,66 @@ async fn merge_tree(
     let mut b_used = vec![false; b.len()];
     let mut pairs: Vec<Pair> = Vec::new();
     let mut a_left = Vec::new();
+    let pair = |a: Option<&MailboxInfo>, b: Option<&MailboxInfo>| {
+        let (a_name, b_name) = match (a, b) {
+            (Some(a), Some(b)) => (a.name.clone(), b.name.clone()),
+            (Some(a), None) => (a.name.clone(), to_b.get(&a.name)),
+            (None, Some(b)) => (to_a.get(&b.name), b.name.clone()),
+            (None, None) => unreachable!("a pair has at least one side"),
+        };
+        Pair {
+            name: names::original(&a_name, &b_name, to_a),
+            a_name,
+            b_name,
+            a: a.cloned(),
+            b: b.cloned(),
+            base: None,
+        }
+    };
     for m in &a {
         match b_by_guid.get(&m.guid) {
             Some(&j) => {
                 b_used[j] = true;
-                pairs.push(Pair {
-                    name: m.name.clone(),
-                    a: Some((*m).clone()),
-                    b: Some(b[j].clone()),
-                    base: None,
-                });
+                pairs.push(pair(Some(m), Some(b[j])));
             }
             None => a_left.push(*m),
         }
     }
-    let mut b_by_name: BTreeMap<&MailboxName, usize> = BTreeMap::new();
+    // Unmatched follower mailboxes by their name there and by the local
+    // spelling of it.
+    let mut b_by_name: BTreeMap<MailboxName, usize> = BTreeMap::new();
+    let mut b_by_a_name: BTreeMap<MailboxName, usize> = BTreeMap::new();
     for (j, m) in b.iter().enumerate() {
         if !b_used[j] {
-            b_by_name.insert(&m.name, j);
+            b_by_name.insert(m.name.clone(), j);
+            b_by_a_name.insert(to_a.get(&m.name), j);
         }
     }
     let known = |g: &MailboxGuid| state.and_then(|s| s.mailboxes.get(g));
     for m in a_left {
-        if let Some(&j) = b_by_name.get(&m.name) {
+        let same = b_by_name
+            .get(&to_b.get(&m.name))
+            .or_else(|| b_by_a_name.get(&m.name))
+            .copied()
+            .filter(|&j| !b_used[j]);
+        if let Some(j) = same {
             if known(&m.guid).is_none() && known(&b[j].guid).is_none() {
                 // The same name on both, never synced: one mailbox.
                 b_used[j] = true;
-                pairs.push(Pair {
-                    name: m.name.clone(),
-                    a: Some(m.clone()),
-                    b: Some(b[j].clone()),
-                    base: None,
-                });
+                pairs.push(pair(Some(m), Some(b[j])));
                 continue;
             }
         }
-        pairs.push(Pair {
-            name: m.name.clone(),
-            a: Some(m.clone()),
-            b: None,
-            base: None,
-        });
+        pairs.push(pair(Some(m), None));
     }
     for (j, m) in b.iter().enumerate() {
         if !b_used[j] {
-            pairs.push(Pair {
-                name: m.name.clone(),
-                a: None,
-                b: Some((*m).clone()),
-                base: None,
-            });
+            pairs.push(pair(None, Some(m)));
         }
     }
+    // Names each side holds, so a create never lands on a taken one.
+    let mut a_taken: HashSet<MailboxName> = a.iter().map(|m| m.name.clone()).collect();
+    let mut b_taken: HashSet<MailboxName> = b.iter().map(|m| m.name.clone()).collect();
     let mut out = Vec::new();
     // Parents before children for creates.
     pairs.sort_by(|x, y| {
@@ -864,18 +974,27 @@ async fn merge_tree(
         let base = known(&guid).cloned();
         match (&p.a, &p.b) {
             (Some(a), Some(b)) => {
-                if a.name != b.name {
+                if !names::same_name(&a.name, &b.name, to_a, to_b) {
                     // Renamed on one side: the side whose name differs from
                     // the last sync's renamed it; if both did, the leader wins.
-                    let base_name = base.as_ref().map(|(n, _)| n);
-                    if base_name == Some(&a.name) {
-                        block_in_place(|| local.rename_mailbox(&a.name, &b.name))?;
-                        p.name = b.name.clone();
+                    let a_kept = base
+                        .as_ref()
+                        .is_some_and(|(n, _)| names::keeps(n, &a.name, to_a));
+                    if a_kept {
+                        let to = to_a.get(&b.name);
+                        block_in_place(|| local.rename_mailbox(&a.name, &to))?;
+                        names::report_stored(&b.name, &to, "the local mail location");
+                        a_taken.insert(to.clone());
+                        p.a_name = to;
                     } else {
+                        let to = to_b.get(&a.name);
                         remote.send(Command::Select(b.name.clone())).await?;
-                        remote.send(Command::Rename(a.name.clone())).await?;
-                        p.name = a.name.clone();
+                        remote.send(Command::Rename(to.clone())).await?;
+                        names::report_stored(&a.name, &to, &remote.peer);
+                        b_taken.insert(to.clone());
+                        p.b_name = to;
                     }
+                    p.name = names::original(&p.a_name, &p.b_name, to_a);
                 }
                 p.base = base.map(|(_, m)| m);
                 out.push(p);
@@ -890,11 +1009,16 @@ async fn merge_tree(
                         continue;
                     }
                 }
+                if !b_taken.insert(p.b_name.clone()) {
+                    name_collision(report, &a.name, &p.b_name, &remote.peer);
+                    continue;
+                }
+                names::report_stored(&a.name, &p.b_name, &remote.peer);
                 remote
                     .send(Command::Create {
                         guid: a.guid,
                         uidvalidity: a.uidvalidity,
-                        name: a.name.clone(),
+                        name: p.b_name.clone(),
                     })
                     .await?;
                 out.push(p);
@@ -908,11 +1032,28 @@ async fn merge_tree(
                         continue;
                     }
                 }
-                block_in_place(|| local.create_mailbox(&b.name, b.guid, b.uidvalidity))?;
+                if !a_taken.insert(p.a_name.clone()) {
+                    name_collision(report, &b.name, &p.a_name, "the local mail location");
+                    continue;
+                }
+                names::report_stored(&b.name, &p.a_name, "the local mail location");
+                block_in_place(|| local.create_mailbox(&p.a_name, b.guid, b.uidvalidity))?;
                 out.push(p);
             }
             (None, None) => unreachable!(),
         }
     }
     Ok((out, deleted))
+}
+
+/// A mailbox that cannot be created on a side because the name that side
+/// would give it is taken by another mailbox there.
+fn name_collision(report: &mut Report, name: &MailboxName, at: &MailboxName, side: &str) {
+    tracing::warn!(
+        "mailbox {name} is not synced: {side} would store it as {at}, which another mailbox \
+         there already has; rename one of them"
+    );
+    report.incomplete.push(format!(
+        "{name}: its name collides with another mailbox's on {side}"
+    ));
 }

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod fingerprints;
 pub mod merge;
 pub mod mirror;
+pub mod names;
 pub mod plan;
 pub mod remote;
 pub mod subscriptions;

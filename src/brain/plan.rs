@@ -2,6 +2,7 @@
 //! destination hold, the changes that make the destination equal to the
 //! source. No I/O here, so every rule is unit-tested directly.
 
+use super::names::NameMap;
 use crate::model::{
     Flags, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
 };
@@ -39,17 +40,27 @@ pub struct Pairing {
     /// The destination mailbox holding it (by GUID, else by name), under
     /// its name *before* the tree ops; `None` when it is created.
     pub dst: Option<MailboxInfo>,
+    /// The destination's name for it *after* the tree ops: the source's
+    /// name as the destination can hold it.
+    pub dst_name: MailboxName,
 }
 
 /// Plans the tree: deletes first (they free names), then renames (through
 /// temporary names when a target is still taken), then creates, parents
 /// before children.
+///
+/// `dst_names` gives the name the destination keeps each source name under
+/// (see `names`): the destination is compared with, renamed to and created
+/// with those names, so a name it cannot hold is neither created twice nor
+/// renamed back and forth.
 pub fn plan_tree(
     src: &[MailboxInfo],
     dst: &[MailboxInfo],
     filter: &Filter,
+    dst_names: &NameMap,
 ) -> (Vec<TreeOp>, Vec<Pairing>) {
     let src: Vec<&MailboxInfo> = src.iter().filter(|b| filter.covers(&b.name)).collect();
+    let src_at_dst: Vec<MailboxName> = src.iter().map(|s| dst_names.get(&s.name)).collect();
     let mut pairings = Vec::new();
     let mut used = HashSet::new();
     let dst_by_guid: HashMap<MailboxGuid, usize> =
@@ -66,9 +77,9 @@ pub fn plan_tree(
             Some(i)
         })
         .collect();
-    for (k, s) in src.iter().enumerate() {
+    for k in 0..src.len() {
         if matched[k].is_none() {
-            if let Some(&i) = dst_by_name.get(&s.name) {
+            if let Some(&i) = dst_by_name.get(&src_at_dst[k]) {
                 if used.insert(i) {
                     matched[k] = Some(i);
                 }
@@ -99,10 +110,8 @@ pub fn plan_tree(
         .iter()
         .map(|b| (!deletes.iter().any(|d| d.name == b.name)).then(|| b.name.clone()))
         .collect();
-    let mut wanted: Vec<(usize, MailboxName)> = src
-        .iter()
-        .enumerate()
-        .filter_map(|(k, s)| matched[k].map(|i| (i, s.name.clone())))
+    let mut wanted: Vec<(usize, MailboxName)> = (0..src.len())
+        .filter_map(|k| matched[k].map(|i| (i, src_at_dst[k].clone())))
         .collect();
     // Parents first, so their children ride along.
     wanted.sort_by_key(|(_, to)| to.parts().len());
@@ -130,28 +139,21 @@ pub fn plan_tree(
         });
         rename_subtree(&mut cur, &from, &to);
     }
-    let mut creates: Vec<&MailboxInfo> = src
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| matched[*k].is_none())
-        .map(|(_, s)| *s)
+    let mut creates: Vec<(&MailboxName, &MailboxInfo)> = (0..src.len())
+        .filter(|&k| matched[k].is_none())
+        .map(|k| (&src_at_dst[k], src[k]))
         .collect();
-    creates.sort_by(|a, b| {
-        a.name
-            .parts()
-            .len()
-            .cmp(&b.name.parts().len())
-            .then(a.name.cmp(&b.name))
-    });
-    ops.extend(creates.iter().map(|s| TreeOp::Create {
-        name: s.name.clone(),
+    creates.sort_by(|(a, _), (b, _)| a.parts().len().cmp(&b.parts().len()).then(a.cmp(b)));
+    ops.extend(creates.iter().map(|(name, s)| TreeOp::Create {
+        name: (*name).clone(),
         guid: s.guid,
         uidvalidity: s.uidvalidity,
     }));
-    for (k, s) in src.iter().enumerate() {
+    for ((k, s), dst_name) in src.iter().enumerate().zip(src_at_dst) {
         pairings.push(Pairing {
             src: (*s).clone(),
             dst: matched[k].map(|i| dst[i].clone()),
+            dst_name,
         });
     }
     (ops, pairings)
@@ -314,7 +316,7 @@ mod tests {
             info("Old", 3, 6, 1),
             info("Stray", 4, 7, 1),
         ];
-        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default());
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default(), &NameMap::default());
         assert_eq!(
             ops,
             vec![
@@ -338,7 +340,7 @@ mod tests {
     fn tree_matches_by_name_when_guid_differs_and_never_deletes_inbox() {
         let src = vec![info("INBOX", 1, 1, 1), info("A", 2, 1, 1)];
         let dst = vec![info("INBOX", 9, 1, 1), info("A", 8, 1, 1)];
-        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default());
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default(), &NameMap::default());
         assert!(ops.is_empty());
         assert_eq!(pairs[1].dst.as_ref().unwrap().guid, MailboxGuid([8; 16]));
     }
@@ -347,7 +349,7 @@ mod tests {
     fn tree_swapped_names_go_through_a_temporary_name() {
         let src = vec![info("A", 1, 1, 1), info("B", 2, 1, 1)];
         let dst = vec![info("B", 1, 1, 1), info("A", 2, 1, 1)];
-        let (ops, _) = plan_tree(&src, &dst, &Filter::default());
+        let (ops, _) = plan_tree(&src, &dst, &Filter::default(), &NameMap::default());
         // Replaying the renames must end with A=guid1, B=guid2.
         let state = replay(&[("B", 1), ("A", 2)], &ops);
         assert_eq!(state[&name("A")], 1);
@@ -390,7 +392,7 @@ mod tests {
             info("Old/Child", 2, 1, 1),
             info("Old/Kid", 3, 1, 1),
         ];
-        let (ops, _) = plan_tree(&src, &dst, &Filter::default());
+        let (ops, _) = plan_tree(&src, &dst, &Filter::default(), &NameMap::default());
         let state = replay(&[("Old", 1), ("Old/Child", 2), ("Old/Kid", 3)], &ops);
         assert_eq!(state[&name("New")], 1);
         assert_eq!(state[&name("New/Child")], 2);
@@ -402,7 +404,7 @@ mod tests {
     fn filter_limits_deletes_and_creates() {
         let src = vec![info("INBOX", 1, 1, 1), info("A", 2, 1, 1)];
         let dst = vec![info("INBOX", 1, 1, 1), info("Other", 3, 1, 1)];
-        let (ops, pairs) = plan_tree(&src, &dst, &Filter(vec![name("A")]));
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter(vec![name("A")]), &NameMap::default());
         assert_eq!(
             ops,
             vec![TreeOp::Create {

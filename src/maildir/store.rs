@@ -92,16 +92,19 @@ fn mkdir_p(p: &Path) -> Result<()> {
     fs::create_dir_all(p).with_context(|| io_ctx("creating directory", p))
 }
 
+/// An alternative character must itself be storable in every layout.
+fn check_alt_char(c: char) -> Result<()> {
+    if c == '.' || c == '/' || c.is_control() {
+        bail!("dsync_alt_char {c:?} cannot replace characters in mailbox names");
+    }
+    Ok(())
+}
+
 impl MaildirStore {
     /// Opens the store at `opts.root`. With `create`, a missing root is
     /// created (with INBOX); without it, the root must exist.
     pub fn open(opts: MaildirOptions, create: bool) -> Result<Self> {
-        if opts.alt_char == '.' || opts.alt_char == '/' || opts.alt_char.is_control() {
-            bail!(
-                "dsync_alt_char {:?} cannot replace characters in mailbox names",
-                opts.alt_char
-            );
-        }
+        check_alt_char(opts.alt_char)?;
         match fs::metadata(&opts.root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => bail!(
@@ -158,6 +161,14 @@ impl MaildirStore {
     /// repair with `alt_char` (see [`super::filename::fix_name`]).
     pub fn storable_name(&self, name: &MailboxName) -> MailboxName {
         super::filename::fix_name(name, self.opts.layout, self.opts.alt_char)
+    }
+
+    /// Uses `c` instead of the configured `dsync_alt_char` (the leader's,
+    /// when this store serves a remote run).
+    pub fn set_alt_char(&mut self, c: char) -> Result<()> {
+        check_alt_char(c)?;
+        self.opts.alt_char = c;
+        Ok(())
     }
 
     /// Dovecot creates INBOX on first access; so do we.

@@ -101,6 +101,10 @@ pub enum Command {
     Unbase(MailboxGuid),
     StateEnd,
     Commit,
+    /// Asks (feature `storable`) under which name the follower's store
+    /// would keep a mailbox called this: the name itself, or with the
+    /// characters it cannot hold replaced by the alternative character.
+    Storable(MailboxName),
     Quit,
 }
 
@@ -141,6 +145,8 @@ pub enum Reply {
         store_id: String,
         sync_id: Option<String>,
     },
+    /// Answer to STORABLE: the name the store would use.
+    Name(MailboxName),
     Error {
         kind: ErrorKind,
         text: String,
@@ -438,6 +444,11 @@ impl Command {
             Command::Unbase(guid) => v(&["UNBASE", &guid.to_hex()]),
             Command::StateEnd => v(&["STATE-END"]),
             Command::Commit => v(&["COMMIT"]),
+            Command::Storable(name) => {
+                let mut f = v(&["STORABLE"]);
+                push_name(&mut f, name);
+                f
+            }
             Command::Quit => v(&["QUIT"]),
         }
     }
@@ -560,6 +571,7 @@ impl Command {
             "UNBASE" => Command::Unbase(f.guid()?),
             "STATE-END" => Command::StateEnd,
             "COMMIT" => Command::Commit,
+            "STORABLE" => Command::Storable(f.name()?),
             "QUIT" => Command::Quit,
             _ => return err(fields, "unknown command"),
         };
@@ -605,6 +617,11 @@ impl Reply {
             Reply::Fp(fp) => v(&["FP", fp.as_deref().unwrap_or("")]),
             Reply::State { store_id, sync_id } => {
                 v(&["STATE", store_id, sync_id.as_deref().unwrap_or("")])
+            }
+            Reply::Name(name) => {
+                let mut f = v(&["NAME"]);
+                push_name(&mut f, name);
+                f
             }
             Reply::Error { kind, text } => v(&[
                 "ERROR",
@@ -673,6 +690,7 @@ impl Reply {
                 };
                 Reply::State { store_id, sync_id }
             }
+            "NAME" => Reply::Name(f.name()?),
             "ERROR" => {
                 let kind = match f.str("error kind")? {
                     "temp" => ErrorKind::Temp,
@@ -751,6 +769,7 @@ mod tests {
             Command::Expunge(4),
             Command::Fprint(None),
             Command::Fprint(Some("00ab".into())),
+            Command::Storable(name.clone()),
             Command::Relabel { old: 3, new: 9 },
             Command::CopyLocal {
                 mailbox: MailboxGuid([3; 16]),
@@ -807,6 +826,7 @@ mod tests {
                 sync_id: None,
             },
             Reply::Fp(None),
+            Reply::Name(MailboxName::from_parts(vec!["a_b".into()]).unwrap()),
             Reply::Fp(Some("c1.2:3:4:5;".into())),
             Reply::State {
                 store_id: "0a".into(),

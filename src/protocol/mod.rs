@@ -24,3 +24,12 @@ pub const FEATURE_LOCAL_COPY: &str = "local-copy";
 /// Feature (leader): a full sync (`-f`) was asked for; the follower must
 /// not trust cached per-message data.
 pub const FEATURE_FULL_SCAN: &str = "full-scan";
+
+/// Feature (follower): answers `STORABLE` with the name its store would
+/// give a mailbox (so the leader can match names the store alters).
+pub const FEATURE_STORABLE: &str = "storable";
+
+/// Feature (leader), `alt-char=<c>`: the follower replaces characters its
+/// store cannot hold in mailbox names with `c` (the leader's
+/// `dsync_alt_char`, as Dovecot's dsync sends its own to the other side).
+pub const FEATURE_ALT_CHAR: &str = "alt-char=";
