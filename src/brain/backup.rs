@@ -226,16 +226,7 @@ pub async fn run(
             .with_context(|| format!("committing mailbox {name} on {}", remote.peer))?;
     }
 
-    // Subscriptions are to source names, planned as the destination spells
-    // them (its own stay as they are).
-    let mut subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter);
-    for s in subs.iter_mut() {
-        if src_subs.contains(s) {
-            *s = dst_names.get(s);
-        }
-    }
-    subs.sort();
-    subs.dedup();
+    let subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter, &dst_names);
     let mut current = dst_subs.clone();
     current.sort();
     current.dedup();

@@ -130,6 +130,7 @@ pub async fn run(
             .iter()
             .map(|b| &b.name)
             .chain(&a_subs)
+            .chain(&opts.filter.0)
             .chain(base_names.iter().copied()),
     )
     .await?;
@@ -393,31 +394,39 @@ pub async fn run(
     tracing::debug!("phase: all changes committed");
     // Subscriptions: merged against the set both had after the last run.
     let subs_path = subscriptions::path(&local.control_root(), &remote_id);
-    let covered = |v: &[MailboxName]| -> BTreeSet<MailboxName> {
+    // `-m` names are the local side's; the follower's spelling of them
+    // counts there too.
+    let on_b = |n: &MailboxName| opts.filter.covers_as(n, &to_b);
+    let on_a = |n: &MailboxName| opts.filter.covers(n);
+    let covered = |v: &[MailboxName], covers: &dyn Fn(&MailboxName) -> bool| {
         v.iter()
-            .filter(|n| opts.filter.covers(n))
+            .filter(|n| covers(n))
             .cloned()
-            .collect()
+            .collect::<BTreeSet<MailboxName>>()
     };
     // Merged in the local side's spelling (the recorded set is in it too),
     // written to the follower in its own.
-    let (a_set, b_set) = (covered(&a_subs), covered(&b_subs));
+    let (a_set, b_set) = (covered(&a_subs, &on_a), covered(&b_subs, &on_b));
     let b_set_as_a: BTreeSet<MailboxName> = b_set.iter().map(|n| sub_names.on_a(n)).collect();
     let old_subs = state.as_ref().and_then(|_| subscriptions::load(&subs_path));
     let merged = subscriptions::merge(&a_set, &b_set_as_a, old_subs.as_ref());
     let merged_on_b: BTreeSet<MailboxName> = merged.iter().map(|n| sub_names.on_b(n)).collect();
-    let uncovered = |v: &[MailboxName]| -> Vec<MailboxName> {
+    let uncovered = |v: &[MailboxName], covers: &dyn Fn(&MailboxName) -> bool| {
         v.iter()
-            .filter(|n| !opts.filter.covers(n))
+            .filter(|n| !covers(n))
             .cloned()
-            .collect()
+            .collect::<Vec<MailboxName>>()
     };
     if a_set != merged {
-        let all: Vec<MailboxName> = merged.iter().cloned().chain(uncovered(&a_subs)).collect();
+        let all: Vec<MailboxName> = merged
+            .iter()
+            .cloned()
+            .chain(uncovered(&a_subs, &on_a))
+            .collect();
         block_in_place(|| local.set_subscriptions(&all))?;
     }
     if b_set != merged_on_b {
-        for s in merged_on_b.into_iter().chain(uncovered(&b_subs)) {
+        for s in merged_on_b.into_iter().chain(uncovered(&b_subs, &on_b)) {
             remote.send(Command::Sub(s)).await?;
         }
         remote.send(Command::SubsCommit).await?;
@@ -890,7 +899,10 @@ async fn merge_tree(
     let Maps { to_a, to_b } = maps;
     let mut deleted = Vec::new();
     let a: Vec<&MailboxInfo> = a.iter().filter(|m| filter.covers(&m.name)).collect();
-    let b: Vec<&MailboxInfo> = b.iter().filter(|m| filter.covers(&m.name)).collect();
+    let b: Vec<&MailboxInfo> = b
+        .iter()
+        .filter(|m| filter.covers_as(&m.name, to_b))
+        .collect();
     let b_by_guid: HashMap<MailboxGuid, usize> =
         b.iter().enumerate().map(|(i, m)| (m.guid, i)).collect();
     let mut b_used = vec![false; b.len()];

@@ -31,6 +31,12 @@ impl Filter {
     pub fn covers(&self, name: &MailboxName) -> bool {
         self.0.is_empty() || self.0.contains(name)
     }
+
+    /// Whether the run covers `name` of the other side, which keeps the
+    /// names given with `-m` as `map` says (see `names`).
+    pub fn covers_as(&self, name: &MailboxName, map: &NameMap) -> bool {
+        self.0.is_empty() || self.0.iter().any(|f| f == name || &map.get(f) == name)
+    }
 }
 
 /// One source mailbox and what the destination has for it before the run.
@@ -90,7 +96,9 @@ pub fn plan_tree(
     let mut deletes: Vec<&MailboxInfo> = dst
         .iter()
         .enumerate()
-        .filter(|(i, b)| !used.contains(i) && filter.covers(&b.name) && !b.name.is_inbox())
+        .filter(|(i, b)| {
+            !used.contains(i) && filter.covers_as(&b.name, dst_names) && !b.name.is_inbox()
+        })
         .map(|(_, b)| b)
         .collect();
     // Children before parents, so no layout ever sees a parent vanish first.
@@ -258,14 +266,24 @@ pub fn plan_mailbox(src: &MailboxSnapshot, dst: Option<&MailboxSnapshot>) -> Mai
 }
 
 /// The destination's subscriptions after the run: the source's for the
-/// mailboxes the run covers, the destination's own for the rest.
+/// mailboxes the run covers, the destination's own for the rest. The
+/// source's are spelled as the destination keeps them (`dst_names`).
 pub fn plan_subscriptions(
     src: &[MailboxName],
     dst: &[MailboxName],
     filter: &Filter,
+    dst_names: &NameMap,
 ) -> Vec<MailboxName> {
-    let mut out: Vec<MailboxName> = dst.iter().filter(|n| !filter.covers(n)).cloned().collect();
-    out.extend(src.iter().filter(|n| filter.covers(n)).cloned());
+    let mut out: Vec<MailboxName> = dst
+        .iter()
+        .filter(|n| !filter.covers_as(n, dst_names))
+        .cloned()
+        .collect();
+    out.extend(
+        src.iter()
+            .filter(|n| filter.covers(n))
+            .map(|n| dst_names.get(n)),
+    );
     out.sort();
     out.dedup();
     out
@@ -480,6 +498,7 @@ mod tests {
             &[name("A"), name("B")],
             &[name("C"), name("A")],
             &Filter(vec![name("B"), name("C")]),
+            &NameMap::default(),
         );
         assert_eq!(subs, vec![name("A"), name("B")]);
     }
