@@ -172,9 +172,18 @@ pub async fn run(
         .collect();
     let (before, skipped) =
         fingerprints::unchanged_since_last_run(local, remote, &fps, &candidates).await?;
+    // A skipped mailbox may still have been renamed: its state keeps the
+    // new name, or the rename would look undone at the next run.
+    let mut skipped_names: Vec<(MailboxGuid, MailboxName)> = Vec::new();
     let pairs: Vec<Pair> = pairs
         .into_iter()
-        .filter(|p| !p.a.as_ref().is_some_and(|a| skipped.contains(&a.guid)))
+        .filter(|p| match p.a.as_ref() {
+            Some(a) if skipped.contains(&a.guid) => {
+                skipped_names.push((a.guid, p.name.clone()));
+                false
+            }
+            _ => true,
+        })
         .collect();
 
     tracing::debug!(
@@ -493,6 +502,14 @@ pub async fn run(
         new_state.mailboxes.contains_key(g) || plans.iter().any(|(_, p)| p.base.guid == *g)
     });
     let mut updated: Vec<MailboxGuid> = Vec::new();
+    for (guid, name) in skipped_names {
+        if let Some(entry) = new_state.mailboxes.get_mut(&guid) {
+            if entry.0 != name {
+                entry.0 = name;
+                updated.push(guid);
+            }
+        }
+    }
     for (i, plan) in plans {
         let guid = plan.base.guid;
         let entry = (pairs[i].name.clone(), plan.base);
