@@ -251,3 +251,26 @@ fn another_alt_char_reaches_a_follower_with_its_own_config() {
     .expect_ok();
     assert_same(&copy, &common::snapshot::snapshot(&dst));
 }
+
+#[test]
+fn two_names_the_destination_would_store_alike_are_not_merged() {
+    require_dovecot!();
+    let t = tempdir();
+    let src = fs_store_with_dotted_names(&t.path().join("fs"));
+    {
+        let mut s = imap_session(&src);
+        s.create("a_b").unwrap();
+        s.append("a_b", &[], None, &message("the real a_b"))
+            .unwrap();
+        s.logout().unwrap();
+    }
+    let dst = Maildir::at(t.path().join("dst")).location();
+    // a.b would become a_b, which the source has as well: a_b keeps its
+    // name, a.b is left out and reported (exit 2), nothing is mixed.
+    dsync(t.path(), Some(&src), &["backup", &dst])
+        .expect_code(2)
+        .expect_stderr_contains("mailbox a.b is not backed up");
+    let copy = common::snapshot::snapshot(&dst);
+    assert_eq!(names(&copy), vec!["INBOX", "Top", "Top/c_d", "a_b"]);
+    assert_eq!(subjects(&copy, "a_b"), vec!["the real a_b".to_string()]);
+}

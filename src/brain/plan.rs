@@ -419,6 +419,58 @@ mod tests {
     }
 
     #[test]
+    fn names_the_destination_alters_are_created_and_matched_as_it_keeps_them() {
+        let to_dst = crate::brain::names::map_of(&[("a.b", "a_b"), ("x.y", "x_y")]);
+        let src = vec![
+            info("INBOX", 1, 1, 1),
+            info("a.b", 2, 1, 1),
+            info("x.y", 3, 1, 1),
+        ];
+        let (ops, pairs) = plan_tree(&src, &[info("INBOX", 1, 1, 1)], &Filter::default(), &to_dst);
+        assert_eq!(
+            ops,
+            vec![
+                TreeOp::Create {
+                    name: name("a_b"),
+                    guid: MailboxGuid([2; 16]),
+                    uidvalidity: 1
+                },
+                TreeOp::Create {
+                    name: name("x_y"),
+                    guid: MailboxGuid([3; 16]),
+                    uidvalidity: 1
+                },
+            ]
+        );
+        assert_eq!(pairs[1].dst_name, name("a_b"));
+        // Next run: matched by GUID (and by name for a GUID that differs),
+        // nothing renamed, nothing deleted.
+        let dst = vec![
+            info("INBOX", 1, 1, 1),
+            info("a_b", 2, 1, 1),
+            info("x_y", 9, 1, 1),
+        ];
+        let (ops, pairs) = plan_tree(&src, &dst, &Filter::default(), &to_dst);
+        assert!(ops.is_empty(), "{ops:?}");
+        assert_eq!(pairs[2].dst.as_ref().unwrap().guid, MailboxGuid([9; 16]));
+        // A rename at the source still travels, in the destination's spelling.
+        let src = vec![
+            info("INBOX", 1, 1, 1),
+            info("c.d", 2, 1, 1),
+            info("x.y", 3, 1, 1),
+        ];
+        let to_dst = crate::brain::names::map_of(&[("c.d", "c_d"), ("x.y", "x_y")]);
+        let (ops, _) = plan_tree(&src, &dst, &Filter::default(), &to_dst);
+        assert_eq!(
+            ops,
+            vec![TreeOp::Rename {
+                from: name("a_b"),
+                to: name("c_d")
+            }]
+        );
+    }
+
+    #[test]
     fn filter_limits_deletes_and_creates() {
         let src = vec![info("INBOX", 1, 1, 1), info("A", 2, 1, 1)];
         let dst = vec![info("INBOX", 1, 1, 1), info("Other", 3, 1, 1)];
