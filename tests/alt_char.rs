@@ -274,3 +274,26 @@ fn two_names_the_destination_would_store_alike_are_not_merged() {
     assert_eq!(names(&copy), vec!["INBOX", "Top", "Top/c_d", "a_b"]);
     assert_eq!(subjects(&copy, "a_b"), vec!["the real a_b".to_string()]);
 }
+
+#[test]
+fn a_folder_deleted_and_created_again_under_the_same_name_is_replaced() {
+    require_dovecot!();
+    let t = tempdir();
+    let fs = fs_store_with_dotted_names(&t.path().join("fs"));
+    let pp = Maildir::at(t.path().join("pp")).location();
+    dsync(t.path(), Some(&fs), &["mirror", &pp]).expect_ok();
+    {
+        let mut s = imap_session(&fs);
+        s.delete("a.b").unwrap();
+        s.create("a.b").unwrap();
+        s.append("a.b", &[], None, &message("new a.b")).unwrap();
+        s.logout().unwrap();
+    }
+    // The old a_b goes (the state knew it), the new a.b takes its name.
+    dsync(t.path(), Some(&fs), &["mirror", &pp]).expect_ok();
+    let b = common::snapshot::snapshot(&pp);
+    assert_same(&renamed(&common::snapshot::snapshot(&fs), AB), &b);
+    assert_eq!(subjects(&b, "a_b"), vec!["new a.b".to_string()]);
+    dsync(t.path(), Some(&fs), &["mirror", &pp]).expect_ok();
+    assert_same(&b, &common::snapshot::snapshot(&pp));
+}

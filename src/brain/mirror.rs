@@ -986,7 +986,8 @@ async fn merge_tree(
     let mut a_taken: HashSet<MailboxName> = a.iter().map(|m| m.name.clone()).collect();
     let mut b_taken: HashSet<MailboxName> = b.iter().map(|m| m.name.clone()).collect();
     let mut out = Vec::new();
-    // Parents before children for creates.
+    // Parents before children for creates; deletes before everything, so
+    // the names they free can be taken again in the same run.
     pairs.sort_by(|x, y| {
         x.name
             .parts()
@@ -994,6 +995,14 @@ async fn merge_tree(
             .cmp(&y.name.parts().len())
             .then(x.name.cmp(&y.name))
     });
+    let is_delete = |p: &Pair| {
+        let (m, guid) = match (&p.a, &p.b) {
+            (Some(m), None) | (None, Some(m)) => (m, m.guid),
+            _ => return false,
+        };
+        known(&guid).is_some_and(|(_, bm)| m.uidnext <= bm.uidnext)
+    };
+    pairs.sort_by_key(|p| !is_delete(p));
     for mut p in pairs {
         let guid =
             p.a.as_ref()
@@ -1034,6 +1043,7 @@ async fn merge_tree(
                         // Deleted on the other side, nothing new here since.
                         tracing::info!("{}: deleted on {}, deleting here", a.name, remote.peer);
                         block_in_place(|| local.delete_mailbox(&a.name))?;
+                        a_taken.remove(&a.name);
                         deleted.push(a.guid);
                         continue;
                     }
@@ -1057,6 +1067,7 @@ async fn merge_tree(
                     if b.uidnext <= bm.uidnext {
                         tracing::info!("{}: deleted locally, deleting on {}", b.name, remote.peer);
                         remote.send(Command::Delete(b.name.clone())).await?;
+                        b_taken.remove(&b.name);
                         deleted.push(b.guid);
                         continue;
                     }
