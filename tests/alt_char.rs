@@ -297,3 +297,47 @@ fn a_folder_deleted_and_created_again_under_the_same_name_is_replaced() {
     dsync(t.path(), Some(&fs), &["mirror", &pp]).expect_ok();
     assert_same(&b, &common::snapshot::snapshot(&pp));
 }
+
+/// Over ssh, the remote side (its own configuration) is the one that
+/// cannot hold the names; the leader's `-C` is used there.
+#[test]
+fn mirror_over_ssh_with_the_remote_side_altering_names() {
+    require_dovecot!();
+    require_sshd!();
+    use common::sshd::{Sshd, HOST};
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempdir();
+    let sshd = Sshd::start(t.path());
+    let fs = fs_store_with_dotted_names(&t.path().join("fs"));
+    let pp = Maildir::at(t.path().join("pp")).location();
+    let rdir = t.path().join("remote");
+    std::fs::create_dir_all(&rdir).unwrap();
+    std::fs::set_permissions(&rdir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rconf = write_config(&rdir, Some(&pp));
+    let cmd = format!(
+        "dsync_remote_cmd=ssh -F {} %{{host}} dsync -c {} -u %{{user}} server",
+        sshd.ssh_config.display(),
+        rconf.display()
+    );
+    let mirror = || {
+        dsync(
+            t.path(),
+            Some(&fs),
+            &["-C", "+", "-o", &cmd, "mirror", HOST],
+        )
+    };
+    mirror().expect_ok();
+    let plus: &[(&str, &str)] = &[("a.b", "a+b"), ("Top/c.d", "Top/c+d")];
+    let check = || {
+        let b = common::snapshot::snapshot(&pp);
+        assert_same(&renamed(&common::snapshot::snapshot(&fs), plus), &b);
+        b
+    };
+    check();
+    mirror().expect_ok();
+    append(&pp, "a+b", "far");
+    append(&fs, "a.b", "near");
+    mirror().expect_ok();
+    let b = check();
+    assert_eq!(subjects(&b, "a+b").len(), 5);
+}
