@@ -7,7 +7,11 @@
 //! and Dovecot's header-MD5 message GUID), `scan` (the streaming reader),
 //! `md5`.
 
+pub mod contents;
 pub mod from_line;
+pub mod layout;
+pub mod lock;
 pub mod md5;
 pub mod meta;
+pub mod reader;
 pub mod scan;

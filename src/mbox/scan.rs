@@ -70,6 +70,8 @@ pub struct Message {
     pub body_offset: u64,
     /// One past the last byte of the message (the separator excluded).
     pub end: u64,
+    /// Where the empty line ending the header starts, if there is one.
+    pub eoh: Option<u64>,
     pub from: FromLine,
     pub meta: RawMeta,
     /// Bytes of hidden header lines (Dovecot's metadata) in the header:
@@ -309,6 +311,7 @@ impl Scanner {
             hdr_offset,
             body_offset: u64::MAX,
             end: 0,
+            eoh: None,
             from,
             meta: RawMeta::default(),
             hidden_len: 0,
@@ -368,6 +371,7 @@ impl Scanner {
                 self.finish_header(&mut msg, &mut md5, &cur_name, cur_hidden, &cur_value);
                 cur_name.clear();
                 msg.body_offset = self.line.end();
+                msg.eoh = Some(self.line.start);
                 in_header = false;
                 continue;
             }
@@ -437,7 +441,9 @@ impl Scanner {
             }
         }
         if msg.body_offset > msg.end {
+            // "headers\n\nFrom ...": that empty line was the separator.
             msg.body_offset = msg.end;
+            msg.eoh = None;
         }
         msg.meta.md5 = md5.finish();
         Ok(Some(msg))
