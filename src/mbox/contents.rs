@@ -61,7 +61,7 @@ impl Contents {
 
 /// Reads a whole mbox file. Text before the first `From_` line is an
 /// error (Dovecot cannot open such a file either), naming file and offset.
-pub fn read(path: &Path, file: std::fs::File) -> Result<Contents> {
+pub fn read(path: &Path, file: &std::fs::File) -> Result<Contents> {
     let mut sc = Scanner::new(path, file)?;
     let mut c = Contents {
         uidnext: 1,
@@ -173,7 +173,7 @@ mod tests {
     fn read_str(s: &str) -> Result<Contents> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(s.as_bytes()).unwrap();
-        read(f.path(), std::fs::File::open(f.path()).unwrap())
+        read(f.path(), &std::fs::File::open(f.path()).unwrap())
     }
 
     fn uids(c: &Contents) -> Vec<u32> {

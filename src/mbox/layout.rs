@@ -4,10 +4,10 @@
 //! the scanner.
 
 use super::meta::{self, HeaderMd5};
-use super::scan::split_header;
+use super::scan::{split_header, PosReader};
 use anyhow::{Context, Result};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 const LINE_CAP: usize = 8 * 1024;
@@ -18,6 +18,8 @@ pub struct Layout {
     pub drop: Vec<(u64, u64)>,
     /// Start of the empty line ending the header, if any.
     pub eoh: Option<u64>,
+    /// Where the body starts: after that empty line.
+    pub body: Option<u64>,
     /// The header's last line has no line break (the message is all
     /// header and ends without one).
     pub unterminated: bool,
@@ -35,12 +37,14 @@ impl Layout {
 /// starting with `From `), since they would be read back as metadata or
 /// separators.
 pub fn layout(file: &File, path: &Path, start: u64, end: u64, saving: bool) -> Result<Layout> {
-    let mut f = file
-        .try_clone()
-        .with_context(|| format!("opening {}", path.display()))?;
-    f.seek(SeekFrom::Start(start))
-        .with_context(|| format!("seeking in {}", path.display()))?;
-    let mut r = BufReader::with_capacity(64 * 1024, f.take(end - start));
+    let mut r = BufReader::with_capacity(
+        64 * 1024,
+        PosReader {
+            file,
+            pos: start,
+            end,
+        },
+    );
     let mut out = Layout::default();
     let mut md5 = HeaderMd5::default();
     let mut pos = start;
@@ -77,6 +81,7 @@ pub fn layout(file: &File, path: &Path, start: u64, end: u64, saving: bool) -> R
         }
         if line == b"\n" || line == b"\r\n" {
             out.eoh = Some(line_start);
+            out.body = Some(pos);
             break;
         }
         let mut text = &line[..];

@@ -9,9 +9,11 @@
 
 pub mod contents;
 pub mod from_line;
+pub mod guids;
 pub mod layout;
 pub mod lock;
 pub mod md5;
 pub mod meta;
 pub mod reader;
 pub mod scan;
+pub mod write;

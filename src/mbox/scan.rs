@@ -24,7 +24,7 @@ use super::meta::{self, HeaderMd5, ImapBase};
 use crate::model::Flags;
 use anyhow::{Context, Result};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -132,11 +132,32 @@ impl Line {
     }
 }
 
+/// Reads a file through a shared reference at its own position, so no
+/// second descriptor is opened: closing one would release this process's
+/// fcntl locks on the file.
+pub struct PosReader<'a> {
+    pub file: &'a File,
+    pub pos: u64,
+    pub end: u64,
+}
+
+impl Read for PosReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = (self.end.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads an mbox file message by message.
-pub struct Scanner {
+pub struct Scanner<'a> {
     path: PathBuf,
-    file: File,
-    reader: BufReader<File>,
+    file: &'a File,
+    reader: BufReader<PosReader<'a>>,
     pos: u64,
     len: u64,
     line: Line,
@@ -147,19 +168,20 @@ pub struct Scanner {
     done: bool,
 }
 
-impl Scanner {
-    /// Scans `file` (read from its start); `path` is for messages only.
-    pub fn new(path: &Path, mut file: File) -> Result<Scanner> {
+impl<'a> Scanner<'a> {
+    /// Scans `file` from its start; `path` is for messages only.
+    pub fn new(path: &Path, file: &'a File) -> Result<Scanner<'a>> {
         let len = file
             .metadata()
             .with_context(|| format!("stat of {}", path.display()))?
             .len();
-        file.seek(SeekFrom::Start(0))
-            .with_context(|| format!("seeking in {}", path.display()))?;
         let reader = BufReader::with_capacity(
             READ_BUF,
-            file.try_clone()
-                .with_context(|| format!("opening {}", path.display()))?,
+            PosReader {
+                file,
+                pos: 0,
+                end: len,
+            },
         );
         Ok(Scanner {
             path: path.to_path_buf(),
@@ -340,7 +362,7 @@ impl Scanner {
                     if prev_crlf && l >= hdr_offset + 2 {
                         e = l - 2;
                     }
-                    let body = msg.body_offset.min(e);
+                    let body = msg.body_offset;
                     if let (Some(cl), false) = (msg.meta.content_length, in_header) {
                         let x = body.saturating_add(cl);
                         if x > e && x + 1 != l {
@@ -421,10 +443,10 @@ impl Scanner {
                         e -= 1;
                     }
                 }
-                let body = msg.body_offset.min(e);
+                let body = msg.body_offset;
                 if let Some(cl) = msg.meta.content_length {
-                    if body + cl > e && !in_header {
-                        let x = body + cl;
+                    let x = body.saturating_add(cl);
+                    if !in_header && x > e {
                         if (x + 1 == self.len && self.last_byte_is(x, b'\n')?)
                             || (x + 2 == self.len
                                 && self.last_byte_is(x, b'\r')?
@@ -532,7 +554,7 @@ pub fn split_header(text: &[u8]) -> (&[u8], &[u8]) {
 /// the store iterates with [`Scanner::next_message`]).
 pub fn scan_all(path: &Path) -> Result<(Vec<Message>, Option<(u64, u64)>)> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut s = Scanner::new(path, f)?;
+    let mut s = Scanner::new(path, &f)?;
     let mut v = Vec::new();
     while let Some(m) = s.next_message()? {
         v.push(m);
@@ -542,10 +564,9 @@ pub fn scan_all(path: &Path) -> Result<(Vec<Message>, Option<(u64, u64)>)> {
 
 /// Reads a byte range of a file into memory (tests, small ranges only).
 pub fn read_range(path: &Path, start: u64, end: u64) -> Result<Vec<u8>> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    f.seek(SeekFrom::Start(start))?;
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut v = vec![0u8; (end - start) as usize];
-    f.read_exact(&mut v)
+    f.read_exact_at(&mut v, start)
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(v)
 }
