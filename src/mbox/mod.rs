@@ -14,6 +14,17 @@ pub mod layout;
 pub mod lock;
 pub mod md5;
 pub mod meta;
+pub mod options;
 pub mod reader;
 pub mod scan;
+pub mod store;
+pub mod update;
 pub mod write;
+
+#[cfg(test)]
+mod store_tests;
+
+pub use options::MboxOptions;
+pub use reader::MessageReader;
+pub use store::MboxStore;
+pub use update::{MboxSaveHandle, MboxUpdate};

@@ -562,6 +562,14 @@ pub fn scan_all(path: &Path) -> Result<(Vec<Message>, Option<(u64, u64)>)> {
     Ok((v, s.preamble()))
 }
 
+/// Reads a short byte range (a From_ line) of an open file.
+pub fn read_range_of(file: &File, path: &Path, start: u64, end: u64) -> Result<Vec<u8>> {
+    let mut v = vec![0u8; (end - start) as usize];
+    file.read_exact_at(&mut v, start)
+        .with_context(|| format!("reading {} at byte {start}", path.display()))?;
+    Ok(v)
+}
+
 /// Reads a byte range of a file into memory (tests, small ranges only).
 pub fn read_range(path: &Path, start: u64, end: u64) -> Result<Vec<u8>> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
