@@ -109,7 +109,7 @@ fn digits(b: &[u8], n: usize) -> Option<u32> {
 /// Parses the rest of a `From_` line after `From ` (without the line
 /// break). `None` when Dovecot would not take it as a separator.
 pub fn parse(line: &[u8]) -> Option<FromLine> {
-    if line.iter().any(|&b| b == b'\n') {
+    if line.contains(&b'\n') {
         return None;
     }
     let mut p = 0usize;
@@ -321,7 +321,7 @@ mod tests {
         // Named zone before the year, no seconds.
         assert_eq!(p("a@b Thu Nov 29 22:33 UTC 2001 +0000"), Some(want - 52));
         assert_eq!(p("\"x y\"@b Thu Nov 29 22:33:52 2001 +0000"), Some(want));
-        assert_eq!(p("a Thu, 29 Nov 2001 22:33:52 +0000").is_some(), true);
+        assert!(p("a Thu, 29 Nov 2001 22:33:52 +0000").is_some());
         assert!(p("MAILER-DAEMON  Thu Jan  1 00:00:00 1970").is_some());
         assert_eq!(parse(b"x Thu Nov 29 22:33:52 2001").unwrap().sender, b"x");
     }

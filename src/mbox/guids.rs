@@ -11,10 +11,10 @@
 //!
 //! Format, one record per line, fields separated by TAB:
 //! ```text
-//! dsync-mbox-guids	1
-//! M	<mailbox guid, 32 hex>
-//! V	<uidvalidity the rows belong to>
-//! <uid>	<header md5, 32 hex>	<guid>	<pop3 uidl or empty>	<pop3 order or empty>
+//! dsync-mbox-guids  1
+//! M  <mailbox guid, 32 hex>
+//! V  <uidvalidity the rows belong to>
+//! <uid>  <header md5, 32 hex>  <guid>  <pop3 uidl or empty>  <pop3 order or empty>
 //! ```
 
 use crate::model::{MailboxGuid, Uid};

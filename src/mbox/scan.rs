@@ -121,7 +121,7 @@ impl Line {
         t
     }
 
-    fn from_line(&self) -> Option<FromLine> {
+    fn as_from_line(&self) -> Option<FromLine> {
         let t = self.text();
         if !t.starts_with(b"From ") {
             return None;
@@ -307,7 +307,7 @@ impl<'a> Scanner<'a> {
                 // Start of file: skip blank lines, note any other text.
                 let mut found = None;
                 while self.next_line()? {
-                    if let Some(f) = self.line.from_line() {
+                    if let Some(f) = self.line.as_from_line() {
                         found = Some((self.line.start, self.line.end(), f));
                         break;
                     }
@@ -356,7 +356,7 @@ impl<'a> Scanner<'a> {
             }
             let first = self.line.start == hdr_offset;
             if !first && self.line.start >= guard {
-                if let Some(f) = self.line.from_line() {
+                if let Some(f) = self.line.as_from_line() {
                     let l = self.line.start;
                     let mut e = l - 1;
                     if prev_crlf && l >= hdr_offset + 2 {
@@ -550,9 +550,12 @@ pub fn split_header(text: &[u8]) -> (&[u8], &[u8]) {
     (name, value)
 }
 
+/// Text before the first From_ line: `(offset, length)`.
+pub type Preamble = Option<(u64, u64)>;
+
 /// Every message of a file, read to the end (for tests and small tools;
 /// the store iterates with [`Scanner::next_message`]).
-pub fn scan_all(path: &Path) -> Result<(Vec<Message>, Option<(u64, u64)>)> {
+pub fn scan_all(path: &Path) -> Result<(Vec<Message>, Preamble)> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut s = Scanner::new(path, &f)?;
     let mut v = Vec::new();
