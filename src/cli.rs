@@ -11,6 +11,7 @@ use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
 use crate::model::MailboxName;
 use crate::protocol::{self, connection::BoxRead, connection::BoxWrite};
 use crate::server::{self, ServerOptions, StoreOpener};
+use crate::store::Store;
 use crate::{lock, transport, user};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -291,9 +292,11 @@ fn maildir_options(m: &location::MaildirLocation, config: &Config) -> MaildirOpt
 }
 
 /// Opens a mail location as a store; `create` makes a missing one.
-fn open_store(loc: &MailLocation, config: &Config, create: bool) -> Result<MaildirStore> {
+fn open_store(loc: &MailLocation, config: &Config, create: bool) -> Result<Store> {
     match loc {
-        MailLocation::Maildir(m) => MaildirStore::open(maildir_options(m, config), create),
+        MailLocation::Maildir(m) => {
+            MaildirStore::open(maildir_options(m, config), create).map(Store::from)
+        }
         MailLocation::Mbox(m) => bail!(
             "mbox locations ({}) are not supported yet; use a maildir: location",
             m.root.display()
@@ -307,10 +310,10 @@ fn open_locked(
     loc: &MailLocation,
     config: &Config,
     create: bool,
-) -> Result<(MaildirStore, lock::StoreLock)> {
+) -> Result<(Store, lock::StoreLock)> {
     let store = open_store(loc, config, create)?;
     let wait = seconds_setting(config, "dsync_lock_timeout", 60);
-    let lock = lock::acquire(&store.options().root, wait)?;
+    let lock = lock::acquire(store.root(), wait)?;
     Ok((store, lock))
 }
 

@@ -11,6 +11,7 @@
 //! - `server`: the follower side, serving one store over the protocol.
 //! - `protocol`: frames, items, codec, version negotiation.
 //! - `transport`: in-process duplex or a child process (ssh or any command).
+//! - `store`: the store the engine works on, whatever its format.
 //! - `maildir`: the Maildir store, byte-compatible with Dovecot.
 //! - `model`: the mail model every part shares.
 //! - `state`: store IDs and the per-peer sync state (the merge's base).
@@ -27,5 +28,6 @@ pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod transport;
 pub mod user;

@@ -4,11 +4,11 @@
 
 use crate::brain::merge::{BaseMailbox, BaseMessage};
 use crate::lock::StoreLock;
-use crate::maildir::{MailboxUpdate, MaildirStore};
 use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
 use crate::protocol::{self, Command, ErrorKind, Frame, Reply, CHUNK_SIZE};
 use crate::state::SyncState as PairState;
+use crate::store::{Store, StoreUpdate};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -24,13 +24,13 @@ pub struct ServerOptions {
 
 /// Opens the store once the leader says whether a missing one may be created.
 /// It returns the store with its run lock, held until the server ends.
-pub type StoreOpener = Box<dyn FnOnce(bool) -> Result<(MaildirStore, StoreLock)> + Send>;
+pub type StoreOpener = Box<dyn FnOnce(bool) -> Result<(Store, StoreLock)> + Send>;
 
 struct Server {
     tx: Sender,
     rx: Receiver,
     opener: Option<StoreOpener>,
-    store: Option<MaildirStore>,
+    store: Option<Store>,
     _lock: Option<StoreLock>,
     selected: Option<MailboxName>,
     /// The leader asked for a full sync (`-f`): trust no cached dates.
@@ -141,7 +141,7 @@ impl Server {
         self.deferred.get_or_insert_with(|| format!("{e:#}"));
     }
 
-    fn store(&mut self) -> Result<&mut MaildirStore> {
+    fn store(&mut self) -> Result<&mut Store> {
         self.store
             .as_mut()
             .ok_or_else(|| anyhow!("protocol error: the store was not opened"))
@@ -427,7 +427,7 @@ impl Server {
         let Server {
             rx, store, names, ..
         } = self;
-        let mut txn: Option<MailboxUpdate<'_>> = None;
+        let mut txn: Option<StoreUpdate<'_>> = None;
         if deferred.is_none() {
             let opened = match store.as_mut() {
                 Some(store) => block_in_place(|| store.update(&name)),
@@ -505,7 +505,7 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
 /// With `txn == None` (poisoned) the command's data is consumed and dropped.
 async fn apply(
     rx: &mut Receiver,
-    txn: Option<&mut MailboxUpdate<'_>>,
+    txn: Option<&mut StoreUpdate<'_>>,
     names: &HashMap<MailboxGuid, MailboxName>,
     cmd: Command,
 ) -> Result<Result<()>> {
@@ -563,10 +563,7 @@ async fn apply(
             uid,
             record,
         } => match names.get(&mailbox) {
-            Some(name) => block_in_place(|| {
-                let path = txn.store().message_path(name, uid)?;
-                txn.save_copy_of(&record, &path)
-            }),
+            Some(name) => block_in_place(|| txn.copy_local(&record, name, uid)),
             None => Err(anyhow!("COPYLOCAL from an unknown mailbox {mailbox}")),
         },
         Command::Header {

@@ -7,9 +7,9 @@ use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
 use super::remote::Remote;
 use super::transfer;
 use super::Report;
-use crate::maildir::MaildirStore;
 use crate::model::{Digest, MailboxGuid, MailboxName, MessageRecord, Uid};
 use crate::protocol::Command;
+use crate::store::Store;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::collections::VecDeque;
@@ -27,7 +27,7 @@ pub enum Direction {
 /// The local store, opened only when the run gets to it: a backup reads
 /// the source completely before it touches the destination, so a broken
 /// source leaves the destination exactly as it was.
-pub type LocalOpener<'a> = Box<dyn FnOnce(bool) -> Result<MaildirStore> + Send + 'a>;
+pub type LocalOpener<'a> = Box<dyn FnOnce(bool) -> Result<Store> + Send + 'a>;
 
 pub async fn run(
     open_local: LocalOpener<'_>,
@@ -77,7 +77,7 @@ pub async fn run(
     // Mailboxes neither side touched since the last run are skipped unread.
     let local_id = block_in_place(|| local.store_id())?;
     let remote_id = remote_store_id(remote, &local_id).await?;
-    let fp_path = fingerprints::path(&local.options().control_root(), &remote_id);
+    let fp_path = fingerprints::path(&local.control_root(), &remote_id);
     let mut fps = if full {
         Fingerprints::default()
     } else {
@@ -250,7 +250,7 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
 
 type Listing = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);
 
-fn list(store: &mut MaildirStore) -> Result<Listing> {
+fn list(store: &mut Store) -> Result<Listing> {
     Ok((store.list_mailboxes()?, store.subscriptions()?))
 }
 
@@ -286,7 +286,7 @@ async fn send_tree_op(remote: &mut Remote, op: &TreeOp) -> Result<()> {
     }
 }
 
-fn apply_tree_op(store: &mut MaildirStore, op: &TreeOp) -> Result<()> {
+fn apply_tree_op(store: &mut Store, op: &TreeOp) -> Result<()> {
     match op {
         TreeOp::Delete(name) => store.delete_mailbox(name),
         TreeOp::Rename { from, to } => store.rename_mailbox(from, to),
@@ -301,7 +301,7 @@ fn apply_tree_op(store: &mut MaildirStore, op: &TreeOp) -> Result<()> {
 /// Sends one mailbox's changes to the follower. The COMMIT's answer is read
 /// later, so mailboxes stream back to back without waiting.
 async fn push_mailbox(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     name: &MailboxName,
     plan: &MailboxPlan,
@@ -343,7 +343,7 @@ async fn push_mailbox(
 /// Applies one mailbox's changes locally, fetching bodies from the
 /// follower (pipelined, see `transfer::fetch_into`).
 async fn pull_mailbox(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     name: &MailboxName,
     plan: &MailboxPlan,

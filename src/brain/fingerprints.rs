@@ -9,9 +9,9 @@
 //! optimisation: a damaged or missing file means "compare everything".
 
 use super::remote::Remote;
-use crate::maildir::MaildirStore;
 use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::{Command, Reply};
+use crate::store::Store;
 use anyhow::{bail, Result};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -87,7 +87,7 @@ impl Fingerprints {
 /// round trip, computed while the local ones are), each only if that side
 /// holds the state the matching digest describes (when one is given).
 pub async fn both_sides(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     names: &[MailboxName],
     digests: &[Option<String>],
@@ -124,7 +124,7 @@ pub async fn both_sides(
 /// mailbox GUID, and the mailboxes whose fingerprints are as recorded on
 /// both sides: unchanged since the last run, to be skipped.
 pub async fn unchanged_since_last_run(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     recorded: &Fingerprints,
     candidates: &[(MailboxGuid, MailboxName)],

@@ -12,11 +12,11 @@ use super::remote::Remote;
 use super::subscriptions;
 use super::transfer;
 use super::Report;
-use crate::maildir::MaildirStore;
 use crate::model::{
     Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
 };
 use crate::protocol::{Command, Reply};
+use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio::task::block_in_place;
@@ -122,7 +122,7 @@ pub async fn run(
 
     // Mailboxes neither side touched since the last run are skipped
     // unread; their common state carries over.
-    let fp_path = fingerprints::path(&local.options().control_root(), &remote_id);
+    let fp_path = fingerprints::path(&local.control_root(), &remote_id);
     let mut fps = match &state {
         Some(_) if !opts.full => Fingerprints::load(&fp_path),
         _ => Fingerprints::default(),
@@ -286,7 +286,7 @@ pub async fn run(
     }
 
     // Subscriptions: merged against the set both had after the last run.
-    let subs_path = subscriptions::path(&local.options().control_root(), &remote_id);
+    let subs_path = subscriptions::path(&local.control_root(), &remote_id);
     let covered = |v: &[MailboxName]| -> BTreeSet<MailboxName> {
         v.iter()
             .filter(|n| opts.filter.covers(n))
@@ -535,7 +535,7 @@ struct Progress<'r> {
 /// Sends the follower's changes for one mailbox (expunges of move
 /// sources excepted: the plan given holds only those that need not wait).
 async fn push_side(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     held: &Holdings<'_>,
     p: &Pair,
@@ -610,7 +610,7 @@ async fn push_side(
 /// Applies the leader's changes for one mailbox (expunges of move sources
 /// excepted), fetching bodies the local side does not hold.
 async fn pull_side(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     held: &Holdings<'_>,
     p: &Pair,
@@ -652,8 +652,7 @@ async fn pull_side(
     }
     for s in &plan.saves {
         if let (Origin::Other(_), Some((name, uid))) = (&s.origin, held_here(s)) {
-            let path = txn.store().message_path(&name, uid)?;
-            block_in_place(|| txn.save_copy_of(&s.record, &path))?;
+            block_in_place(|| txn.copy_local(&s.record, &name, uid))?;
         }
     }
     for (uid, flags, keywords) in &plan.flags {
@@ -677,7 +676,7 @@ async fn pull_side(
 /// only are created on the other, unless the last sync saw them on both
 /// and the other side deleted them (and nothing new arrived in them since).
 async fn merge_tree(
-    local: &mut MaildirStore,
+    local: &mut Store,
     remote: &mut Remote,
     a: &[MailboxInfo],
     b: &[MailboxInfo],

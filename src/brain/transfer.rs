@@ -2,9 +2,9 @@
 
 use super::remote::{Fetched, Remote};
 use super::Report;
-use crate::maildir::{MailboxUpdate, MaildirStore};
 use crate::model::{MailboxName, MessageRecord, Uid};
 use crate::protocol::{Command, CHUNK_SIZE, FEATURE_LOCAL_COPY};
+use crate::store::{Store, StoreUpdate};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use std::io::Read;
@@ -15,7 +15,7 @@ use tokio::task::block_in_place;
 /// else streamed in chunks (`SAVE`). A message that vanished meanwhile is
 /// noted in `report` (the run ends with exit 2), not an error.
 pub async fn push_message(
-    local: &MaildirStore,
+    local: &Store,
     remote: &mut Remote,
     name: &MailboxName,
     uid: Uid,
@@ -23,18 +23,22 @@ pub async fn push_message(
     report: &mut Report,
 ) -> Result<()> {
     if remote.has_feature(FEATURE_LOCAL_COPY) {
-        match block_in_place(|| local.message_path(name, uid)) {
-            Ok(path) => {
-                remote
+        match block_in_place(|| local.message_file(name, uid)) {
+            Ok(Some(path)) => {
+                return remote
                     .send(Command::CopyFile {
                         path: path.to_string_lossy().into_owned(),
                         record: record.clone(),
                     })
-                    .await?
+                    .await;
             }
-            Err(e) => report.vanished(name, uid, &e),
+            // No file of its own (mbox): stream it below.
+            Ok(None) => {}
+            Err(e) => {
+                report.vanished(name, uid, &e);
+                return Ok(());
+            }
         }
-        return Ok(());
     }
     let (mut file, _) = match block_in_place(|| local.open_message(name, uid)) {
         Ok(f) => f,
@@ -67,7 +71,7 @@ const FETCH_WINDOW: usize = 256;
 /// vanished meanwhile is noted in `report`.
 pub async fn fetch_into(
     remote: &mut Remote,
-    txn: &mut MailboxUpdate<'_>,
+    txn: &mut StoreUpdate<'_>,
     name: &MailboxName,
     wanted: &[(Uid, &MessageRecord)],
     report: &mut Report,
@@ -98,7 +102,7 @@ pub async fn fetch_into(
 /// `record`, chunk by chunk.
 pub async fn receive_body(
     remote: &mut Remote,
-    txn: &mut MailboxUpdate<'_>,
+    txn: &mut StoreUpdate<'_>,
     record: &MessageRecord,
 ) -> Result<()> {
     let mut handle = block_in_place(|| txn.save_begin(record))?;
