@@ -22,6 +22,8 @@ pub mod update;
 pub mod write;
 
 #[cfg(test)]
+mod dovecot_tests;
+#[cfg(test)]
 mod store_tests;
 
 pub use options::MboxOptions;

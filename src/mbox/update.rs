@@ -8,7 +8,8 @@
 //! flushes it and renames it over the mbox, so a crash leaves either the
 //! old or the new file, never a mix. (Dovecot rewrites in place, which is
 //! faster but not crash-safe.) Then it records our GUID side file and
-//! removes Dovecot's index where the new file contradicts it.
+//! removes Dovecot's index of the mailbox, which would point into the old
+//! file.
 
 use super::contents::{self, Contents};
 use super::from_line;
@@ -712,14 +713,11 @@ impl<'a> MboxUpdate<'a> {
             DotLock::acquire(&gp)?.replace(&new_bytes)?;
         }
 
-        let inserted_low = self.saves.iter().any(|s| s.rec.uid < old_next);
-        let contradicts = old_uv.is_some_and(|uv| uv != uidvalidity)
-            || uidnext < old_next
-            || inserted_low
-            || self.header.is_some();
-        if contradicts {
-            self.store.remove_dovecot_index(&name)?;
-        }
+        // Dovecot's index remembers where each message was; after a
+        // rewrite it would seek to stale offsets (and complain about a
+        // "corrupted" mbox) before noticing. Without it, Dovecot reads the
+        // file afresh, which is what a rewritten file needs anyway.
+        self.store.remove_dovecot_index(&name)?;
         for m in &skipped {
             tracing::warn!("{m}");
         }
