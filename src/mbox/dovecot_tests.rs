@@ -512,3 +512,50 @@ fn dovecot_follows_our_changes_and_we_follow_its() {
         assert!(st.contains(want), "{st}");
     }
 }
+
+#[test]
+fn dovecot_changes_flags_in_crlf_messages_we_wrote() {
+    let Some(dv) = dovecot() else { return };
+    let mut s = dv.store();
+    let sent = MailboxName::parse("Sent", '/').unwrap();
+    s.create_mailbox(&sent, MailboxGuid([1; 16]), 100).unwrap();
+    let msgs: Vec<(MessageRecord, Vec<u8>)> = (1..=3)
+        .map(|i| {
+            let body = format!(
+                "From: a@b\r\nSubject: {i}\r\nMessage-ID: <{i}@x>\r\n\r\nline one\r\nline two\r\n"
+            )
+            .into_bytes();
+            let mut r = rec(i, &format!("g{i}"), &body);
+            r.flags = Flags::SEEN;
+            (r, body)
+        })
+        .collect();
+    save(&mut s, &sent, &msgs);
+    let before = std::fs::read(s.options().mbox_path(&sent).unwrap()).unwrap();
+    dv.imap(&["SELECT Sent", "UID STORE 1 +FLAGS (\\Flagged urgent)"]);
+    let after = std::fs::read(s.options().mbox_path(&sent).unwrap()).unwrap();
+    assert!(
+        !after.ends_with(b"\0"),
+        "Dovecot left padding zeros:\n{}",
+        String::from_utf8_lossy(&after)
+    );
+    let out = dv.imap(&[
+        "SELECT Sent",
+        "UID FETCH 1:* (UID FLAGS RFC822.SIZE)",
+        "UID FETCH 3 BODY.PEEK[]",
+    ]);
+    let f = fetched(&out);
+    assert_eq!(f[0].1, "\\Flagged \\Seen urgent", "{out}");
+    assert_eq!(body_of(&out, 3), msgs[2].1, "{out}");
+    let mut s = dv.store();
+    let snap = s.snapshot(&sent).unwrap();
+    assert_eq!(
+        snap.messages[0].flags,
+        Flags::SEEN.union(Flags::FLAGGED),
+        "{}",
+        String::from_utf8_lossy(&after)
+    );
+    assert_eq!(snap.messages[0].keywords, vec!["urgent"]);
+    assert_eq!(snap.messages[2].size, msgs[2].1.len() as u64);
+    let _ = before;
+}

@@ -14,7 +14,7 @@
 //! dsync-mbox-guids  1
 //! M  <mailbox guid, 32 hex>
 //! V  <uidvalidity the rows belong to>
-//! <uid>  <header md5, 32 hex>  <guid>  <pop3 uidl or empty>  <pop3 order or empty>
+//! <uid>  <header md5, 32 hex>  <guid>  <pop3 uidl or empty>  <pop3 order or empty>  <CR LF size or empty>
 //! ```
 
 use crate::model::{MailboxGuid, Uid};
@@ -29,6 +29,10 @@ pub struct Row {
     pub guid: String,
     pub pop3_uidl: Option<String>,
     pub pop3_order: Option<u32>,
+    /// The message came with CR LF line ends, which we store as LF (as
+    /// Dovecot does: its mbox code cannot rewrite CR LF headers) and give
+    /// back as CR LF: its size then.
+    pub crlf_size: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -58,11 +62,13 @@ impl Guids {
             match f.as_slice() {
                 ["M", hex] => g.mailbox = MailboxGuid::from_hex(hex),
                 ["V", v] => g.uidvalidity = v.parse().unwrap_or(0),
-                [uid, md5, guid, uidl, order] => {
+                [uid, md5, guid, uidl, order, rest @ ..] => {
                     let Ok(uid) = uid.parse::<Uid>() else {
                         continue;
                     };
-                    if guid.is_empty() && uidl.is_empty() && order.is_empty() {
+                    let crlf_size = rest.first().and_then(|v| v.parse().ok());
+                    if guid.is_empty() && uidl.is_empty() && order.is_empty() && crlf_size.is_none()
+                    {
                         continue;
                     }
                     g.rows.insert(
@@ -72,6 +78,7 @@ impl Guids {
                             guid: guid.to_string(),
                             pop3_uidl: (!uidl.is_empty()).then(|| uidl.to_string()),
                             pop3_order: order.parse().ok(),
+                            crlf_size,
                         },
                     );
                 }
@@ -90,11 +97,12 @@ impl Guids {
         s.push_str(&format!("V\t{}\n", self.uidvalidity));
         for (uid, r) in &self.rows {
             s.push_str(&format!(
-                "{uid}\t{}\t{}\t{}\t{}\n",
+                "{uid}\t{}\t{}\t{}\t{}\t{}\n",
                 r.md5,
                 r.guid,
                 r.pop3_uidl.as_deref().unwrap_or(""),
-                r.pop3_order.map(|o| o.to_string()).unwrap_or_default()
+                r.pop3_order.map(|o| o.to_string()).unwrap_or_default(),
+                r.crlf_size.map(|o| o.to_string()).unwrap_or_default()
             ));
         }
         s.into_bytes()
@@ -127,6 +135,7 @@ mod tests {
                 guid: "1.M2P3.host".into(),
                 pop3_uidl: Some("u1".into()),
                 pop3_order: Some(4),
+                crlf_size: Some(99),
             },
         );
         g.rows.insert(

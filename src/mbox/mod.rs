@@ -27,6 +27,6 @@ mod dovecot_tests;
 mod store_tests;
 
 pub use options::MboxOptions;
-pub use reader::MessageReader;
+pub use reader::{MessageReader, Served};
 pub use store::MboxStore;
 pub use update::{MboxSaveHandle, MboxUpdate};

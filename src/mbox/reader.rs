@@ -77,6 +77,63 @@ impl Read for MessageReader {
     }
 }
 
+/// Gives back a message stored with LF that came with CR LF: every LF
+/// becomes CR LF (the original had no LF without a CR before it).
+pub struct CrlfReader<R: Read> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: Read> CrlfReader<R> {
+    pub fn new(inner: R) -> Self {
+        CrlfReader {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for CrlfReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() {
+            let mut raw = vec![0u8; (out.len() / 2).clamp(1, 128 * 1024)];
+            let n = self.inner.read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.buf.clear();
+            self.pos = 0;
+            for &c in &raw[..n] {
+                if c == b'\n' {
+                    self.buf.push(b'\r');
+                }
+                self.buf.push(c);
+            }
+        }
+        let n = (self.buf.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A message as served: as stored, or with CR LF given back.
+pub enum Served {
+    Plain(MessageReader),
+    Crlf(CrlfReader<MessageReader>),
+}
+
+impl Read for Served {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Served::Plain(r) => r.read(out),
+            Served::Crlf(r) => r.read(out),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +156,13 @@ mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         assert_eq!(out, b"459abcd");
+    }
+
+    #[test]
+    fn crlf_comes_back() {
+        let mut r = CrlfReader::new(&b"a\nb\r\n\n"[..]);
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"a\r\nb\r\r\n\r\n");
     }
 }

@@ -436,7 +436,9 @@ impl<'a> Scanner<'a> {
             }
             None => {
                 // End of file: its final line break is the separator.
-                let mut e = self.pos;
+                // NUL bytes after it are space Dovecot added for an
+                // in-place rewrite it did not finish, not mail.
+                let mut e = self.trailing_nuls_start(hdr_offset)?;
                 if e > hdr_offset && self.last_byte_is(e - 1, b'\n')? {
                     e -= 1;
                     if e > hdr_offset && self.last_byte_is(e - 1, b'\r')? {
@@ -469,6 +471,31 @@ impl<'a> Scanner<'a> {
         }
         msg.meta.md5 = md5.finish();
         Ok(Some(msg))
+    }
+
+    /// Where a run of NUL bytes ending the file starts, if a line break
+    /// comes before it; else the end of the file.
+    fn trailing_nuls_start(&self, floor: u64) -> Result<u64> {
+        let mut at = self.len;
+        let mut buf = vec![0u8; 64 * 1024];
+        while at > floor {
+            let n = ((at - floor) as usize).min(buf.len());
+            self.file
+                .read_exact_at(&mut buf[..n], at - n as u64)
+                .with_context(|| self.err_ctx())?;
+            match buf[..n].iter().rposition(|&b| b != 0) {
+                Some(i) => {
+                    let stop = at - n as u64 + i as u64;
+                    return Ok(if buf[i] == b'\n' && stop + 1 < self.len {
+                        stop + 1
+                    } else {
+                        self.len
+                    });
+                }
+                None => at -= n as u64,
+            }
+        }
+        Ok(self.len)
     }
 
     fn last_byte_is(&self, off: u64, want: u8) -> Result<bool> {

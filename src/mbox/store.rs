@@ -11,7 +11,7 @@ use super::guids::{self, Guids};
 use super::layout;
 use super::lock;
 use super::options::{self, MboxOptions};
-use super::reader::MessageReader;
+use super::reader::{CrlfReader, MessageReader, Served};
 use super::update::MboxUpdate;
 use crate::maildir::fingerprint::{self as mfp, Part};
 use crate::maildir::fsutil::{self, DotLock};
@@ -354,7 +354,9 @@ impl MboxStore {
                     flags: e.flags,
                     keywords: e.keywords.clone(),
                     internal_date: e.msg.from.time,
-                    size: e.msg.visible_size(),
+                    size: row
+                        .and_then(|r| r.crlf_size)
+                        .unwrap_or(e.msg.visible_size()),
                     pop3_uidl: row.and_then(|r| r.pop3_uidl.clone()),
                     pop3_order: row.and_then(|r| r.pop3_order),
                     in_new: e.recent,
@@ -369,7 +371,7 @@ impl MboxStore {
 
     /// A message as Dovecot serves it (hidden headers left out), and its
     /// size. The reader holds the file with a read lock while it lives.
-    pub fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<(MessageReader, u64)> {
+    pub fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<(Served, u64)> {
         let path = self.opts.mbox_path(name)?;
         let locked = lock::lock_read(&path).map_err(|e| {
             if !path.exists() {
@@ -383,20 +385,21 @@ impl MboxStore {
         })?;
         let file = locked.file;
         let stamp = Stamp::of(&file.metadata().with_context(|| io_ctx("stat of", &path))?);
-        let found = match self.cache.get(name) {
-            Some(c) if c.stamp == stamp => c.contents.find(uid).map(|i| {
-                (
-                    c.contents.entries[i].msg.hdr_offset,
-                    c.contents.entries[i].msg.end,
-                )
-            }),
-            _ => {
-                let c = contents::read(&path, &file)?;
-                c.find(uid)
-                    .map(|i| (c.entries[i].msg.hdr_offset, c.entries[i].msg.end))
-            }
+        let pick = |c: &Contents, g: &Guids| {
+            c.find(uid).map(|i| {
+                let e = &c.entries[i];
+                let crlf = c
+                    .uidvalidity
+                    .and_then(|uv| g.get(uv, uid, &e.md5_hex()))
+                    .and_then(|r| r.crlf_size);
+                (e.msg.hdr_offset, e.msg.end, crlf)
+            })
         };
-        let Some((hdr, end)) = found else {
+        let found = match self.cache.get(name) {
+            Some(c) if c.stamp == stamp => pick(&c.contents, &c.guids),
+            _ => pick(&contents::read(&path, &file)?, &self.load_guids(name)?),
+        };
+        let Some((hdr, end, crlf)) = found else {
             return Err(ChangedMeanwhile(format!(
                 "message UID {uid} in mailbox {name} is gone (expunged meanwhile?)"
             ))
@@ -404,8 +407,13 @@ impl MboxStore {
         };
         let l = layout::layout(&file, &path, hdr, end, false)?;
         let r = MessageReader::new(file, hdr, end, &l.drop);
-        let len = r.len();
-        Ok((r, len))
+        Ok(match crlf {
+            Some(size) => (Served::Crlf(CrlfReader::new(r)), size),
+            None => {
+                let len = r.len();
+                (Served::Plain(r), len)
+            }
+        })
     }
 
     pub fn subscriptions(&self) -> Result<Vec<MailboxName>> {

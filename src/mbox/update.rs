@@ -35,12 +35,18 @@ pub struct MboxSaveHandle {
     rec: MessageRecord,
     start: u64,
     written: u64,
+    /// Line feeds, and those after a CR.
+    lfs: u64,
+    crlfs: u64,
+    last_cr: bool,
 }
 
 struct PendingSave {
     rec: MessageRecord,
     start: u64,
     end: u64,
+    /// Every line ends in CR LF: stored with LF, given back with CR LF.
+    crlf: bool,
 }
 
 struct Spool {
@@ -198,6 +204,9 @@ impl<'a> MboxUpdate<'a> {
             rec: rec.clone(),
             start,
             written: 0,
+            lfs: 0,
+            crlfs: 0,
+            last_cr: false,
         })
     }
 
@@ -208,6 +217,15 @@ impl<'a> MboxUpdate<'a> {
             .with_context(|| format!("writing the spool file {}", sp.path.display()))?;
         sp.len += data.len() as u64;
         h.written += data.len() as u64;
+        for &c in data {
+            if c == b'\n' {
+                h.lfs += 1;
+                if h.last_cr {
+                    h.crlfs += 1;
+                }
+            }
+            h.last_cr = c == b'\r';
+        }
         Ok(())
     }
 
@@ -228,6 +246,7 @@ impl<'a> MboxUpdate<'a> {
         self.saves.push(PendingSave {
             start: h.start,
             end: h.start + h.written,
+            crlf: h.lfs > 0 && h.lfs == h.crlfs,
             rec: h.rec,
         });
         Ok(())
@@ -544,17 +563,20 @@ impl<'a> MboxUpdate<'a> {
             let uidl = s.rec.pop3_uidl.clone().filter(|u| guids::storable(u));
             let row = ((keep_guid && guids::storable(&s.rec.guid))
                 || uidl.is_some()
-                || s.rec.pop3_order.is_some())
-            .then(|| Row {
-                md5,
-                guid: if keep_guid && guids::storable(&s.rec.guid) {
-                    s.rec.guid.clone()
-                } else {
-                    String::new()
-                },
-                pop3_uidl: uidl,
-                pop3_order: s.rec.pop3_order,
-            });
+                || s.rec.pop3_order.is_some()
+                || s.crlf)
+                .then(|| Row {
+                    md5,
+                    guid: if keep_guid && guids::storable(&s.rec.guid) {
+                        s.rec.guid.clone()
+                    } else {
+                        String::new()
+                    },
+                    pop3_uidl: uidl,
+                    pop3_order: s.rec.pop3_order,
+                    // Known once written.
+                    crlf_size: None,
+                });
             save_layouts.push(l);
             out.push(Final {
                 uid: s.rec.uid,
@@ -617,7 +639,7 @@ impl<'a> MboxUpdate<'a> {
             if pseudo {
                 write::pseudo(&mut o, &base, now_secs())?;
             }
-            for (i, f) in out.iter().enumerate() {
+            for (i, f) in out.iter_mut().enumerate() {
                 let m = write::Meta {
                     base: (i == 0 && !pseudo).then_some(&base),
                     uid: f.uid,
@@ -647,6 +669,7 @@ impl<'a> MboxUpdate<'a> {
                             hdr: e.msg.hdr_offset,
                             end: e.msg.end,
                             layout: &l,
+                            strip_cr: false,
                         };
                         write::message(&mut o, &from, &src, &m)?;
                     }
@@ -660,8 +683,14 @@ impl<'a> MboxUpdate<'a> {
                             hdr: s.start,
                             end: s.end,
                             layout: &save_layouts[j],
+                            strip_cr: s.crlf,
                         };
-                        write::message(&mut o, &from, &src, &m)?;
+                        let w = write::message(&mut o, &from, &src, &m)?;
+                        if s.crlf {
+                            if let Some(r) = &mut f.row {
+                                r.crlf_size = Some(w.visible + w.lfs);
+                            }
+                        }
                     }
                 }
             }

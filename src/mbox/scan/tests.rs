@@ -170,3 +170,12 @@ fn long_lines_do_not_grow_memory_or_break_boundaries() {
     assert_eq!(b.len(), 2);
     assert_eq!(b[1].len(), 6 + long.len());
 }
+
+#[test]
+fn nul_padding_at_the_end_is_not_mail() {
+    let data = format!("{F1}S: 1\n\nx\n\n\0\0\0\0");
+    assert_eq!(bodies(data.as_bytes()), vec![b"S: 1\n\nx\n".to_vec()]);
+    // NULs that end a line's text are the message's.
+    let data = format!("{F1}S: 1\n\nx\0\0");
+    assert_eq!(bodies(data.as_bytes()), vec![b"S: 1\n\nx\0\0".to_vec()]);
+}

@@ -43,6 +43,7 @@ fn round_trip(msgs: &[(Vec<u8>, Flags, Vec<String>)]) -> Vec<(u32, Flags, Vec<St
                 hdr: *a,
                 end: *b,
                 layout: &l,
+                strip_cr: false,
             },
             &Meta {
                 base: (i == 0).then_some(&base),
