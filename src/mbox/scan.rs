@@ -346,6 +346,8 @@ impl<'a> Scanner<'a> {
         let mut cur_value: Vec<u8> = Vec::new();
         let mut in_header = true;
         let mut prev_crlf = false;
+        // Where the last hidden header line ended.
+        let mut hidden_end = 0u64;
         // Separators before this offset are body (Content-Length said so).
         let mut guard = 0u64;
         let ended_by;
@@ -403,6 +405,7 @@ impl<'a> Scanner<'a> {
                 md5.value(&cur_name, text);
                 if cur_hidden {
                     msg.hidden_len += self.line.len;
+                    hidden_end = self.line.end();
                     if cur_value.len() < VALUE_CAP {
                         cur_value.push(b'\n');
                         cur_value.extend_from_slice(text);
@@ -418,6 +421,7 @@ impl<'a> Scanner<'a> {
             cur_value = value;
             if cur_hidden {
                 msg.hidden_len += self.line.len;
+                hidden_end = self.line.end();
             } else {
                 md5.value(&cur_name, &cur_value);
             }
@@ -463,6 +467,10 @@ impl<'a> Scanner<'a> {
                 msg.end = e;
                 self.done = true;
             }
+        }
+        if hidden_end > msg.end {
+            // The separator took that line's line break.
+            msg.hidden_len -= hidden_end - msg.end;
         }
         if msg.body_offset > msg.end {
             // "headers\n\nFrom ...": that empty line was the separator.

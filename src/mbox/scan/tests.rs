@@ -179,3 +179,11 @@ fn nul_padding_at_the_end_is_not_mail() {
     let data = format!("{F1}S: 1\n\nx\0\0");
     assert_eq!(bodies(data.as_bytes()), vec![b"S: 1\n\nx\0\0".to_vec()]);
 }
+
+#[test]
+fn a_hidden_last_line_loses_its_break_to_the_separator() {
+    let data = format!("{F1}S: 1\nX-UID: 4\n{F2}S: 2\n");
+    let (v, _, _) = scan_bytes(data.as_bytes());
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].visible_size(), 5);
+}
