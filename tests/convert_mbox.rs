@@ -138,3 +138,37 @@ fn mbox_written_by_others_converts_to_maildir() {
     assert_same(&from_mbox, &judged(&dst.location()));
     assert_eq!(total_messages(&from_mbox), 3);
 }
+
+#[test]
+fn bad_mbox_input_is_a_clear_error_and_changes_nothing() {
+    require_dovecot!();
+    let t = tempdir();
+    // Text before the first From_ line: Dovecot cannot open it either.
+    std::fs::create_dir_all(t.path().join("bad")).unwrap();
+    std::fs::write(
+        t.path().join("bad/inbox"),
+        "this is not mail\nFrom a@b Thu Nov 29 22:33:52 2001\nSubject: x\n\nbody\n",
+    )
+    .unwrap();
+    let before = std::fs::read(t.path().join("bad/inbox")).unwrap();
+    let bad = mbox_loc(t.path(), "bad");
+    let dst = Maildir::at(t.path().join("dst"));
+    let run = dsync(t.path(), Some(&bad), &["backup", &dst.location()]);
+    assert_ne!(run.code, 0);
+    run.expect_stderr_contains("does not start with a \"From \" line")
+        .expect_stderr_contains("at byte 0");
+    assert_eq!(std::fs::read(t.path().join("bad/inbox")).unwrap(), before);
+
+    // A truncated mbox (Content-Length beyond the end) and one without a
+    // final newline: every message arrives whole, none is lost.
+    std::fs::write(
+        t.path().join("bad/inbox"),
+        "From a@b Thu Nov 29 22:33:52 2001\nSubject: 1\n\none\n\n\
+         From a@b Thu Nov 29 22:33:53 2001\nSubject: 2\nContent-Length: 500\n\ncut sh",
+    )
+    .unwrap();
+    dsync(t.path(), Some(&bad), &["backup", &dst.location()]).expect_ok();
+    let got = judged(&dst.location());
+    assert_eq!(got.mailboxes["INBOX"].messages.len(), 2);
+    assert_same(&judged(&bad), &got);
+}
