@@ -743,9 +743,13 @@ impl<'a> MboxUpdate<'a> {
         }
 
         // Dovecot's index remembers where each message was; after a
-        // rewrite it would seek to stale offsets (and complain about a
-        // "corrupted" mbox) before noticing. Without it, Dovecot reads the
-        // file afresh, which is what a rewritten file needs anyway.
+        // rewrite it would seek to stale offsets (and log the mbox as
+        // "corrupted") before noticing; tried and seen with 2.3.19. Without
+        // it, Dovecot reads the file afresh. The price: flag changes a
+        // Dovecot session still holds only in its index (mbox_lazy_writes,
+        // written when it closes the mailbox) are lost; servers whose
+        // mboxes dsync writes while clients are connected should set
+        // `mbox_lazy_writes = no`.
         self.store.remove_dovecot_index(&name)?;
         for m in &skipped {
             tracing::warn!("{m}");
