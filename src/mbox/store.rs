@@ -232,6 +232,19 @@ impl MboxStore {
             .unwrap_or_default())
     }
 
+    /// Replaces the mailbox's side file (atomically, under its dotlock).
+    pub(crate) fn save_guids(&self, name: &MailboxName, g: &Guids) -> Result<()> {
+        let p = self.guids_path(name)?;
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir).with_context(|| io_ctx("creating directory", dir))?;
+        }
+        let bytes = g.to_bytes();
+        if fsutil::read_optional(&p)?.as_deref() == Some(&bytes[..]) {
+            return Ok(());
+        }
+        DotLock::acquire(&p)?.replace(&bytes)
+    }
+
     /// Reads a mailbox (from the cache while its file is unchanged),
     /// writing into the file what Dovecot would (UIDs, X-IMAPbase, the
     /// pseudo message of an empty mailbox) when it lacks it.
@@ -273,7 +286,14 @@ impl MboxStore {
             );
             let contents = contents::read(&path, &locked.file)?;
             drop(locked);
-            let guids = self.load_guids(name)?;
+            let mut guids = self.load_guids(name)?;
+            if guids.mailbox.is_none() && !contents.needs_write && contents.uidvalidity.is_some() {
+                // A file Dovecot (or we, before losing the side file) wrote:
+                // only the mailbox GUID is missing, and only our file changes.
+                guids.mailbox = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
+                guids.uidvalidity = contents.uidvalidity.unwrap_or(0);
+                self.save_guids(name, &guids)?;
+            }
             if contents.needs_write || contents.uidvalidity.is_none() || guids.mailbox.is_none() {
                 if attempt == 2 {
                     bail!(

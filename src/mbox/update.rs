@@ -19,7 +19,7 @@ use super::lock;
 use super::meta::{self, ImapBase};
 use super::store::{now_secs, MboxStore};
 use super::write::{self, Out};
-use crate::maildir::fsutil::{self, DotLock};
+use crate::maildir::fsutil;
 use crate::maildir::ChangedMeanwhile;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord, Uid};
 use anyhow::{bail, Context, Result};
@@ -733,14 +733,7 @@ impl<'a> MboxUpdate<'a> {
             .iter()
             .filter_map(|f| f.row.clone().map(|r| (f.uid, r)))
             .collect();
-        let gp = self.store.guids_path(&name)?;
-        if let Some(dir) = gp.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let new_bytes = guids.to_bytes();
-        if fsutil::read_optional(&gp)?.as_deref() != Some(&new_bytes[..]) {
-            DotLock::acquire(&gp)?.replace(&new_bytes)?;
-        }
+        self.store.save_guids(&name, &guids)?;
 
         // Dovecot's index remembers where each message was; after a
         // rewrite it would seek to stale offsets (and log the mbox as
