@@ -377,9 +377,12 @@ fn we_read_what_dovecot_wrote() {
         .trim_end_matches(')')
         .parse()
         .unwrap();
+    let file_before = std::fs::read(&dv.inbox).unwrap();
     let mut s = dv.store();
     let infos = s.list_mailboxes().unwrap();
     assert_eq!(infos.len(), 2, "{infos:?}");
+    // Reading a file Dovecot wrote changes nothing in it.
+    assert_eq!(std::fs::read(&dv.inbox).unwrap(), file_before);
     assert_eq!(infos[0].uidvalidity, uv);
     assert_eq!(infos[0].uidnext, 4);
     assert_eq!(infos[0].messages, 2);
