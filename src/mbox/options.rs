@@ -19,8 +19,8 @@ pub const SUBSCRIPTIONS_FILE: &str = ".subscriptions";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MboxOptions {
     pub root: PathBuf,
-    /// `INBOX=`: the INBOX file (default `<root>/INBOX`, as Dovecot's fs
-    /// mailbox list places it).
+    /// `INBOX=`: the INBOX file (default `<root>/inbox`, where Dovecot
+    /// looks for one).
     pub inbox: Option<PathBuf>,
     /// `INDEX=`: where Dovecot's index tree is (`None`: beside the mail;
     /// `INDEX=MEMORY` keeps ours beside the mail too).
@@ -87,7 +87,7 @@ impl MboxOptions {
             return Ok(self
                 .inbox
                 .clone()
-                .unwrap_or_else(|| self.root.join("INBOX")));
+                .unwrap_or_else(|| self.root.join("inbox")));
         }
         Ok(self.root.join(self.rel(name)?))
     }
@@ -214,7 +214,7 @@ mod tests {
         let top = MailboxName::parse("top", '/').unwrap();
         assert_eq!(o.index_dir(&top).unwrap(), PathBuf::from("/m/.imap/top"));
         let inbox = MailboxName::inbox();
-        assert_eq!(o.mbox_path(&inbox).unwrap(), PathBuf::from("/m/INBOX"));
+        assert_eq!(o.mbox_path(&inbox).unwrap(), PathBuf::from("/m/inbox"));
         o.inbox = Some("/var/mail/u".into());
         o.control = Some("/c".into());
         assert_eq!(o.mbox_path(&inbox).unwrap(), PathBuf::from("/var/mail/u"));
