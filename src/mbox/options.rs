@@ -19,8 +19,8 @@ pub const SUBSCRIPTIONS_FILE: &str = ".subscriptions";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MboxOptions {
     pub root: PathBuf,
-    /// `INBOX=`: the INBOX file (default `<root>/inbox`, where Dovecot
-    /// looks for one).
+    /// `INBOX=`: the INBOX file (default `<root>/inbox`, where Dovecot 2.3
+    /// puts it without `INBOX=`; checked).
     pub inbox: Option<PathBuf>,
     /// `INDEX=`: where Dovecot's index tree is (`None`: beside the mail;
     /// `INDEX=MEMORY` keeps ours beside the mail too).
