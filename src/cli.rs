@@ -207,15 +207,20 @@ fn init_logging(opts: &Opts) {
         tracing::Level::WARN
     };
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in logs.
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
+        .with_target(false);
+    // Debug output is for finding where a run spends its time: seconds
+    // since start. Otherwise the caller's logger adds its own times.
+    let _ = if opts.debug {
+        fmt.with_timer(tracing_subscriber::fmt::time::uptime())
+            .try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
 }
 
 /// Settings and the user every job starts from.

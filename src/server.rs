@@ -8,7 +8,7 @@ use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::connection::{expect_data, BoxRead, BoxWrite, Receiver, Sender};
 use crate::protocol::{self, Command, ErrorKind, Frame, Reply, CHUNK_SIZE};
 use crate::state::SyncState as PairState;
-use crate::store::{Store, StoreUpdate};
+use crate::store::{MessageSource, Store, StoreUpdate};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -297,6 +297,7 @@ impl Server {
             mailboxes: HashMap::new(),
         };
         let mut current: Option<(MailboxName, BaseMailbox)> = None;
+        let mut dropped: Vec<MailboxGuid> = Vec::new();
         loop {
             let cmd = Command::parse(&protocol::connection::expect_line(&mut self.rx).await?)?;
             match cmd {
@@ -333,6 +334,7 @@ impl Server {
                     }),
                     None => bail!("protocol error: B before BASE in a STATE-PUT"),
                 },
+                Command::Unbase(guid) if !full => dropped.push(guid),
                 Command::StateEnd => break,
                 other => bail!(
                     "protocol error: {} inside a STATE-PUT",
@@ -346,8 +348,13 @@ impl Server {
         let result = block_in_place(|| -> Result<()> {
             let store = self.store()?;
             if !full {
-                if let Ok(Some(old)) = store.load_state(&peer) {
-                    for (g, v) in old.mailboxes {
+                // The leader checked that this state is the one it holds
+                // (same sync ID) before it sent only the differences.
+                let old = store.load_state(&peer)?.ok_or_else(|| {
+                    anyhow!("no sync state for {peer} to update; the next run compares everything")
+                })?;
+                for (g, v) in old.mailboxes {
+                    if !dropped.contains(&g) {
                         state.mailboxes.entry(g).or_insert(v);
                     }
                 }

@@ -50,6 +50,60 @@ impl From<MboxStore> for Store {
     }
 }
 
+/// Where message bodies are read from for sending: the store itself, or
+/// a transaction open on it (whose own mailbox it has not changed yet).
+pub trait MessageSource {
+    /// The message body as an IMAP client would fetch it.
+    fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader>;
+    /// The file holding exactly the message body, when the format keeps
+    /// one per message (so a follower on the same machine can copy or
+    /// reflink it); `None` when the body must be streamed.
+    fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>>;
+}
+
+fn maildir_open(s: &MaildirStore, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+    let (f, size) = s.open_message(name, uid)?;
+    Ok((Box::new(f), size))
+}
+
+fn mbox_open(s: &MboxStore, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+    let (r, size) = s.open_message(name, uid)?;
+    Ok((Box::new(r), size))
+}
+
+impl MessageSource for Store {
+    fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+        match self {
+            Store::Maildir(s) => maildir_open(s, name, uid),
+            Store::Mbox(s) => mbox_open(s, name, uid),
+        }
+    }
+
+    fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
+        match self {
+            Store::Maildir(s) => s.message_path(name, uid).map(Some),
+            // Messages share one file: bodies are always streamed.
+            Store::Mbox(_) => Ok(None),
+        }
+    }
+}
+
+impl MessageSource for StoreUpdate<'_> {
+    fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+        match self {
+            StoreUpdate::Maildir(u) => maildir_open(u.store(), name, uid),
+            StoreUpdate::Mbox(u) => mbox_open(u.store(), name, uid),
+        }
+    }
+
+    fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
+        match self {
+            StoreUpdate::Maildir(u) => u.store().message_path(name, uid).map(Some),
+            StoreUpdate::Mbox(_) => Ok(None),
+        }
+    }
+}
+
 impl Store {
     /// The store's root directory (its run lock lives there).
     pub fn root(&self) -> &Path {
@@ -96,31 +150,6 @@ impl Store {
         match self {
             Store::Maildir(s) => s.snapshot(name),
             Store::Mbox(s) => s.snapshot(name),
-        }
-    }
-
-    /// The message body as an IMAP client would fetch it.
-    pub fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
-        match self {
-            Store::Maildir(s) => {
-                let (f, size) = s.open_message(name, uid)?;
-                Ok((Box::new(f), size))
-            }
-            Store::Mbox(s) => {
-                let (r, size) = s.open_message(name, uid)?;
-                Ok((Box::new(r), size))
-            }
-        }
-    }
-
-    /// The file holding exactly the message body, when the format keeps
-    /// one per message (so a follower on the same machine can copy or
-    /// reflink it); `None` when the body must be streamed.
-    pub fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
-        match self {
-            Store::Maildir(s) => s.message_path(name, uid).map(Some),
-            // Messages share one file: bodies are always streamed.
-            Store::Mbox(_) => Ok(None),
         }
     }
 

@@ -1253,3 +1253,39 @@ fn unsubscribe_on_one_side_is_carried_over() {
         s.subscriptions
     );
 }
+
+/// The one `dsync-state.*` file at a side's root, read.
+fn state_file(root: &Path) -> String {
+    let mut found: Vec<_> = fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dsync-state."))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one dsync-state.* file in {}",
+        root.display()
+    );
+    fs::read_to_string(found.pop().unwrap().path()).unwrap()
+}
+
+#[test]
+fn both_sides_keep_the_same_state_when_only_changes_are_sent() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    assert_eq!(state_file(&a.root), state_file(&b.root));
+    assert!(state_file(&a.root).contains("Drafts"));
+    // Changes in some folders, a folder deleted, nothing in others: the
+    // follower gets only the changed mailboxes and the deletion.
+    a.folder("Archive")
+        .put(&Msg::new(traced("filed")).flags("S").mtime(1_710_000_001));
+    fs::remove_dir_all(a.dir_of("Drafts")).unwrap();
+    mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(state_file(&a.root), state_file(&b.root));
+    assert!(!state_file(&a.root).contains("Drafts"));
+    // A run with nothing to do keeps both the same too.
+    mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(state_file(&a.root), state_file(&b.root));
+}

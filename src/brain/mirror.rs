@@ -16,7 +16,7 @@ use crate::model::{
     Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
 };
 use crate::protocol::{Command, Reply};
-use crate::store::Store;
+use crate::store::{MessageSource, Store, StoreUpdate};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio::task::block_in_place;
@@ -55,6 +55,7 @@ pub async fn run(
         .await
         .context("opening the LOCATION2 mail store")?;
     let local_id = block_in_place(|| local.store_id())?;
+    tracing::debug!("phase: both stores open");
     remote
         .send(Command::StateGet {
             peer: local_id.clone(),
@@ -62,6 +63,9 @@ pub async fn run(
         .await?;
     remote.send(Command::List).await?;
     remote.flush().await?;
+    // The local side lists while the follower does.
+    let (a_boxes, a_subs) =
+        block_in_place(|| -> Result<_> { Ok((local.list_mailboxes()?, local.subscriptions()?)) })?;
     let (remote_id, remote_token) = match remote.reply().await? {
         Reply::State { store_id, sync_id } => (store_id, sync_id),
         Reply::Error { text, .. } => bail!("{} could not read its sync state: {text}", remote.peer),
@@ -81,8 +85,6 @@ pub async fn run(
         .read_list()
         .await
         .context("listing the LOCATION2 mailboxes")?;
-    let (a_boxes, a_subs) =
-        block_in_place(|| -> Result<_> { Ok((local.list_mailboxes()?, local.subscriptions()?)) })?;
     let stored = match block_in_place(|| local.load_state(&remote_id)) {
         Ok(s) => s,
         Err(e) => {
@@ -110,6 +112,7 @@ pub async fn run(
         )?;
     }
 
+    tracing::debug!("phase: listed both sides");
     let (pairs, deleted) = merge_tree(
         local,
         remote,
@@ -139,6 +142,10 @@ pub async fn run(
         .filter(|p| !p.a.as_ref().is_some_and(|a| skipped.contains(&a.guid)))
         .collect();
 
+    tracing::debug!(
+        "phase: fingerprints compared, {} mailbox(es) to read",
+        pairs.len()
+    );
     // Snapshots of every remote mailbox in one round trip.
     let wanted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].b.is_some()).collect();
     for &i in &wanted {
@@ -146,14 +153,7 @@ pub async fn run(
         remote.send(Command::Snapshot).await?;
     }
     remote.flush().await?;
-    let mut b_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
-    for &i in &wanted {
-        let snap = remote
-            .read_snapshot()
-            .await
-            .with_context(|| format!("reading mailbox {} on {}", pairs[i].name, remote.peer))?;
-        b_snaps.insert(i, snap);
-    }
+    // The local side reads while the follower does.
     let mut a_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
     for (i, p) in pairs.iter().enumerate() {
         if p.a.is_some() {
@@ -162,25 +162,34 @@ pub async fn run(
             a_snaps.insert(i, snap);
         }
     }
-
-    // Where each message lives on each side, for moves and copies.
-    let held = Holdings {
-        a: locate(&pairs, &a_snaps, |p| p.a.as_ref()),
-        b: locate(&pairs, &b_snaps, |p| p.b.as_ref()),
-        pairs: &pairs,
-    };
-
+    tracing::debug!("phase: local snapshots read");
+    let mut b_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    for &i in &wanted {
+        let snap = remote
+            .read_snapshot()
+            .await
+            .with_context(|| format!("reading mailbox {} on {}", pairs[i].name, remote.peer))?;
+        b_snaps.insert(i, snap);
+    }
+    tracing::debug!("phase: remote snapshots read");
     let mut plans: Vec<(usize, MergePlan)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        let a = a_snaps
-            .get(&i)
-            .cloned()
-            .unwrap_or_else(|| empty_like(b_snaps.get(&i)));
-        let b = b_snaps
-            .get(&i)
-            .cloned()
-            .unwrap_or_else(|| empty_like(a_snaps.get(&i)));
-        let plan = merge::merge_mailbox(p.base.as_ref(), &a, &b);
+        let (a_empty, b_empty);
+        let a = match a_snaps.get(&i) {
+            Some(s) => s,
+            None => {
+                a_empty = empty_like(b_snaps.get(&i));
+                &a_empty
+            }
+        };
+        let b = match b_snaps.get(&i) {
+            Some(s) => s,
+            None => {
+                b_empty = empty_like(a_snaps.get(&i));
+                &b_empty
+            }
+        };
+        let plan = merge::merge_mailbox(p.base.as_ref(), a, b);
         tracing::info!(
             "{}: leader side {} new, {} expunged, {} flag changes; other side {} new, {} expunged, {} flag changes",
             p.name,
@@ -202,6 +211,24 @@ pub async fn run(
         }
         plans.push((i, plan));
     }
+
+    // Where each message new to a side lives on that side already (moved
+    // or copied between folders), so it is copied there, not sent.
+    let wanted: HashSet<&str> = plans
+        .iter()
+        .flat_map(|(_, p)| p.a.saves.iter().chain(&p.b.saves))
+        .filter(|s| matches!(s.origin, Origin::Other(_)))
+        .map(|s| s.record.guid.as_str())
+        .collect();
+    let held = Holdings {
+        a: locate(&pairs, &a_snaps, &wanted, |p| p.a.as_ref()),
+        b: locate(&pairs, &b_snaps, &wanted, |p| p.b.as_ref()),
+        pairs: &pairs,
+    };
+    drop(wanted);
+    // The plans hold all that is needed from here on.
+    drop(a_snaps);
+    drop(b_snaps);
 
     // A message one folder copies from another folder on the same side
     // (a move) must still be there when the copy is made: its expunge waits
@@ -233,26 +260,68 @@ pub async fn run(
             wait,
         )
     };
-    let mut pending = 0usize;
+    // Pass 1, software-pipelined so both sides work at once: the follower
+    // gets mailbox k+1's changes before the local side commits mailbox k.
+    // Local commits touch only their own mailbox's files, so the paths
+    // sent for k+1 stay valid (and a file renamed meanwhile is found again
+    // by its base name on the follower).
     let mut pass2: Vec<(usize, Vec<Uid>, Vec<Uid>)> = Vec::new();
+    let mut jobs: Vec<(usize, SidePlan, SidePlan, &SidePlan)> = Vec::new();
     for (i, plan) in &plans {
-        let p = &pairs[*i];
         let (b_now, b_wait) = split(&plan.b, *i, &later_b);
         let (a_now, a_wait) = split(&plan.a, *i, &later_a);
-        if !b_now.is_empty() {
-            push_side(local, remote, &held, p, &b_now, &plan.a, &mut report).await?;
-            pending += 1;
-        }
-        if !a_now.is_empty() {
-            let progress = Progress {
-                pending: &mut pending,
-                report: &mut report,
-            };
-            pull_side(local, remote, &held, p, &a_now, progress).await?;
-        }
         if !a_wait.is_empty() || !b_wait.is_empty() {
             pass2.push((*i, a_wait, b_wait));
         }
+        jobs.push((*i, a_now, b_now, &plan.a));
+    }
+    let mut pending = 0usize;
+    if let Some((i, _, b_now, a_plan)) = jobs.first() {
+        if !b_now.is_empty() {
+            push_side(
+                &*local,
+                remote,
+                &held,
+                &pairs[*i],
+                b_now,
+                a_plan,
+                &mut report,
+            )
+            .await?;
+            pending += 1;
+        }
+    }
+    for (k, (i, a_now, _, _)) in jobs.iter().enumerate() {
+        let next = jobs.get(k + 1).filter(|(_, _, b_now, _)| !b_now.is_empty());
+        if a_now.is_empty() {
+            if let Some((j, _, b_now, a_plan)) = next {
+                push_side(
+                    &*local,
+                    remote,
+                    &held,
+                    &pairs[*j],
+                    b_now,
+                    a_plan,
+                    &mut report,
+                )
+                .await?;
+                pending += 1;
+            }
+            continue;
+        }
+        let progress = Progress {
+            pending: &mut pending,
+            report: &mut report,
+        };
+        let p = &pairs[*i];
+        let txn = pull_side(local, remote, &held, p, a_now, progress).await?;
+        if let Some((j, _, b_now, a_plan)) = next {
+            push_side(&txn, remote, &held, &pairs[*j], b_now, a_plan, &mut report).await?;
+            pending += 1;
+        }
+        remote.flush().await?;
+        block_in_place(|| txn.commit())
+            .with_context(|| format!("committing mailbox {}", p.name))?;
     }
     // Pass 2: the expunges of messages moved to other folders.
     for (i, a_exp, b_exp) in pass2 {
@@ -285,6 +354,7 @@ pub async fn run(
             .with_context(|| format!("committing changes on {}", remote.peer))?;
     }
 
+    tracing::debug!("phase: all changes committed");
     // Subscriptions: merged against the set both had after the last run.
     let subs_path = subscriptions::path(&local.control_root(), &remote_id);
     let covered = |v: &[MailboxName]| -> BTreeSet<MailboxName> {
@@ -325,10 +395,17 @@ pub async fn run(
 
     // The new common state, on both sides, under a fresh token. Mailboxes
     // outside -m keep their old base.
+    // With a common state both sides hold, the follower gets only what
+    // changed; otherwise the whole state.
+    let had_state = state.is_some();
     let mut new_state = state.unwrap_or_default();
+    let old_guids: HashSet<MailboxGuid> = new_state.mailboxes.keys().copied().collect();
     if opts.filter.0.is_empty() {
         // Only mailboxes that still exist: skipped ones and this run's.
-        new_state.mailboxes.retain(|g, _| skipped.contains(g));
+        let planned: HashSet<MailboxGuid> = plans.iter().map(|(_, p)| p.base.guid).collect();
+        new_state
+            .mailboxes
+            .retain(|g, _| skipped.contains(g) || planned.contains(g));
     }
     new_state.sync_id = PairState::generate_sync_id()?;
     for g in &deleted {
@@ -353,6 +430,7 @@ pub async fn run(
         }
         changed.push((guid, pairs[*i].name.clone(), Some(d.finish())));
     }
+    tracing::debug!("phase: subscriptions done");
     if report.incomplete.is_empty() && !changed.is_empty() {
         let names: Vec<MailboxName> = changed.iter().map(|(_, n, _)| n.clone()).collect();
         let digests: Vec<Option<String>> = changed.iter().map(|(_, _, d)| d.clone()).collect();
@@ -364,11 +442,21 @@ pub async fn run(
     fps.retain(|g| {
         new_state.mailboxes.contains_key(g) || plans.iter().any(|(_, p)| p.base.guid == *g)
     });
+    let mut updated: Vec<MailboxGuid> = Vec::new();
     for (i, plan) in plans {
-        new_state
-            .mailboxes
-            .insert(plan.base.guid, (pairs[i].name.clone(), plan.base));
+        let guid = plan.base.guid;
+        let entry = (pairs[i].name.clone(), plan.base);
+        if new_state.mailboxes.get(&guid) != Some(&entry) {
+            updated.push(guid);
+            new_state.mailboxes.insert(guid, entry);
+        }
     }
+    let dropped: Vec<MailboxGuid> = old_guids
+        .iter()
+        .filter(|g| !new_state.mailboxes.contains_key(g))
+        .copied()
+        .collect();
+    tracing::debug!("phase: fingerprints taken");
     block_in_place(|| local.save_state(&remote_id, &new_state))?;
     if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
         tracing::warn!(
@@ -380,10 +468,18 @@ pub async fn run(
         .send(Command::StatePut {
             peer: local_id,
             sync_id: new_state.sync_id.clone(),
-            full: true,
+            full: !had_state,
         })
         .await?;
-    for (name, base) in new_state.mailboxes.values() {
+    let send: Vec<MailboxGuid> = if had_state {
+        for g in dropped {
+            remote.send(Command::Unbase(g)).await?;
+        }
+        updated
+    } else {
+        new_state.mailboxes.keys().copied().collect()
+    };
+    for (name, base) in send.iter().filter_map(|g| new_state.mailboxes.get(g)) {
         remote
             .send(Command::Base {
                 guid: base.guid,
@@ -403,6 +499,7 @@ pub async fn run(
                 .await?;
         }
     }
+    tracing::debug!("phase: state saved here, sent");
     remote.send(Command::StateEnd).await?;
     Ok(report)
 }
@@ -456,16 +553,22 @@ fn empty_like(other: Option<&MailboxSnapshot>) -> MailboxSnapshot {
 fn locate<'p>(
     pairs: &'p [Pair],
     snaps: &HashMap<usize, MailboxSnapshot>,
+    wanted: &HashSet<&str>,
     side: impl Fn(&'p Pair) -> Option<&'p MailboxInfo>,
 ) -> HashMap<String, (usize, Uid)> {
     let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return out;
+    }
     for (i, p) in pairs.iter().enumerate() {
         if side(p).is_none() {
             continue;
         }
         if let Some(s) = snaps.get(&i) {
             for m in &s.messages {
-                out.entry(m.guid.clone()).or_insert((i, m.uid));
+                if wanted.contains(m.guid.as_str()) && !out.contains_key(&m.guid) {
+                    out.insert(m.guid.clone(), (i, m.uid));
+                }
             }
         }
     }
@@ -535,7 +638,7 @@ struct Progress<'r> {
 /// Sends the follower's changes for one mailbox (expunges of move
 /// sources excepted: the plan given holds only those that need not wait).
 async fn push_side(
-    local: &mut Store,
+    local: &dyn MessageSource,
     remote: &mut Remote,
     held: &Holdings<'_>,
     p: &Pair,
@@ -607,16 +710,17 @@ async fn push_side(
     remote.send(Command::Commit).await
 }
 
-/// Applies the leader's changes for one mailbox (expunges of move sources
-/// excepted), fetching bodies the local side does not hold.
-async fn pull_side(
-    local: &mut Store,
+/// Prepares the leader's changes for one mailbox (expunges of move sources
+/// excepted), fetching bodies the local side does not hold; the caller
+/// commits the transaction returned.
+async fn pull_side<'s>(
+    local: &'s mut Store,
     remote: &mut Remote,
     held: &Holdings<'_>,
     p: &Pair,
     plan: &SidePlan,
     progress: Progress<'_>,
-) -> Result<()> {
+) -> Result<StoreUpdate<'s>> {
     let Progress { pending, report } = progress;
     // Messages held in another local folder are copied, not fetched.
     let held_here = |s: &merge::Save| held.on_a(&s.record.guid);
@@ -625,18 +729,17 @@ async fn pull_side(
         .iter()
         .filter(|s| matches!(s.origin, Origin::Other(_)) && held_here(s).is_none())
         .collect();
-    // The follower may still be copying this mailbox's files by path
-    // (COPYFILE), and local flag changes rename them: let it finish first.
-    // Its answers also come before any body asked for below.
-    remote.flush().await?;
-    while *pending > 0 {
-        remote
-            .expect_ok()
-            .await
-            .with_context(|| format!("committing changes on {}", remote.peer))?;
-        *pending -= 1;
-    }
     if !fetches.is_empty() {
+        // The follower answers in order: its commits come before any body
+        // asked for below.
+        remote.flush().await?;
+        while *pending > 0 {
+            remote
+                .expect_ok()
+                .await
+                .with_context(|| format!("committing changes on {}", remote.peer))?;
+            *pending -= 1;
+        }
         remote.send(Command::Select(p.name.clone())).await?;
     }
     let mut txn = block_in_place(|| local.update(&p.name))
@@ -669,7 +772,7 @@ async fn pull_side(
         })
         .collect();
     transfer::fetch_into(remote, &mut txn, &p.name, &wanted, report).await?;
-    block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {}", p.name))
+    Ok(txn)
 }
 
 /// Matches the two trees: by GUID, then by name. Mailboxes on one side

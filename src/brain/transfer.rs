@@ -4,7 +4,7 @@ use super::remote::{Fetched, Remote};
 use super::Report;
 use crate::model::{MailboxName, MessageRecord, Uid};
 use crate::protocol::{Command, CHUNK_SIZE, FEATURE_LOCAL_COPY};
-use crate::store::{Store, StoreUpdate};
+use crate::store::{MessageSource, StoreUpdate};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use std::io::Read;
@@ -15,7 +15,7 @@ use tokio::task::block_in_place;
 /// else streamed in chunks (`SAVE`). A message that vanished meanwhile is
 /// noted in `report` (the run ends with exit 2), not an error.
 pub async fn push_message(
-    local: &Store,
+    local: &dyn MessageSource,
     remote: &mut Remote,
     name: &MailboxName,
     uid: Uid,

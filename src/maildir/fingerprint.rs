@@ -6,9 +6,10 @@
 //!
 //! The one trap is timestamp granularity: a change in the same clock tick
 //! as the last one leaves the mtime as it was. So a fingerprint is only
-//! given when every mtime is older than the filesystem's granularity
-//! allows to be ambiguous (nanosecond timestamps: 100 ms, whole seconds:
-//! 2 s); otherwise the caller must compare the folder fully.
+//! given when the directories' mtimes are older than the filesystem's
+//! granularity allows to be ambiguous (`scan::settle_time`); otherwise the
+//! caller must compare the folder fully. The two files need no such wait:
+//! every writer replaces them by rename or appends (new inode or size).
 
 use super::store::MaildirStore;
 use crate::model::MailboxName;
@@ -17,9 +18,6 @@ use std::fmt::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const SETTLE_FINE: Duration = Duration::from_millis(100);
-const SETTLE_COARSE: Duration = Duration::from_secs(2);
 
 impl MaildirStore {
     /// The folder's fingerprint, or `None` when it cannot be trusted yet
@@ -31,13 +29,16 @@ impl MaildirStore {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let mut out = String::new();
-        for (tag, path, required) in [
-            ('c', mail.join("cur"), true),
-            ('n', mail.join("new"), true),
-            ('u', ctl.join(super::uidlist::FILE_NAME), true),
-            ('k', ctl.join(super::keywords::FILE_NAME), false),
+        // Directories change in place, so only an mtime older than a clock
+        // tick proves nothing slipped in since; the two files are replaced
+        // by rename or appended to by every writer (new inode or size).
+        for (tag, path, required, settles) in [
+            ('c', mail.join("cur"), true, true),
+            ('n', mail.join("new"), true, true),
+            ('u', ctl.join(super::uidlist::FILE_NAME), true, false),
+            ('k', ctl.join(super::keywords::FILE_NAME), false, false),
         ] {
-            match part(&path, now)? {
+            match part(&path, now, settles)? {
                 Part::Stamp(s) => {
                     let _ = write!(out, "{tag}{s};");
                 }
@@ -59,7 +60,13 @@ impl MaildirStore {
         name: &MailboxName,
         digest: Option<&str>,
     ) -> Result<Option<String>> {
+        // Waiting for a folder to settle pays only when the caller wants to
+        // record the state it just wrote (a digest); a folder that changed a
+        // moment ago cannot be unchanged since the last run anyway.
         let wait = self.fingerprint_settles_in(name);
+        if digest.is_none() && !wait.is_zero() {
+            return Ok(None);
+        }
         if wait > Duration::from_millis(300) {
             return Ok(None);
         }
@@ -82,26 +89,21 @@ impl MaildirStore {
     /// (zero when it already has), so a caller that just wrote the folder
     /// can wait that long instead of giving up its fingerprint.
     pub fn fingerprint_settles_in(&self, name: &MailboxName) -> Duration {
-        let (Ok(mail), Ok(ctl)) = (self.opts.mail_dir(name), self.opts.control_dir(name)) else {
+        let Ok(mail) = self.opts.mail_dir(name) else {
             return Duration::ZERO;
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        [
-            mail.join("cur"),
-            mail.join("new"),
-            ctl.join(super::uidlist::FILE_NAME),
-            ctl.join(super::keywords::FILE_NAME),
-        ]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| {
-            let (mtime, settle) = mtime_and_settle(&m);
-            (mtime + settle).saturating_sub(now)
-        })
-        .max()
-        .unwrap_or(Duration::ZERO)
+        [mail.join("cur"), mail.join("new")]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                let (mtime, settle) = mtime_and_settle(&m);
+                (mtime + settle).saturating_sub(now)
+            })
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
@@ -116,22 +118,17 @@ pub(crate) fn mtime_and_settle(m: &std::fs::Metadata) -> (Duration, Duration) {
         m.mtime().max(0) as u64,
         m.mtime_nsec().clamp(0, 999_999_999) as u32,
     );
-    let settle = if m.mtime_nsec() == 0 {
-        SETTLE_COARSE
-    } else {
-        SETTLE_FINE
-    };
-    (mtime, settle)
+    (mtime, super::scan::settle_time(UNIX_EPOCH + mtime))
 }
 
-pub(crate) fn part(path: &Path, now: Duration) -> Result<Part> {
+pub(crate) fn part(path: &Path, now: Duration, settles: bool) -> Result<Part> {
     let m = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Part::Missing),
         Err(e) => return Err(anyhow::Error::new(e).context(format!("stat of {}", path.display()))),
     };
     let (mtime, settle) = mtime_and_settle(&m);
-    if now < mtime + settle {
+    if settles && now < mtime + settle {
         return Ok(Part::Unsettled);
     }
     Ok(Part::Stamp(format!(

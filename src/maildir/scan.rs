@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Where a message file currently is. The base name is kept once, by
 /// whoever holds this (the map key or the uidlist record); only the rest of
@@ -114,6 +114,28 @@ pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
     Ok(last)
 }
 
+/// Where the message file `path` (in some folder's cur/ or new/) is now,
+/// if it was renamed since it was named: a client changed its flags, or it
+/// moved from new/ to cur/. Same base name, same folder.
+pub fn find_renamed(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let stem = MaildirFileName::parse(name).stem;
+    let folder = path.parent()?.parent()?;
+    for sub in ["cur", "new"] {
+        let Ok(rd) = fs::read_dir(folder.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let os = e.file_name();
+            let Some(n) = os.to_str() else { continue };
+            if n.starts_with(stem.as_str()) && MaildirFileName::parse(n).stem == stem {
+                return Some(e.path());
+            }
+        }
+    }
+    None
+}
+
 /// Whether `list` already describes exactly `files` (then reconciling
 /// would change nothing). Cheaper than a trial reconcile on a copy.
 pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
@@ -128,7 +150,8 @@ pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
 
 /// What a folder looked like when it was read: if none of it changed,
 /// neither did the folder (files are only ever added, removed or renamed,
-/// which changes their directory's mtime).
+/// which changes their directory's mtime; dovecot-uidlist is replaced by
+/// rename or appended to, which changes its inode or size).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamp {
     cur: Option<SystemTime>,
@@ -137,28 +160,58 @@ pub struct Stamp {
     taken: SystemTime,
 }
 
+/// How long after a directory's mtime a change inside it is sure to move
+/// the mtime again. With nanosecond timestamps the kernel stamps changes
+/// from its coarse clock, which advances every tick (at most 10 ms, at
+/// HZ=100; kernels with multigrain timestamps give every change its own
+/// value): 25 ms is two and a half ticks. Filesystems that keep whole
+/// seconds need two of them.
+pub fn settle_time(mtime: SystemTime) -> Duration {
+    let whole_seconds = mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_nanos() == 0);
+    if whole_seconds {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(25)
+    }
+}
+
+fn uidlist_id(uidlist: &Path) -> Option<(u64, u64, SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(uidlist)
+        .ok()
+        .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?)))
+}
+
 impl Stamp {
     pub fn take(mail_dir: &Path, uidlist: &Path) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
+        let taken = SystemTime::now();
         Stamp {
             cur: dir_mtime(&mail_dir.join("cur")),
             new: dir_mtime(&mail_dir.join("new")),
-            uidlist: fs::metadata(uidlist)
-                .ok()
-                .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?))),
-            taken: SystemTime::now(),
+            uidlist: uidlist_id(uidlist),
+            taken,
         }
     }
 
+    /// The same stamp after we replaced the uidlist ourselves (under its
+    /// lock, from what we read after this stamp was taken).
+    pub fn with_uidlist(mut self, uidlist: &Path) -> Stamp {
+        self.uidlist = uidlist_id(uidlist);
+        self
+    }
+
     /// Whether `now` shows the same folder as `self` did. A directory
-    /// changed within a second of the earlier look might have changed again
-    /// without a visible mtime step, so such a stamp is never trusted.
+    /// changed within a clock tick of the earlier look might have changed
+    /// again without a visible mtime step, so such a stamp is not trusted.
+    /// The uidlist needs no such care: every writer replaces or appends.
     pub fn unchanged(&self, now: &Stamp) -> bool {
         let settled = |t: Option<SystemTime>| {
             t.is_some_and(|t| {
                 self.taken
                     .duration_since(t)
-                    .is_ok_and(|d| d > std::time::Duration::from_secs(1))
+                    .is_ok_and(|d| d > settle_time(t))
             })
         };
         self.cur == now.cur
@@ -167,7 +220,6 @@ impl Stamp {
             && self.uidlist.is_some()
             && settled(self.cur)
             && (self.new.is_none() || settled(self.new))
-            && settled(self.uidlist.map(|u| u.2))
     }
 }
 

@@ -352,8 +352,10 @@ impl MaildirStore {
                 return Ok(&self.folders[name]);
             }
         }
+        tracing::debug!("reading folder {name}");
         let existing = Self::read_uidlist(&path)?;
         let mut files = scan::scan_folder(&mail_dir)?;
+        let mut locked_stamp = None;
         let needs_write = match &existing {
             None => true,
             Some(l) if l.version != 3 || l.guid.is_none() => true,
@@ -365,9 +367,18 @@ impl MaildirStore {
             let ctl = self.opts.control_dir(name)?;
             mkdir_p(&ctl)?;
             let lock = DotLock::acquire(&path)?;
-            // Someone may have written it while we waited for the lock.
-            let fresh = Self::read_uidlist(&path)?;
-            files = scan::scan_folder(&mail_dir)?;
+            // Someone may have changed the folder before we got the lock;
+            // if nothing moved since the first look, that read stands.
+            let now = scan::Stamp::take(&mail_dir, &path);
+            let fresh = if stamp.unchanged(&now) {
+                locked_stamp = Some(stamp.clone());
+                existing
+            } else {
+                locked_stamp = Some(now);
+                files = scan::scan_folder(&mail_dir)?;
+                tracing::debug!("reading folder {name} again under its lock");
+                Self::read_uidlist(&path)?
+            };
             let created = fresh.is_none();
             let mut list = match fresh {
                 Some(l) => l,
@@ -386,6 +397,9 @@ impl MaildirStore {
                 lock.replace(&list.to_bytes())?;
                 fsutil::fsync_dir(&ctl)?;
             }
+            // Still under the lock: the uidlist there now is the one read
+            // or written here.
+            locked_stamp = locked_stamp.map(|s| s.with_uidlist(&path));
             if created {
                 // Any Dovecot index left behind describes a uidlist that is
                 // gone; let Dovecot rebuild it from ours.
@@ -393,7 +407,9 @@ impl MaildirStore {
             }
             list
         };
-        let stamp = (!needs_write).then_some(stamp);
+        // After our own rewrite the folder is what we read under the lock;
+        // the new uidlist is ours, so the stamp taken there still holds.
+        let stamp = Some(locked_stamp.unwrap_or(stamp));
         self.folders
             .insert(name.clone(), Folder::new(list, files, stamp));
         Ok(&self.folders[name])
@@ -441,6 +457,8 @@ impl MaildirStore {
         &mut self,
         name: &MailboxName,
     ) -> Result<std::result::Result<MailboxSnapshot, String>> {
+        // Taken before the folder is read: any change after it alters it.
+        let fp_before = self.fingerprint(name).ok().flatten();
         let (mut kw, kw_mtime) = self.read_keywords(name)?;
         let mail_dir = self.opts.mail_dir(name)?;
         let orphans = {
@@ -465,14 +483,13 @@ impl MaildirStore {
             fsutil::DotLock::acquire(&path)?.replace_with_mtime(&kw.to_bytes(), min)?;
         }
         let dates_path = self.opts.control_dir(name)?.join(dates::FILE_NAME);
-        // Taken before the folder is read: any change after it alters it.
-        let fp_before = self.fingerprint(name).ok().flatten();
         let mut dates = if self.full_scan {
             dates::DateCache::default()
         } else {
             dates::DateCache::load(&dates_path)
         };
-        let folder = self.sync_folder(name)?;
+        // Read above: the cached folder is what the fingerprint covers.
+        let folder = &self.folders[name];
         let records = &folder.list.records;
         // One stat per message not seen before (INTERNALDATE is the mtime),
         // spread over a few threads: on a cold cache they wait on the disk,
@@ -858,7 +875,12 @@ impl MaildirStore {
     /// Starts a transaction on one folder; nothing reaches the disk outside
     /// tmp/ before [`MailboxUpdate::commit`].
     pub fn update(&mut self, name: &MailboxName) -> Result<MailboxUpdate<'_>> {
-        self.sync_folder(name)?;
+        // A folder read earlier in this run serves as it is: the commit
+        // reads it again under the lock, and planned changes that no longer
+        // fit are skipped there (exit 2), never misapplied.
+        if !self.folders.contains_key(name) {
+            self.sync_folder(name)?;
+        }
         MailboxUpdate::new(self, name.clone())
     }
 }

@@ -316,7 +316,19 @@ impl<'a> MailboxUpdate<'a> {
     /// can, else an in-kernel copy).
     pub fn save_copy_of(&mut self, rec: &MessageRecord, src: &Path) -> Result<()> {
         self.check_new_uid(rec.uid)?;
-        let sf = File::open(src).with_context(|| io_ctx("opening", src))?;
+        let (sf, src) = match File::open(src) {
+            Ok(f) => (f, src.to_path_buf()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Named a moment ago, renamed since (its flags changed).
+                let Some(now) = scan::find_renamed(src) else {
+                    return Err(e).with_context(|| io_ctx("opening", src));
+                };
+                let f = File::open(&now).with_context(|| io_ctx("opening", &now))?;
+                (f, now)
+            }
+            Err(e) => return Err(e).with_context(|| io_ctx("opening", src)),
+        };
+        let src = src.as_path();
         let len = sf.metadata().with_context(|| io_ctx("stat of", src))?.len();
         if len != rec.size {
             bail!(
@@ -560,7 +572,9 @@ impl<'a> MailboxUpdate<'a> {
         if self.is_empty() {
             return Ok(());
         }
+        let t0 = std::time::Instant::now();
         self.flush_tmp_files()?;
+        let t_flush = t0.elapsed();
         let name = self.name.clone();
         let ctl = self.store.opts.control_dir(&name)?;
         fs::create_dir_all(&ctl).with_context(|| io_ctx("creating", &ctl))?;
@@ -571,6 +585,7 @@ impl<'a> MailboxUpdate<'a> {
         // delivered, expunged or changed flags since we last looked.
         let old = MaildirStore::read_uidlist(&uidlist_path)?;
         let mut files = scan::scan_folder(&self.mail_dir)?;
+        let t_read = t0.elapsed();
         let mut list = match &old {
             Some(l) => l.clone(),
             None => Uidlist::new(
@@ -888,6 +903,7 @@ impl<'a> MailboxUpdate<'a> {
             new_dates.save(&ctl.join(super::dates::FILE_NAME));
         }
         list.records.sort_by_key(|r| r.uid);
+        let t_apply = t0.elapsed();
         if touched_new {
             fsutil::fsync_dir(&self.mail_dir.join("new"))?;
         }
@@ -930,7 +946,11 @@ impl<'a> MailboxUpdate<'a> {
         if contradicts_index {
             self.store.remove_dovecot_index(&name)?;
         }
-        tracing::debug!("mailbox {name}: committed {:?}", info_of(&name, &list));
+        tracing::debug!(
+            "mailbox {name}: committed {:?} (flushed {t_flush:?}, read {t_read:?}, applied {t_apply:?}, done {:?})",
+            info_of(&name, &list),
+            t0.elapsed()
+        );
         for m in &skipped {
             tracing::warn!("{m}");
         }

@@ -622,7 +622,7 @@ impl MboxStore {
             ('m', self.opts.mbox_path(name)?, true),
             ('g', self.guids_path(name)?, false),
         ] {
-            match mfp::part(&path, now)? {
+            match mfp::part(&path, now, true)? {
                 Part::Stamp(s) => out.push_str(&format!("{tag}{s};")),
                 Part::Missing if !required => out.push_str(&format!("{tag}-;")),
                 Part::Missing | Part::Unsettled => return Ok(None),

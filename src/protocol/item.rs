@@ -96,6 +96,9 @@ pub enum Command {
         guid: String,
         keywords: Vec<String>,
     },
+    /// In an `update` STATE-PUT: the mailbox is no longer part of the
+    /// pair's state (deleted, or gone from both sides).
+    Unbase(MailboxGuid),
     StateEnd,
     Commit,
     Quit,
@@ -432,6 +435,7 @@ impl Command {
                 f.extend(keywords.iter().cloned());
                 f
             }
+            Command::Unbase(guid) => v(&["UNBASE", &guid.to_hex()]),
             Command::StateEnd => v(&["STATE-END"]),
             Command::Commit => v(&["COMMIT"]),
             Command::Quit => v(&["QUIT"]),
@@ -553,6 +557,7 @@ impl Command {
                     keywords: f.rest().to_vec(),
                 }
             }
+            "UNBASE" => Command::Unbase(f.guid()?),
             "STATE-END" => Command::StateEnd,
             "COMMIT" => Command::Commit,
             "QUIT" => Command::Quit,
@@ -772,6 +777,7 @@ mod tests {
                 guid: "g".into(),
                 keywords: vec!["$Junk".into()],
             },
+            Command::Unbase(MailboxGuid([5; 16])),
             Command::StateEnd,
             Command::Commit,
         ];
