@@ -14,6 +14,7 @@
 //! dsync-mbox-guids  1
 //! M  <mailbox guid, 32 hex>
 //! V  <uidvalidity the rows belong to>
+//! S  <mbox file stamp>  <uidnext>  <messages>   (as last read in full)
 //! <uid>  <header md5, 32 hex>  <guid>  <pop3 uidl or empty>  <pop3 order or empty>  <CR LF size or empty>
 //! ```
 
@@ -40,6 +41,10 @@ pub struct Guids {
     pub mailbox: Option<MailboxGuid>,
     pub uidvalidity: u32,
     pub rows: BTreeMap<Uid, Row>,
+    /// The mbox file's identity and times when it was last read in full,
+    /// with its UIDNEXT and message count then: while the file still has
+    /// that stamp, listing it needs no read.
+    pub seen: Option<(String, Uid, u32)>,
 }
 
 /// A value we can store in a field: no TAB, CR or LF.
@@ -62,6 +67,11 @@ impl Guids {
             match f.as_slice() {
                 ["M", hex] => g.mailbox = MailboxGuid::from_hex(hex),
                 ["V", v] => g.uidvalidity = v.parse().unwrap_or(0),
+                ["S", stamp, next, count] => {
+                    if let (Ok(n), Ok(c)) = (next.parse(), count.parse()) {
+                        g.seen = Some((stamp.to_string(), n, c));
+                    }
+                }
                 [uid, md5, guid, uidl, order, rest @ ..] => {
                     let Ok(uid) = uid.parse::<Uid>() else {
                         continue;
@@ -95,6 +105,9 @@ impl Guids {
             s.push_str(&format!("M\t{}\n", m.to_hex()));
         }
         s.push_str(&format!("V\t{}\n", self.uidvalidity));
+        if let Some((stamp, next, count)) = &self.seen {
+            s.push_str(&format!("S\t{stamp}\t{next}\t{count}\n"));
+        }
         for (uid, r) in &self.rows {
             s.push_str(&format!(
                 "{uid}\t{}\t{}\t{}\t{}\t{}\n",
@@ -127,6 +140,7 @@ mod tests {
             mailbox: Some(MailboxGuid([7; 16])),
             uidvalidity: 42,
             rows: BTreeMap::new(),
+            seen: Some(("1.2:3:4:5".into(), 7, 2)),
         };
         g.rows.insert(
             3,

@@ -204,10 +204,49 @@ impl MboxStore {
     pub fn list_mailboxes(&mut self) -> Result<Vec<MailboxInfo>> {
         let mut out = Vec::new();
         for name in self.folder_names()? {
+            if let Some(info) = self.unchanged_info(&name)? {
+                out.push(info);
+                continue;
+            }
             let c = self.sync_mailbox(&name)?;
             out.push(info_of(&name, c));
         }
         Ok(out)
+    }
+
+    /// The file's stamp as the fingerprint sees it (`None` while it may
+    /// still change within the clock's granularity).
+    fn file_stamp(&self, name: &MailboxName) -> Result<Option<String>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(match mfp::part(&self.opts.mbox_path(name)?, now, true)? {
+            Part::Stamp(s) => Some(s),
+            Part::Missing | Part::Unsettled => None,
+        })
+    }
+
+    /// A mailbox's numbers as recorded at its last full read, if its file
+    /// has not changed since (a big mbox is then not read to list it).
+    fn unchanged_info(&self, name: &MailboxName) -> Result<Option<MailboxInfo>> {
+        if self.full_scan || self.cache.contains_key(name) {
+            return Ok(None);
+        }
+        let g = self.load_guids(name)?;
+        let (Some(guid), Some((stamp, next, count))) = (g.mailbox, &g.seen) else {
+            return Ok(None);
+        };
+        if g.uidvalidity == 0 || self.file_stamp(name)?.as_deref() != Some(stamp.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(MailboxInfo {
+            name: name.clone(),
+            guid,
+            uidvalidity: g.uidvalidity,
+            uidnext: *next,
+            messages: *count,
+            highest_modseq: 0,
+        }))
     }
 
     pub fn mailbox_info(&mut self, name: &MailboxName) -> Result<MailboxInfo> {
@@ -305,6 +344,20 @@ impl MboxStore {
                 let u = MboxUpdate::new(self, name.clone())?;
                 u.commit_forced()?;
                 continue;
+            }
+            // Remembered for listing without reading, when settled (and the
+            // file is still what was read).
+            if let Some(fs_stamp) = self.file_stamp(name)? {
+                let now_stamp =
+                    Stamp::of(&fs::metadata(&path).with_context(|| io_ctx("stat of", &path))?);
+                let seen = Some((fs_stamp, contents.uidnext, contents.entries.len() as u32));
+                if now_stamp == stamp
+                    && guids.seen != seen
+                    && contents.uidvalidity == Some(guids.uidvalidity)
+                {
+                    guids.seen = seen;
+                    self.save_guids(name, &guids)?;
+                }
             }
             self.cache.insert(
                 name.clone(),

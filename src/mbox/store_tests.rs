@@ -216,3 +216,35 @@ fn saves_below_uidnext_and_conflicts() {
     let h = u.save_begin(&rec(11, "x", b"abc")).unwrap();
     assert!(u.save_finish(h).is_err());
 }
+
+#[test]
+fn listing_an_unchanged_mbox_does_not_read_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = store(d.path());
+    let inbox = MailboxName::inbox();
+    save(
+        &mut s,
+        &inbox,
+        &[(rec(3, "g3", b"S: 1\n\nx\n"), b"S: 1\n\nx\n")],
+    );
+    // Settled, then read once in full: that records the file's stamp.
+    std::thread::sleep(s.fingerprint_settles_in(&inbox) + std::time::Duration::from_millis(30));
+    let mut s = store(d.path());
+    let first = s.list_mailboxes().unwrap();
+    assert_eq!(s.cache.len(), 1);
+    // Unchanged: listed from the side file, the mbox is not read.
+    let mut s = store(d.path());
+    assert_eq!(s.list_mailboxes().unwrap(), first);
+    assert!(s.cache.is_empty());
+    // Changed (a delivery): read again.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.path().join("inbox"))
+        .unwrap()
+        .write_all(b"From a@b Thu Nov 29 22:33:52 2001\nS: 2\n\ny\n")
+        .unwrap();
+    let mut s = store(d.path());
+    let now = s.list_mailboxes().unwrap();
+    assert_eq!((now[0].messages, now[0].uidnext), (2, 5));
+}

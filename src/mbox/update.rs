@@ -729,6 +729,7 @@ impl<'a> MboxUpdate<'a> {
         // headers we copy as they are).
         guids.mailbox = Some(mailbox_guid);
         guids.uidvalidity = uidvalidity;
+        guids.seen = None;
         guids.rows = out
             .iter()
             .filter_map(|f| f.row.clone().map(|r| (f.uid, r)))
