@@ -85,6 +85,14 @@ pub fn read(path: &Path, file: &std::fs::File) -> Result<Contents> {
             }
         }
         seq += 1;
+        if msg.truncated {
+            tracing::warn!(
+                "mbox {}: the message at byte {} is shorter than its Content-Length says \
+                 (the file was cut off?); it is taken as it is",
+                path.display(),
+                msg.from_offset
+            );
+        }
         let m = &msg.meta;
         if seq == 1 {
             if let Some(b) = &m.base {
