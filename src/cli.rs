@@ -8,6 +8,7 @@ use crate::brain::remote::Remote;
 use crate::config::{self, Config};
 use crate::location::{self, Expand, Location2, MailLocation};
 use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
+use crate::mbox::{MboxOptions, MboxStore};
 use crate::model::MailboxName;
 use crate::protocol::{self, connection::BoxRead, connection::BoxWrite};
 use crate::server::{self, ServerOptions, StoreOpener};
@@ -302,10 +303,10 @@ fn open_store(loc: &MailLocation, config: &Config, create: bool) -> Result<Store
         MailLocation::Maildir(m) => {
             MaildirStore::open(maildir_options(m, config), create).map(Store::from)
         }
-        MailLocation::Mbox(m) => bail!(
-            "mbox locations ({}) are not supported yet; use a maildir: location",
-            m.root.display()
-        ),
+        MailLocation::Mbox(m) => {
+            MboxStore::open(MboxOptions::from_location(m, config.alt_char()), create)
+                .map(Store::from)
+        }
     }
 }
 
@@ -318,7 +319,10 @@ fn open_locked(
 ) -> Result<(Store, lock::StoreLock)> {
     let store = open_store(loc, config, create)?;
     let wait = seconds_setting(config, "dsync_lock_timeout", 60);
-    let lock = lock::acquire(store.root(), wait)?;
+    let dir = store.lock_dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating directory {}", dir.display()))?;
+    let lock = lock::acquire(&dir, wait)?;
     Ok((store, lock))
 }
 

@@ -23,6 +23,7 @@ pub mod config;
 pub mod location;
 pub mod lock;
 pub mod maildir;
+pub mod mbox;
 pub mod model;
 pub mod protocol;
 pub mod server;

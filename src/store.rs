@@ -9,6 +9,7 @@
 //! and transactions borrow their store.
 
 use crate::maildir::{MailboxUpdate, MaildirStore, SaveHandle};
+use crate::mbox::{MboxSaveHandle, MboxStore, MboxUpdate};
 use crate::model::{
     Flags, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
 };
@@ -22,21 +23,30 @@ pub type MessageReader = (Box<dyn Read + Send>, u64);
 
 pub enum Store {
     Maildir(MaildirStore),
+    Mbox(MboxStore),
 }
 
 /// One mailbox's write transaction: nothing is visible before `commit`.
 pub enum StoreUpdate<'a> {
     Maildir(MailboxUpdate<'a>),
+    Mbox(MboxUpdate<'a>),
 }
 
 /// A message being written inside a [`StoreUpdate`].
 pub enum StoreSave {
     Maildir(SaveHandle),
+    Mbox(MboxSaveHandle),
 }
 
 impl From<MaildirStore> for Store {
     fn from(s: MaildirStore) -> Self {
         Store::Maildir(s)
+    }
+}
+
+impl From<MboxStore> for Store {
+    fn from(s: MboxStore) -> Self {
+        Store::Mbox(s)
     }
 }
 
@@ -56,16 +66,24 @@ fn maildir_open(s: &MaildirStore, name: &MailboxName, uid: Uid) -> Result<Messag
     Ok((Box::new(f), size))
 }
 
+fn mbox_open(s: &MboxStore, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
+    let (r, size) = s.open_message(name, uid)?;
+    Ok((Box::new(r), size))
+}
+
 impl MessageSource for Store {
     fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
         match self {
             Store::Maildir(s) => maildir_open(s, name, uid),
+            Store::Mbox(s) => mbox_open(s, name, uid),
         }
     }
 
     fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
         match self {
             Store::Maildir(s) => s.message_path(name, uid).map(Some),
+            // Messages share one file: bodies are always streamed.
+            Store::Mbox(_) => Ok(None),
         }
     }
 }
@@ -74,12 +92,14 @@ impl MessageSource for StoreUpdate<'_> {
     fn open_message(&self, name: &MailboxName, uid: Uid) -> Result<MessageReader> {
         match self {
             StoreUpdate::Maildir(u) => maildir_open(u.store(), name, uid),
+            StoreUpdate::Mbox(u) => mbox_open(u.store(), name, uid),
         }
     }
 
     fn message_file(&self, name: &MailboxName, uid: Uid) -> Result<Option<PathBuf>> {
         match self {
             StoreUpdate::Maildir(u) => u.store().message_path(name, uid).map(Some),
+            StoreUpdate::Mbox(_) => Ok(None),
         }
     }
 }
@@ -89,6 +109,7 @@ impl Store {
     pub fn root(&self) -> &Path {
         match self {
             Store::Maildir(s) => &s.options().root,
+            Store::Mbox(s) => &s.options().root,
         }
     }
 
@@ -97,6 +118,16 @@ impl Store {
     pub fn control_root(&self) -> PathBuf {
         match self {
             Store::Maildir(s) => s.options().control_root(),
+            Store::Mbox(s) => s.control_root(),
+        }
+    }
+
+    /// Where the store's run lock lives: the root for Maildir; for mbox
+    /// `<root>/.imap` (a plain file in an mbox root would be a mailbox).
+    pub fn lock_dir(&self) -> PathBuf {
+        match self {
+            Store::Maildir(s) => s.options().root.clone(),
+            Store::Mbox(s) => s.control_root(),
         }
     }
 
@@ -104,6 +135,7 @@ impl Store {
     pub fn set_full_scan(&mut self, full: bool) {
         match self {
             Store::Maildir(s) => s.set_full_scan(full),
+            Store::Mbox(s) => s.set_full_scan(full),
         }
     }
 
@@ -127,24 +159,28 @@ impl Store {
     pub fn list_mailboxes(&mut self) -> Result<Vec<MailboxInfo>> {
         match self {
             Store::Maildir(s) => s.list_mailboxes(),
+            Store::Mbox(s) => s.list_mailboxes(),
         }
     }
 
     pub fn snapshot(&mut self, name: &MailboxName) -> Result<MailboxSnapshot> {
         match self {
             Store::Maildir(s) => s.snapshot(name),
+            Store::Mbox(s) => s.snapshot(name),
         }
     }
 
     pub fn subscriptions(&self) -> Result<Vec<MailboxName>> {
         match self {
             Store::Maildir(s) => s.subscriptions(),
+            Store::Mbox(s) => s.subscriptions(),
         }
     }
 
     pub fn set_subscriptions(&mut self, names: &[MailboxName]) -> Result<()> {
         match self {
             Store::Maildir(s) => s.set_subscriptions(names),
+            Store::Mbox(s) => s.set_subscriptions(names),
         }
     }
 
@@ -156,36 +192,42 @@ impl Store {
     ) -> Result<()> {
         match self {
             Store::Maildir(s) => s.create_mailbox(name, guid, uidvalidity),
+            Store::Mbox(s) => s.create_mailbox(name, guid, uidvalidity),
         }
     }
 
     pub fn delete_mailbox(&mut self, name: &MailboxName) -> Result<()> {
         match self {
             Store::Maildir(s) => s.delete_mailbox(name),
+            Store::Mbox(s) => s.delete_mailbox(name),
         }
     }
 
     pub fn rename_mailbox(&mut self, from: &MailboxName, to: &MailboxName) -> Result<()> {
         match self {
             Store::Maildir(s) => s.rename_mailbox(from, to),
+            Store::Mbox(s) => s.rename_mailbox(from, to),
         }
     }
 
     pub fn store_id(&self) -> Result<String> {
         match self {
             Store::Maildir(s) => s.store_id(),
+            Store::Mbox(s) => s.store_id(),
         }
     }
 
     pub fn load_state(&self, peer: &str) -> Result<Option<SyncState>> {
         match self {
             Store::Maildir(s) => s.load_state(peer),
+            Store::Mbox(s) => s.load_state(peer),
         }
     }
 
     pub fn save_state(&self, peer: &str, st: &SyncState) -> Result<()> {
         match self {
             Store::Maildir(s) => s.save_state(peer, st),
+            Store::Mbox(s) => s.save_state(peer, st),
         }
     }
 
@@ -198,12 +240,14 @@ impl Store {
     ) -> Result<Option<String>> {
         match self {
             Store::Maildir(s) => s.verified_fingerprint(name, digest),
+            Store::Mbox(s) => s.verified_fingerprint(name, digest),
         }
     }
 
     pub fn update(&mut self, name: &MailboxName) -> Result<StoreUpdate<'_>> {
         match self {
             Store::Maildir(s) => s.update(name).map(StoreUpdate::Maildir),
+            Store::Mbox(s) => s.update(name).map(StoreUpdate::Mbox),
         }
     }
 }
@@ -212,24 +256,31 @@ impl StoreUpdate<'_> {
     pub fn save_begin(&mut self, rec: &MessageRecord) -> Result<StoreSave> {
         match self {
             StoreUpdate::Maildir(u) => u.save_begin(rec).map(StoreSave::Maildir),
+            StoreUpdate::Mbox(u) => u.save_begin(rec).map(StoreSave::Mbox),
         }
     }
 
     pub fn write_chunk(&mut self, h: &mut StoreSave, data: &[u8]) -> Result<()> {
         match (self, h) {
             (StoreUpdate::Maildir(u), StoreSave::Maildir(h)) => u.write_chunk(h, data),
+            (StoreUpdate::Mbox(u), StoreSave::Mbox(h)) => u.write_chunk(h, data),
+            _ => unreachable!("a save handle used with another store's transaction"),
         }
     }
 
     pub fn save_finish(&mut self, h: StoreSave) -> Result<()> {
         match (self, h) {
             (StoreUpdate::Maildir(u), StoreSave::Maildir(h)) => u.save_finish(h),
+            (StoreUpdate::Mbox(u), StoreSave::Mbox(h)) => u.save_finish(h),
+            _ => unreachable!("a save handle used with another store's transaction"),
         }
     }
 
     pub fn save_abort(&mut self, h: StoreSave) {
         match (self, h) {
             (StoreUpdate::Maildir(u), StoreSave::Maildir(h)) => u.save_abort(h),
+            (StoreUpdate::Mbox(u), StoreSave::Mbox(h)) => u.save_abort(h),
+            _ => {}
         }
     }
 
@@ -238,6 +289,7 @@ impl StoreUpdate<'_> {
     pub fn save_copy_of(&mut self, rec: &MessageRecord, src: &Path) -> Result<()> {
         match self {
             StoreUpdate::Maildir(u) => u.save_copy_of(rec, src),
+            StoreUpdate::Mbox(u) => u.save_copy_of(rec, src),
         }
     }
 
@@ -249,42 +301,49 @@ impl StoreUpdate<'_> {
                 let path = u.store().message_path(from, uid)?;
                 u.save_copy_of(rec, &path)
             }
+            StoreUpdate::Mbox(u) => u.copy_message(rec, from, uid),
         }
     }
 
     pub fn relabel(&mut self, old_uid: Uid, new_uid: Uid) -> Result<()> {
         match self {
             StoreUpdate::Maildir(u) => u.relabel(old_uid, new_uid),
+            StoreUpdate::Mbox(u) => u.relabel(old_uid, new_uid),
         }
     }
 
     pub fn set_flags(&mut self, uid: Uid, flags: Flags, keywords: &[String]) -> Result<()> {
         match self {
             StoreUpdate::Maildir(u) => u.set_flags(uid, flags, keywords),
+            StoreUpdate::Mbox(u) => u.set_flags(uid, flags, keywords),
         }
     }
 
     pub fn set_internal_date(&mut self, uid: Uid, secs: i64) {
         match self {
             StoreUpdate::Maildir(u) => u.set_internal_date(uid, secs),
+            StoreUpdate::Mbox(u) => u.set_internal_date(uid, secs),
         }
     }
 
     pub fn expunge(&mut self, uid: Uid) -> Result<()> {
         match self {
             StoreUpdate::Maildir(u) => u.expunge(uid),
+            StoreUpdate::Mbox(u) => u.expunge(uid),
         }
     }
 
     pub fn set_header(&mut self, guid: MailboxGuid, uidvalidity: u32, uidnext: Uid) {
         match self {
             StoreUpdate::Maildir(u) => u.set_header(guid, uidvalidity, uidnext),
+            StoreUpdate::Mbox(u) => u.set_header(guid, uidvalidity, uidnext),
         }
     }
 
     pub fn commit(self) -> Result<()> {
         match self {
             StoreUpdate::Maildir(u) => u.commit(),
+            StoreUpdate::Mbox(u) => u.commit(),
         }
     }
 }

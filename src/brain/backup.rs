@@ -189,9 +189,14 @@ pub async fn run(
         let plan = plan::plan_mailbox(&src, dst.as_ref());
         if plan.is_empty() {
             // Both sides held the same state after the fingerprints taken
-            // before reading them; any change since shows in them.
-            if let Some((l, r)) = before.get(&p.src.guid) {
-                fps.set(p.src.guid, l.clone(), r.clone());
+            // before reading them; any change since shows in them. A side
+            // changed a moment before the run had none to give: it gets
+            // one after the run, like a mailbox this run changed.
+            match before.get(&p.src.guid) {
+                Some((Some(l), Some(r))) => {
+                    fps.set(p.src.guid, Some(l.clone()), Some(r.clone()));
+                }
+                _ => synced.push((p, Digest::of_snapshot(&src))),
             }
             continue;
         }
@@ -289,6 +294,9 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
     remote.flush().await?;
     match remote.reply().await? {
         crate::protocol::Reply::State { store_id, .. } => Ok(store_id),
+        crate::protocol::Reply::Error { kind, text } => {
+            Err(super::remote::RemoteError { kind, text }.into())
+        }
         other => anyhow::bail!(
             "{} answered STATE-GET with {:?}",
             remote.peer,

@@ -110,6 +110,9 @@ pub async fn both_sides(
     for _ in names {
         match remote.reply().await? {
             Reply::Fp(fp) => remote_fps.push(fp),
+            Reply::Error { kind, text } => {
+                return Err(super::remote::RemoteError { kind, text }.into())
+            }
             other => bail!(
                 "{} answered FPRINT with {:?}",
                 remote.peer,

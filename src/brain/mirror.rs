@@ -476,10 +476,12 @@ pub async fn run(
     for (i, plan) in &plans {
         let guid = plan.base.guid;
         if plan.a.is_empty() && plan.b.is_empty() {
-            if let Some((l, r)) = before.get(&guid) {
-                fps.set(guid, l.clone(), r.clone());
+            // A side changed a moment before the run had no fingerprint to
+            // give: it gets one now, like a mailbox this run changed.
+            if let Some((Some(l), Some(r))) = before.get(&guid) {
+                fps.set(guid, Some(l.clone()), Some(r.clone()));
+                continue;
             }
-            continue;
         }
         fps.set(guid, None, None);
         let mut d = Digest::new(&guid, plan.base.uidvalidity, plan.base.uidnext);

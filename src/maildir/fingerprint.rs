@@ -107,13 +107,13 @@ impl MaildirStore {
     }
 }
 
-enum Part {
+pub(crate) enum Part {
     Stamp(String),
     Missing,
     Unsettled,
 }
 
-fn mtime_and_settle(m: &std::fs::Metadata) -> (Duration, Duration) {
+pub(crate) fn mtime_and_settle(m: &std::fs::Metadata) -> (Duration, Duration) {
     let mtime = Duration::new(
         m.mtime().max(0) as u64,
         m.mtime_nsec().clamp(0, 999_999_999) as u32,
@@ -121,7 +121,7 @@ fn mtime_and_settle(m: &std::fs::Metadata) -> (Duration, Duration) {
     (mtime, super::scan::settle_time(UNIX_EPOCH + mtime))
 }
 
-fn part(path: &Path, now: Duration, settles: bool) -> Result<Part> {
+pub(crate) fn part(path: &Path, now: Duration, settles: bool) -> Result<Part> {
     let m = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Part::Missing),

@@ -103,6 +103,13 @@ impl DotLock {
         }
     }
 
+    /// The lock file, open for writing: a new content too large to hold in
+    /// memory is written here piece by piece, then `replace(&[])` renames
+    /// it over the target.
+    pub fn file_mut(&mut self) -> &mut File {
+        self.file.as_mut().expect("lock file open")
+    }
+
     /// Writes `data` as the target's new content and releases the lock.
     pub fn replace(self, data: &[u8]) -> Result<()> {
         self.replace_with_mtime(data, None)
