@@ -145,6 +145,7 @@ impl Store {
     pub fn storable_name(&self, name: &MailboxName) -> MailboxName {
         match self {
             Store::Maildir(s) => s.storable_name(name),
+            Store::Mbox(s) => s.storable_name(name),
         }
     }
 
@@ -153,6 +154,7 @@ impl Store {
     pub fn set_alt_char(&mut self, c: char) -> Result<()> {
         match self {
             Store::Maildir(s) => s.set_alt_char(c),
+            Store::Mbox(s) => s.set_alt_char(c),
         }
     }
 

@@ -137,6 +137,17 @@ impl MboxStore {
         options::fix_name(name, self.opts.alt_char)
     }
 
+    /// Uses `c` instead of the configured `dsync_alt_char` (the leader's,
+    /// when this store serves a remote run).
+    pub fn set_alt_char(&mut self, c: char) -> Result<()> {
+        // It must itself be storable, even at the start of a name.
+        if c == '.' || c == '/' || c.is_control() {
+            bail!("dsync_alt_char {c:?} cannot replace characters in mailbox names");
+        }
+        self.opts.alt_char = c;
+        Ok(())
+    }
+
     /// Every mailbox, INBOX first, the rest sorted: the files of the tree
     /// (directories only hold children; dot files are Dovecot's).
     pub fn folder_names(&self) -> Result<Vec<MailboxName>> {
