@@ -341,3 +341,54 @@ fn mirror_over_ssh_with_the_remote_side_altering_names() {
     let b = check();
     assert_eq!(subjects(&b, "a+b").len(), 5);
 }
+
+/// An mbox tree cannot hold a name ending like a lock file (`notes.lock`,
+/// `plan.dsync`): mirrored from a Maildir, they get the alternative
+/// character there and stay matched.
+#[test]
+fn mirror_into_mbox_alters_what_an_mbox_tree_cannot_hold() {
+    require_dovecot!();
+    let t = tempdir();
+    std::fs::create_dir_all(t.path().join("md")).unwrap();
+    let md = format!("maildir:{}:LAYOUT=fs", t.path().join("md").display());
+    {
+        let mut s = imap_session(&md);
+        // Projects itself stays a directory (\Noselect): an mbox file
+        // cannot have children.
+        for (name, subject) in [("notes.lock", "notes"), ("Projects/plan.dsync", "plan")] {
+            s.create(name).unwrap();
+            s.append(name, &[], None, &message(subject)).unwrap();
+        }
+        s.logout().unwrap();
+    }
+    let mbox = format!(
+        "mbox:{}:INBOX={}",
+        t.path().join("mbox").display(),
+        t.path().join("mbox/inbox").display()
+    );
+    let first = dsync(t.path(), Some(&md), &["mirror", &mbox]);
+    first.expect_ok();
+    assert_eq!(warnings(&first, "notes.lock_"), 1, "{}", first.stderr);
+    let b = common::snapshot::snapshot(&mbox);
+    let have: Vec<String> = names(&b);
+    assert!(have.contains(&"notes.lock_".to_string()), "{have:?}");
+    assert!(
+        have.contains(&"Projects/plan.dsync_".to_string()),
+        "{have:?}"
+    );
+    assert_eq!(
+        subjects(&b, "Projects/plan.dsync_"),
+        vec!["plan".to_string()]
+    );
+    dsync(t.path(), Some(&md), &["mirror", &mbox]).expect_ok();
+    append(&mbox, "notes.lock_", "from mbox");
+    dsync(t.path(), Some(&md), &["mirror", &mbox]).expect_ok();
+    let a = common::snapshot::snapshot(&md);
+    assert_eq!(subjects(&a, "notes.lock").len(), 2);
+    assert_eq!(
+        names(&a),
+        vec!["INBOX", "Projects", "Projects/plan.dsync", "notes.lock"],
+        "no duplicates on the Maildir side"
+    );
+    assert_eq!(names(&common::snapshot::snapshot(&mbox)), have);
+}
