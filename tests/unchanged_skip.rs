@@ -43,8 +43,9 @@ fn backup_never_misses_a_change_made_right_after_a_run() {
     // Immediately: the folder changed within moments of the last run.
     reflag_first(&src.root, "FS");
     run();
-    assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
     // Settled and recorded: the next run skips unchanged mailboxes...
+    // (checked before the judge looks: it chowns the trees to its user and
+    // back, and a changed inode ctime counts as a change)
     std::thread::sleep(Duration::from_millis(300));
     dsync(
         t.path(),
@@ -53,6 +54,7 @@ fn backup_never_misses_a_change_made_right_after_a_run() {
     )
     .expect_ok()
     .expect_stderr_contains("unchanged on both sides");
+    assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
     // ...but not a changed one, on either side.
     reflag_first(&src.root, "RS");
     let sent = src.folder("Sent");
@@ -77,7 +79,7 @@ fn mirror_never_misses_a_change_made_right_after_a_run() {
     run();
     reflag_first(&b.root, "FS");
     run();
-    assert_same(&snapshot(&a.location()), &snapshot(&b.location()));
+    // Before the judge looks (its chown and chown back count as a change).
     std::thread::sleep(Duration::from_millis(300));
     dsync(
         t.path(),
@@ -86,6 +88,7 @@ fn mirror_never_misses_a_change_made_right_after_a_run() {
     )
     .expect_ok()
     .expect_stderr_contains("unchanged on both sides");
+    assert_same(&snapshot(&a.location()), &snapshot(&b.location()));
     reflag_first(&a.root, "DS");
     b.folder("Sent")
         .put(&Msg::new(Gen::new(4).message(900, Eol::Lf)).flags(""));

@@ -284,6 +284,7 @@ impl MaildirStore {
         let now = self.fingerprint(name).ok()??;
         let (fp, rest) = header.split_once('\t')?;
         if fp != now {
+            tracing::debug!("{name}: changed since its summary ({fp} -> {now})");
             return None;
         }
         let mut it = rest.split('\t');
