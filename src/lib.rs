@@ -20,6 +20,8 @@
 pub mod brain;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod dovecot_imap_tests;
 pub mod location;
 pub mod lock;
 pub mod maildir;

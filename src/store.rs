@@ -17,6 +17,7 @@ use crate::state::SyncState;
 use anyhow::Result;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A message body being read, with its size in bytes as stored.
 pub type MessageReader = (Box<dyn Read + Send>, u64);
@@ -233,17 +234,52 @@ impl Store {
         }
     }
 
-    /// The mailbox's change fingerprint (see `maildir::fingerprint`), and
-    /// with `digest` only if the mailbox holds exactly that state.
+    /// The mailbox's change fingerprint (see `maildir::fingerprint`):
+    /// equal fingerprints mean an unchanged mailbox; `None` when it cannot
+    /// be trusted yet (changed a moment ago).
+    pub fn fingerprint(&self, name: &MailboxName) -> Result<Option<String>> {
+        match self {
+            Store::Maildir(s) => s.fingerprint(name),
+            Store::Mbox(s) => s.fingerprint(name),
+        }
+    }
+
+    /// How long until the mailbox's fingerprint can be trusted.
+    fn fingerprint_settles_in(&self, name: &MailboxName) -> Duration {
+        match self {
+            Store::Maildir(s) => s.fingerprint_settles_in(name),
+            Store::Mbox(s) => s.fingerprint_settles_in(name),
+        }
+    }
+
+    /// The fingerprint, and with `digest` only if the mailbox holds exactly
+    /// that state (see `model::Digest`), checked between two equal
+    /// fingerprints so no change can slip in between. With a digest it
+    /// waits up to 300 ms for a mailbox just written to settle; without
+    /// one it does not wait (a mailbox that changed a moment ago cannot be
+    /// unchanged since the last run anyway).
     pub fn verified_fingerprint(
         &mut self,
         name: &MailboxName,
         digest: Option<&str>,
     ) -> Result<Option<String>> {
-        match self {
-            Store::Maildir(s) => s.verified_fingerprint(name, digest),
-            Store::Mbox(s) => s.verified_fingerprint(name, digest),
+        let wait = self.fingerprint_settles_in(name);
+        if (digest.is_none() && !wait.is_zero()) || wait > Duration::from_millis(300) {
+            return Ok(None);
         }
+        std::thread::sleep(wait);
+        let Some(before) = self.fingerprint(name)? else {
+            return Ok(None);
+        };
+        if let Some(want) = digest {
+            let snap = self.snapshot(name)?;
+            if crate::model::Digest::of_snapshot(&snap) != want
+                || self.fingerprint(name)?.as_deref() != Some(before.as_str())
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(before))
     }
 
     pub fn update(&mut self, name: &MailboxName) -> Result<StoreUpdate<'_>> {

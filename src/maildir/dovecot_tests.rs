@@ -4,11 +4,10 @@
 
 use super::*;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const IMAP: &str = "/usr/lib/dovecot/imap";
+use crate::dovecot_imap_tests::{fetched, IMAP};
 
 struct Dovecot {
     _dir: tempfile::TempDir,
@@ -64,89 +63,8 @@ impl Dovecot {
     /// Runs one IMAP session with these commands (tags are added) and
     /// returns the server's output.
     fn imap(&self, cmds: &[&str]) -> String {
-        // May race with a child renaming files (the concurrency tests); a
-        // file left unreadable would make Dovecot complain below.
-        let _ = Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(&self.base)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        let mut child = Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "env",
-                "-i",
-            ])
-            .arg(format!("HOME={}", self.base.display()))
-            .arg("USER=nobody")
-            .arg(IMAP)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = String::new();
-        for (i, c) in cmds.iter().enumerate() {
-            input.push_str(&format!("t{i} {c}\r\n"));
-        }
-        input.push_str("z LOGOUT\r\n");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !stderr.contains("Error") && !stderr.contains("Panic"),
-            "Dovecot complained:\n{stderr}\n{stdout}"
-        );
-        for (i, _) in cmds.iter().enumerate() {
-            assert!(
-                stdout.contains(&format!("t{i} OK")),
-                "command t{i} failed:\n{stdout}\n{stderr}"
-            );
-        }
-        stdout
+        crate::dovecot_imap_tests::imap(&self.base, &self.conf, &[], cmds)
     }
-}
-
-/// `(uid, flags, internaldate, size)` from the FETCH responses that carry
-/// FLAGS, as Dovecot prints them (missing items are empty / 0).
-fn fetched(out: &str) -> Vec<(u32, String, String, u64)> {
-    let mut v = Vec::new();
-    for line in out
-        .lines()
-        .filter(|l| l.starts_with("* ") && l.contains(" FETCH (") && l.contains("FLAGS ("))
-    {
-        let field = |name: &str| -> String {
-            let Some(i) = line.find(name) else {
-                return String::new();
-            };
-            let rest = &line[i + name.len()..];
-            if let Some(r) = rest.strip_prefix('(') {
-                r[..r.find(')').unwrap()].to_string()
-            } else if let Some(r) = rest.strip_prefix('"') {
-                r[..r.find('"').unwrap()].to_string()
-            } else {
-                rest.split([' ', ')']).next().unwrap().to_string()
-            }
-        };
-        v.push((
-            field("UID ").parse().unwrap(),
-            field("FLAGS "),
-            field("INTERNALDATE "),
-            field("RFC822.SIZE ").parse().unwrap_or(0),
-        ));
-    }
-    v
 }
 
 fn rec(uid: u32, guid: &str, body: &[u8]) -> MessageRecord {

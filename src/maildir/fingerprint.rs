@@ -51,40 +51,6 @@ impl MaildirStore {
         Ok(Some(out))
     }
 
-    /// The fingerprint, and with `digest` only if the folder holds exactly
-    /// that state (see `model::Digest`), checked between two equal
-    /// fingerprints so no change can slip in between. Waits up to 300 ms
-    /// for a folder just written to settle.
-    pub fn verified_fingerprint(
-        &mut self,
-        name: &MailboxName,
-        digest: Option<&str>,
-    ) -> Result<Option<String>> {
-        // Waiting for a folder to settle pays only when the caller wants to
-        // record the state it just wrote (a digest); a folder that changed a
-        // moment ago cannot be unchanged since the last run anyway.
-        let wait = self.fingerprint_settles_in(name);
-        if digest.is_none() && !wait.is_zero() {
-            return Ok(None);
-        }
-        if wait > Duration::from_millis(300) {
-            return Ok(None);
-        }
-        std::thread::sleep(wait);
-        let Some(before) = self.fingerprint(name)? else {
-            return Ok(None);
-        };
-        if let Some(want) = digest {
-            let snap = self.snapshot(name)?;
-            if crate::model::Digest::of_snapshot(&snap) != want
-                || self.fingerprint(name)?.as_deref() != Some(before.as_str())
-            {
-                return Ok(None);
-            }
-        }
-        Ok(Some(before))
-    }
-
     /// How long until every part of the folder's fingerprint has settled
     /// (zero when it already has), so a caller that just wrote the folder
     /// can wait that long instead of giving up its fingerprint.

@@ -6,11 +6,10 @@
 use super::store_tests::rec;
 use super::*;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-const IMAP: &str = "/usr/lib/dovecot/imap";
+use crate::dovecot_imap_tests::{fetched, IMAP};
 
 struct Dovecot {
     _dir: tempfile::TempDir,
@@ -65,86 +64,8 @@ impl Dovecot {
     }
 
     fn imap(&self, cmds: &[&str]) -> String {
-        let _ = Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(&self.base)
-            .status()
-            .unwrap();
-        let mut child = Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "env",
-                "-i",
-            ])
-            .arg(format!("HOME={}", self.base.display()))
-            .arg("USER=nobody")
-            .arg("TZ=UTC")
-            .arg(IMAP)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = String::new();
-        for (i, c) in cmds.iter().enumerate() {
-            input.push_str(&format!("t{i} {c}\r\n"));
-        }
-        input.push_str("z LOGOUT\r\n");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !stderr.contains("Error") && !stderr.contains("Panic"),
-            "Dovecot complained:\n{stderr}\n{stdout}"
-        );
-        for (i, _) in cmds.iter().enumerate() {
-            assert!(
-                stdout.contains(&format!("t{i} OK")),
-                "command t{i} failed:\n{stdout}\n{stderr}"
-            );
-        }
-        stdout
+        crate::dovecot_imap_tests::imap(&self.base, &self.conf, &["TZ=UTC"], cmds)
     }
-}
-
-/// `(uid, flags, internaldate, size)` of each FETCH response with FLAGS.
-fn fetched(out: &str) -> Vec<(u32, String, String, u64)> {
-    let mut v = Vec::new();
-    for line in out
-        .lines()
-        .filter(|l| l.starts_with("* ") && l.contains(" FETCH (") && l.contains("FLAGS ("))
-    {
-        let field = |name: &str| -> String {
-            let Some(i) = line.find(name) else {
-                return String::new();
-            };
-            let rest = &line[i + name.len()..];
-            if let Some(r) = rest.strip_prefix('(') {
-                r[..r.find(')').unwrap()].to_string()
-            } else if let Some(r) = rest.strip_prefix('"') {
-                r[..r.find('"').unwrap()].to_string()
-            } else {
-                rest.split([' ', ')']).next().unwrap().to_string()
-            }
-        };
-        v.push((
-            field("UID ").parse().unwrap(),
-            field("FLAGS "),
-            field("INTERNALDATE "),
-            field("RFC822.SIZE ").parse().unwrap_or(0),
-        ));
-    }
-    v
 }
 
 /// `X-GUID` of each FETCH response that has one, by UID.

@@ -710,31 +710,6 @@ impl MboxStore {
             .max()
             .unwrap_or(Duration::ZERO)
     }
-
-    /// See [`crate::maildir::MaildirStore::verified_fingerprint`].
-    pub fn verified_fingerprint(
-        &mut self,
-        name: &MailboxName,
-        digest: Option<&str>,
-    ) -> Result<Option<String>> {
-        let wait = self.fingerprint_settles_in(name);
-        if wait > Duration::from_millis(300) {
-            return Ok(None);
-        }
-        std::thread::sleep(wait);
-        let Some(before) = self.fingerprint(name)? else {
-            return Ok(None);
-        };
-        if let Some(want) = digest {
-            let snap = self.snapshot(name)?;
-            if crate::model::Digest::of_snapshot(&snap) != want
-                || self.fingerprint(name)?.as_deref() != Some(before.as_str())
-            {
-                return Ok(None);
-            }
-        }
-        Ok(Some(before))
-    }
 }
 
 pub(crate) fn info_of(name: &MailboxName, c: &Cached) -> MailboxInfo {
