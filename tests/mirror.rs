@@ -1289,3 +1289,48 @@ fn both_sides_keep_the_same_state_when_only_changes_are_sent() {
     mirror_and_check(t.path(), &a, &b, &[]);
     assert_eq!(state_file(&a.root), state_file(&b.root));
 }
+
+#[test]
+fn mail_changed_during_the_run_exits_2_and_the_next_run_finishes() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    // New on A, so the run copies it to B: it vanishes (a client deleted
+    // it) after the run read A and before it copied anything.
+    let fleeting = a
+        .inbox()
+        .put(&Msg::new(traced("fleeting")).flags("S").mtime(1_710_000_000));
+    a.folder("Archive")
+        .put(&Msg::new(traced("steady")).mtime(1_710_000_001));
+    let pause = t.path().join("pause");
+    let conf = common::run::write_config(t.path(), Some(&a.location()));
+    let child = std::process::Command::new(common::run::binary())
+        .arg("-c")
+        .arg(&conf)
+        .args(["mirror", &b.location()])
+        .current_dir(t.path())
+        .env("HOME", t.path())
+        .env("DSYNC_TEST_PAUSE", &pause)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !pause.exists() {
+        assert!(start.elapsed().as_secs() < 30, "the run never paused");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::remove_file(&fleeting).unwrap();
+    fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("running dsync again will finish the job"),
+        "stderr:\n{stderr}"
+    );
+    // Everything else was done, and the next run converges.
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert!(!has(&s, "fleeting"));
+    assert_eq!(only_place(&s, "steady").0, "Archive");
+    assert_eq!(s.message_count(), 9);
+}

@@ -16,6 +16,25 @@ pub mod subscriptions;
 pub mod transfer;
 
 use crate::model::{MailboxName, Uid};
+use std::time::{Duration, Instant};
+
+/// A test hook: with `DSYNC_TEST_PAUSE=<file>` in the environment, a run
+/// that has read both sides and planned writes `<file>` and waits (up to
+/// 60 s) until it is removed, so a test can change the mail at exactly the
+/// moment a real client could, between reading and writing.
+fn pause_for_tests() {
+    let Some(path) = std::env::var_os("DSYNC_TEST_PAUSE") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    if std::fs::write(&path, b"paused\n").is_err() {
+        return;
+    }
+    let start = Instant::now();
+    while path.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// What a run did, and what it could not do (which makes the exit code 2).
 #[derive(Debug, Default)]
