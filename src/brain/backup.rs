@@ -252,9 +252,39 @@ pub async fn run(
     if report.incomplete.is_empty() && !synced.is_empty() {
         let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
         let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
-        let digests: Vec<Option<String>> = synced.iter().map(|(_, d)| Some(d.clone())).collect();
-        let (l, r) = fingerprints::both_sides(local, remote, &names, &digests).await?;
+        // The destination proves its new state against the digest (a
+        // re-read). The source was not written: if its fingerprint is the
+        // one taken before it was read, it still holds what was read, so a
+        // plain fingerprint compared with that one does (no re-read).
+        let src_before = |p: &Pairing| -> Option<String> {
+            let (l, r) = before.get(&p.src.guid)?;
+            match dir {
+                Direction::Push => l.clone(),
+                Direction::Pull => r.clone(),
+            }
+        };
+        let dst_digests: Vec<Option<String>> =
+            synced.iter().map(|(_, d)| Some(d.clone())).collect();
+        let src_digests: Vec<Option<String>> = synced
+            .iter()
+            .map(|(p, d)| src_before(p).is_none().then(|| d.clone()))
+            .collect();
+        let (ld, rd) = match dir {
+            Direction::Push => (&src_digests, &dst_digests),
+            Direction::Pull => (&dst_digests, &src_digests),
+        };
+        let (l, r) = fingerprints::both_sides_with(local, remote, &names, ld, rd).await?;
         for ((p, l), r) in done.iter().zip(l).zip(r) {
+            let (mut l, mut r) = (l, r);
+            if let Some(b) = src_before(p) {
+                let src = match dir {
+                    Direction::Push => &mut l,
+                    Direction::Pull => &mut r,
+                };
+                if src.as_deref() != Some(b.as_str()) {
+                    *src = None;
+                }
+            }
             fps.set(p.src.guid, l, r);
         }
     }

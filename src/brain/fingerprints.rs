@@ -92,7 +92,20 @@ pub async fn both_sides(
     names: &[SideNames],
     digests: &[Option<String>],
 ) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
-    for ((_, name), digest) in names.iter().zip(digests) {
+    both_sides_with(local, remote, names, digests, digests).await
+}
+
+/// [`both_sides`] with a digest per side (a side this run did not write
+/// can prove its state more cheaply, see `backup`).
+pub async fn both_sides_with(
+    local: &mut Store,
+    remote: &mut Remote,
+    names: &[SideNames],
+    local_digests: &[Option<String>],
+    remote_digests: &[Option<String>],
+) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
+    let digests = local_digests;
+    for ((_, name), digest) in names.iter().zip(remote_digests) {
         remote.send(Command::Select(name.clone())).await?;
         remote.send(Command::Fprint(digest.clone())).await?;
     }
