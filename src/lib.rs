@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 #[cfg(test)]
 mod dovecot_imap_tests;
+pub mod fasthash;
 pub mod location;
 pub mod lock;
 pub mod maildir;

@@ -9,7 +9,6 @@
 //! Format: one line per file, `<mtime secs>\t<size>\t<base name>`. It is
 //! only a cache: a damaged file is ignored (and rewritten), never an error.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -18,7 +17,7 @@ pub const FILE_NAME: &str = "dsync-dates";
 
 #[derive(Default)]
 pub struct DateCache {
-    map: HashMap<String, (i64, u64)>,
+    map: crate::fasthash::FastMap<String, (i64, u64)>,
     /// The folder's fingerprint and numbers when this was written, as one
     /// opaque line (see `MaildirStore::list_mailboxes`).
     header: Option<String>,
@@ -33,7 +32,7 @@ impl DateCache {
         let Ok(data) = fs::read(path) else {
             return DateCache::default();
         };
-        let mut map = HashMap::new();
+        let mut map = crate::fasthash::FastMap::default();
         let mut header = None;
         for line in data.split(|&b| b == b'\n') {
             let Ok(line) = std::str::from_utf8(line) else {

@@ -6,7 +6,6 @@ use super::filename::{dovecot_sort_cmp, MaildirFileName};
 use super::uidlist::{Uidlist, UidlistRecord};
 use crate::model::Uid;
 use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
@@ -46,7 +45,7 @@ impl FileLoc {
 }
 
 /// Base name → file, for one folder.
-pub type FileMap = HashMap<String, FileLoc>;
+pub type FileMap = crate::fasthash::FastMap<String, FileLoc>;
 
 fn dir_mtime(p: &Path) -> Option<SystemTime> {
     fs::metadata(p).and_then(|m| m.modified()).ok()
@@ -93,7 +92,7 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
 pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
     let cur = mail_dir.join("cur");
     let new = mail_dir.join("new");
-    let mut last = FileMap::new();
+    let mut last = FileMap::default();
     for _ in 0..5 {
         let before = (dir_mtime(&cur), dir_mtime(&new));
         if before.0.is_none() {
@@ -102,7 +101,7 @@ pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
                 mail_dir.display()
             );
         }
-        let mut files = FileMap::with_capacity(last.len());
+        let mut files = FileMap::with_capacity_and_hasher(last.len(), Default::default());
         read_one(&new, true, &mut files)?;
         read_one(&cur, false, &mut files)?;
         let after = (dir_mtime(&cur), dir_mtime(&new));
@@ -142,7 +141,8 @@ pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
     if list.records.len() != files.len() {
         return false;
     }
-    let mut seen = std::collections::HashSet::with_capacity(list.records.len());
+    let mut seen =
+        crate::fasthash::FastSet::with_capacity_and_hasher(list.records.len(), Default::default());
     list.records
         .iter()
         .all(|r| files.contains_key(&r.filename) && seen.insert(r.filename.as_str()))
@@ -242,7 +242,8 @@ impl Reconciled {
 /// sorted the way Dovecot sorts new files.
 pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconciled {
     let mut r = Reconciled::default();
-    let mut last_idx: HashMap<&str, usize> = HashMap::with_capacity(list.records.len());
+    let mut last_idx: crate::fasthash::FastMap<&str, usize> =
+        crate::fasthash::FastMap::with_capacity_and_hasher(list.records.len(), Default::default());
     for (i, rec) in list.records.iter().enumerate() {
         last_idx.insert(rec.filename.as_str(), i);
     }

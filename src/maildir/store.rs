@@ -576,7 +576,7 @@ impl MaildirStore {
                 in_new: loc.in_new,
             });
         }
-        let live: std::collections::HashSet<&str> = folder
+        let live: crate::fasthash::FastSet<&str> = folder
             .list
             .records
             .iter()

@@ -535,7 +535,7 @@ fn memory_per_message() {
         l.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
     let before = rss_kb();
-    let mut files = FileMap::new();
+    let mut files = FileMap::default();
     for i in 0..1_000_000u32 {
         let base = format!(
             "{}.M{}P1234.host.example.com,S=4321,W=4400",
