@@ -97,11 +97,18 @@ fn killed_backups_leave_valid_sides_and_the_rerun_converges() {
 /// one, which everybody (Dovecot included) waits out for two minutes as
 /// after any crash; the test removes those, as that timeout would.
 fn unmarked_locks_removed(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let mut marked = Vec::new();
     for lock in left_locks(root) {
         let mut marker = lock.clone().into_os_string();
         marker.push(".dsync");
-        if std::path::Path::new(&marker).exists() {
+        // A marker left by an earlier holder of the lock names another
+        // inode: this lock was not marked yet when its dsync was killed.
+        let names_this_lock = std::fs::read_to_string(&marker).is_ok_and(|m| {
+            let ino = std::fs::metadata(&lock).map(|m| m.ino()).unwrap_or(0);
+            m.split_whitespace().nth(1) == Some(ino.to_string().as_str())
+        });
+        if names_this_lock {
             marked.push(lock);
         } else {
             eprintln!(

@@ -164,10 +164,17 @@ fn owner_marker(lock: &Path) -> PathBuf {
 fn mark_ours(lock: &Path, file: &File) {
     use std::os::unix::fs::MetadataExt;
     if let Ok(meta) = file.metadata() {
-        let _ = fs::write(
-            owner_marker(lock),
-            format!("{} {}\n", std::process::id(), meta.ino()),
-        );
+        // Written whole or not at all: a kill in the middle must not leave
+        // an empty marker that names no owner.
+        let marker = owner_marker(lock);
+        let mut tmp = marker.clone().into_os_string();
+        tmp.push(format!(".{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        if fs::write(&tmp, format!("{} {}\n", std::process::id(), meta.ino())).is_ok()
+            && fs::rename(&tmp, &marker).is_err()
+        {
+            let _ = fs::remove_file(&tmp);
+        }
     }
 }
 
