@@ -8,6 +8,38 @@ use std::process::{Command, Stdio};
 
 pub const IMAP: &str = "/usr/lib/dovecot/imap";
 
+/// Whether Dovecot can be run here (installed, and we are root so it can
+/// run as `nobody`); otherwise says loudly why the test is skipped.
+pub fn available() -> bool {
+    if !Path::new(IMAP).exists() {
+        eprintln!("SKIPPED: {IMAP} is missing (install dovecot-imapd to run this test)");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: running Dovecot as nobody needs root (setpriv)");
+        return false;
+    }
+    true
+}
+
+/// Writes `<base>/dovecot.conf` serving `mail_location` as `nobody`, with
+/// the namespace the tests use (separator `/`), and returns its path.
+pub fn write_conf(base: &Path, mail_location: &str) -> std::path::PathBuf {
+    let conf = base.join("dovecot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "mail_location = {mail_location}\n\
+             mail_uid = nobody\nmail_gid = nogroup\nfirst_valid_uid = 0\n\
+             ssl = no\nlog_path = /dev/stderr\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n"
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 /// Runs one IMAP session with these commands (tags `t0`, `t1`, ... are
 /// added) on the config `conf`, after giving `base` to `nobody`; `env`
 /// adds `KEY=VALUE` pairs to Dovecot's otherwise empty environment.

@@ -104,14 +104,13 @@ pub async fn both_sides_with(
     local_digests: &[Option<String>],
     remote_digests: &[Option<String>],
 ) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
-    let digests = local_digests;
     for ((_, name), digest) in names.iter().zip(remote_digests) {
         remote.send(Command::Select(name.clone())).await?;
         remote.send(Command::Fprint(digest.clone())).await?;
     }
     remote.flush().await?;
     let mut local_fps = Vec::with_capacity(names.len());
-    for ((name, _), digest) in names.iter().zip(digests) {
+    for ((name, _), digest) in names.iter().zip(local_digests) {
         let fp = block_in_place(|| local.verified_fingerprint(name, digest.as_deref()))
             .unwrap_or_else(|e| {
                 tracing::debug!("no fingerprint for {name}: {e:#}");

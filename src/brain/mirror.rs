@@ -306,7 +306,7 @@ pub async fn run(
             wait,
         )
     };
-    tokio::task::block_in_place(super::pause_for_tests);
+    block_in_place(super::pause_for_tests);
     // Pass 1, software-pipelined so both sides work at once: the follower
     // gets mailbox k+1's changes before the local side commits mailbox k.
     // Local commits touch only their own mailbox's files, so the paths

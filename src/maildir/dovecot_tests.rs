@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::dovecot_imap_tests::{fetched, IMAP};
+use crate::dovecot_imap_tests::fetched;
 
 struct Dovecot {
     _dir: tempfile::TempDir,
@@ -19,32 +19,19 @@ struct Dovecot {
 /// A Maildir and a config for the real Dovecot, or `None` (with a loud
 /// message) when Dovecot is not installed or we cannot switch users.
 fn dovecot(layout: &str) -> Option<Dovecot> {
-    if !Path::new(IMAP).exists() {
-        eprintln!("SKIPPED: {IMAP} is missing (install dovecot-imapd to run this test)");
-        return None;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: running Dovecot as nobody needs root (setpriv)");
+    if !crate::dovecot_imap_tests::available() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().to_path_buf();
     let root = base.join("Maildir");
     std::fs::create_dir_all(&root).unwrap();
-    let conf = base.join("dovecot.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "mail_location = maildir:{}{}\n\
-             mail_uid = nobody\nmail_gid = nogroup\nfirst_valid_uid = 0\n\
-             ssl = no\nlog_path = /dev/stderr\n\
-             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
-            root.display(),
-            layout.replace("{base}", &base.display().to_string())
-        ),
-    )
-    .unwrap();
+    let location = format!(
+        "maildir:{}{}",
+        root.display(),
+        layout.replace("{base}", &base.display().to_string())
+    );
+    let conf = crate::dovecot_imap_tests::write_conf(&base, &location);
     Some(Dovecot {
         _dir: dir,
         base,
@@ -402,25 +389,31 @@ fn concurrent_child() {
     eprintln!("child: {retries} retries");
 }
 
+/// Runs the ignored test `name` of this module in a child process as
+/// `nobody` (so it works on the store at the same time as Dovecot does),
+/// telling it the store's root through env `key`.
+fn spawn_child_test(name: &str, key: &str, root: &std::path::Path) -> std::process::Child {
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &format!("maildir::dovecot_tests::{name}"),
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(key, root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn concurrent_with_dovecot() {
     let Some(dv) = dovecot("") else { return };
     dv.imap(&["SELECT INBOX"]);
-    let exe = std::env::current_exe().unwrap();
-    let child = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "maildir::dovecot_tests::concurrent_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("DSYNC_MAILDIR_CHILD_ROOT", &dv.root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_child_test("concurrent_child", "DSYNC_MAILDIR_CHILD_ROOT", &dv.root);
     // Dovecot appends at the same time.
     let mut cmds = Vec::new();
     for i in 0..20 {
@@ -530,20 +523,7 @@ fn concurrent_flag_changes() {
         .collect();
     save(&mut s, &inbox, &refs);
     dv.imap(&["SELECT INBOX"]);
-    let exe = std::env::current_exe().unwrap();
-    let child = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "maildir::dovecot_tests::concurrent_flag_child",
-            "--ignored",
-        ])
-        .env("DSYNC_MAILDIR_FLAG_ROOT", &dv.root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_child_test("concurrent_flag_child", "DSYNC_MAILDIR_FLAG_ROOT", &dv.root);
     let mut cmds = vec!["SELECT INBOX"];
     for _ in 0..40 {
         cmds.push("STORE 1:* +FLAGS (\\Flagged)");

@@ -7,9 +7,9 @@ use super::store_tests::rec;
 use super::*;
 use crate::model::{Flags, MailboxGuid, MailboxName, MessageRecord};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::dovecot_imap_tests::{fetched, IMAP};
+use crate::dovecot_imap_tests::fetched;
 
 struct Dovecot {
     _dir: tempfile::TempDir,
@@ -20,13 +20,7 @@ struct Dovecot {
 }
 
 fn dovecot() -> Option<Dovecot> {
-    if !Path::new(IMAP).exists() {
-        eprintln!("SKIPPED: {IMAP} is missing (install dovecot-imapd to run this test)");
-        return None;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: running Dovecot as nobody needs root (setpriv)");
+    if !crate::dovecot_imap_tests::available() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -34,19 +28,8 @@ fn dovecot() -> Option<Dovecot> {
     let root = base.join("mail");
     let inbox = base.join("inbox");
     std::fs::create_dir_all(&root).unwrap();
-    let conf = base.join("dovecot.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "mail_location = mbox:{}:INBOX={}\n\
-             mail_uid = nobody\nmail_gid = nogroup\nfirst_valid_uid = 0\n\
-             ssl = no\nlog_path = /dev/stderr\n\
-             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
-            root.display(),
-            inbox.display()
-        ),
-    )
-    .unwrap();
+    let location = format!("mbox:{}:INBOX={}", root.display(), inbox.display());
+    let conf = crate::dovecot_imap_tests::write_conf(&base, &location);
     Some(Dovecot {
         _dir: dir,
         base,
