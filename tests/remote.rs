@@ -73,6 +73,17 @@ fn error_lines(r: &Run) -> Vec<&str> {
         .collect()
 }
 
+/// Checks the run failed (exit 1) with exactly one error line, and
+/// returns that line.
+#[track_caller]
+fn the_one_error_line(r: &Run, what: &str) -> String {
+    r.expect_code(1);
+    let lines = error_lines(r);
+    eprintln!("{what}: {lines:?}");
+    assert_eq!(lines.len(), 1, "one clear line, got:\n{}", r.stderr);
+    lines[0].to_string()
+}
+
 fn script(path: &Path, body: &str) -> PathBuf {
     fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -348,17 +359,10 @@ fn remote_without_dsync_on_path() {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let r = dsync(t.path(), Some(&src.location()), &argv);
-    r.expect_code(1);
     assert!(started.elapsed() < Duration::from_secs(30));
-    let lines = error_lines(&r);
-    eprintln!("remote without dsync: {lines:?}");
-    assert_eq!(lines.len(), 1, "one clear line, got:\n{}", r.stderr);
-    assert!(lines[0].contains("could not start"), "{}", lines[0]);
-    assert!(
-        lines[0].contains("dsync: command not found"),
-        "{}",
-        lines[0]
-    );
+    let line = the_one_error_line(&r, "remote without dsync");
+    assert!(line.contains("could not start"), "{}", line);
+    assert!(line.contains("dsync: command not found"), "{}", line);
 }
 
 #[test]
@@ -396,12 +400,9 @@ fn ssh_authentication_failure_and_closed_port() {
         Some(&src.location()),
         &["-o", &template(&conf), "backup", HOST],
     );
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("auth failure: {lines:?}");
-    assert_eq!(lines.len(), 1, "one clear line, got:\n{}", r.stderr);
-    assert!(lines[0].contains("could not start"), "{}", lines[0]);
-    assert!(lines[0].contains("Permission denied"), "{}", lines[0]);
+    let line = the_one_error_line(&r, "auth failure");
+    assert!(line.contains("could not start"), "{}", line);
+    assert!(line.contains("Permission denied"), "{}", line);
 
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -420,11 +421,8 @@ fn ssh_authentication_failure_and_closed_port() {
         Some(&src.location()),
         &["-o", &template(&conf), "backup", HOST],
     );
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("closed port: {lines:?}");
-    assert_eq!(lines.len(), 1, "one clear line, got:\n{}", r.stderr);
-    assert!(lines[0].contains("Connection refused"), "{}", lines[0]);
+    let line = the_one_error_line(&r, "closed port");
+    assert!(line.contains("Connection refused"), "{}", line);
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
@@ -663,16 +661,9 @@ fn protocol_version_mismatch() {
         Some(&src.location()),
         &["backup", &future.display().to_string()],
     );
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("version 99: {lines:?}");
-    assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("version mismatch"), "{}", lines[0]);
-    assert!(
-        lines[0].contains("99") && lines[0].contains("1..1"),
-        "{}",
-        lines[0]
-    );
+    let line = the_one_error_line(&r, "version 99");
+    assert!(line.contains("version mismatch"), "{}", line);
+    assert!(line.contains("99") && line.contains("1..1"), "{}", line);
 
     // A remote that refuses our range, as `dsync server` does.
     let older = script(
@@ -684,15 +675,8 @@ fn protocol_version_mismatch() {
         Some(&src.location()),
         &["backup", &older.display().to_string()],
     );
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("refused: {lines:?}");
-    assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(
-        lines[0].contains("remote dsync speaks 2..3"),
-        "{}",
-        lines[0]
-    );
+    let line = the_one_error_line(&r, "refused");
+    assert!(line.contains("remote dsync speaks 2..3"), "{}", line);
 
     // Dovecot's own dsync, first on the remote PATH.
     let dovecot = script(
@@ -704,11 +688,8 @@ fn protocol_version_mismatch() {
         Some(&src.location()),
         &["backup", &dovecot.display().to_string()],
     );
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("Dovecot's dsync: {lines:?}");
-    assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("Dovecot's dsync"), "{}", lines[0]);
+    let line = the_one_error_line(&r, "Dovecot's dsync");
+    assert!(line.contains("Dovecot's dsync"), "{}", line);
 
     // Something that is not a dsync at all.
     let other = script(&t.path().join("not-dsync.sh"), "echo 'Welcome to host!'");
@@ -731,12 +712,9 @@ fn remote_store_that_cannot_be_opened() {
     let rconf = remote_config(t.path(), "maildir:/dev/null/Maildir");
     let cmd = remote_cmd(&sshd, &rconf);
     let r = run(t.path(), &src.location(), &["-o", &cmd, "backup", HOST]);
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("remote store: {lines:?}");
     // One line: the remote's own complaint that we hung up is not relayed.
-    assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("/dev/null/Maildir"), "{}", r.stderr);
+    let line = the_one_error_line(&r, "remote store");
+    assert!(line.contains("/dev/null/Maildir"), "{}", r.stderr);
 }
 
 #[test]
@@ -756,11 +734,8 @@ fn remote_that_never_answers_times_out() {
         ],
     );
     let took = started.elapsed();
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("silent remote after {took:?}: {lines:?}");
-    assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("no progress"), "{}", lines[0]);
+    let line = the_one_error_line(&r, &format!("silent remote after {took:?}"));
+    assert!(line.contains("no progress"), "{}", line);
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
 
@@ -778,12 +753,9 @@ fn missing_ssh_binary() {
             "somehost",
         ],
     );
-    r.expect_code(1);
-    let lines = error_lines(&r);
-    eprintln!("missing ssh: {lines:?}");
-    assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("/nonexistent/ssh"), "{}", lines[0]);
-    assert!(lines[0].contains("No such file"), "{}", lines[0]);
+    let line = the_one_error_line(&r, "missing ssh");
+    assert!(line.contains("/nonexistent/ssh"), "{}", line);
+    assert!(line.contains("No such file"), "{}", line);
 }
 
 #[test]
