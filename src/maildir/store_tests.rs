@@ -273,12 +273,7 @@ fn mailbox_tree_maildirpp() {
     assert!(s
         .create_mailbox(&n("a.b"), MailboxGuid([1; 16]), 5)
         .is_err());
-    let names: Vec<String> = s
-        .list_mailboxes()
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    let names = listed(&mut s);
     assert_eq!(names, vec!["INBOX", "Ärger/sub", "Ärger/sub/deep"]);
     let info = s.list_mailboxes().unwrap()[1].clone();
     assert_eq!(
@@ -287,24 +282,23 @@ fn mailbox_tree_maildirpp() {
     );
 
     s.rename_mailbox(&n("Ärger/sub"), &n("Neu")).unwrap();
-    let names: Vec<String> = s
-        .list_mailboxes()
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    let names = listed(&mut s);
     assert_eq!(names, vec!["INBOX", "Neu", "Neu/deep"]);
     assert_eq!(s.list_mailboxes().unwrap()[2].guid, MailboxGuid([2; 16]));
     s.delete_mailbox(&n("Neu")).unwrap();
-    let names: Vec<String> = s
-        .list_mailboxes()
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    let names = listed(&mut s);
     assert_eq!(names, vec!["INBOX", "Neu/deep"]);
     assert!(s.delete_mailbox(&MailboxName::inbox()).is_err());
     assert!(s.delete_mailbox(&n("Neu")).is_err());
+}
+
+/// The store's mailbox names, as `list_mailboxes` gives them.
+fn listed(s: &mut MaildirStore) -> Vec<String> {
+    s.list_mailboxes()
+        .unwrap()
+        .iter()
+        .map(|i| i.name.to_string())
+        .collect()
 }
 
 #[test]
@@ -319,28 +313,13 @@ fn mailbox_tree_fs() {
     assert!(s
         .create_mailbox(&n("x/cur"), MailboxGuid([1; 16]), 5)
         .is_err());
-    let names: Vec<String> = s
-        .list_mailboxes()
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    let names = listed(&mut s);
     assert_eq!(names, vec!["INBOX", "a", "a/b"]);
     s.delete_mailbox(&n("a")).unwrap();
-    let names: Vec<String> = s
-        .list_mailboxes()
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    let names = listed(&mut s);
     assert_eq!(names, vec!["INBOX", "a/b"]);
     s.rename_mailbox(&n("a/b"), &n("c/d")).unwrap();
-    let names: Vec<String> = s
-        .list_mailboxes()
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    let names = listed(&mut s);
     assert_eq!(names, vec!["INBOX", "c/d"]);
 }
 
