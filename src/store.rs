@@ -272,10 +272,11 @@ impl Store {
             return Ok(None);
         };
         if let Some(want) = digest {
-            let snap = self.snapshot(name)?;
-            if crate::model::Digest::of_snapshot(&snap) != want
-                || self.fingerprint(name)?.as_deref() != Some(before.as_str())
-            {
+            let digest = match self {
+                Store::Maildir(s) => s.digest(name)?,
+                Store::Mbox(s) => crate::model::Digest::of_snapshot(&s.snapshot(name)?),
+            };
+            if digest != want || self.fingerprint(name)?.as_deref() != Some(before.as_str()) {
                 return Ok(None);
             }
         }

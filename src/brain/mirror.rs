@@ -307,51 +307,23 @@ pub async fn run(
         )
     };
     block_in_place(super::pause_for_tests);
-    // Pass 1, software-pipelined so both sides work at once: the follower
-    // gets mailbox k+1's changes before the local side commits mailbox k.
-    // Local commits touch only their own mailbox's files, so the paths
-    // sent for k+1 stay valid (and a file renamed meanwhile is found again
-    // by its base name on the follower).
+    // Pass 1. Per mailbox: the local side fetches the bodies it needs, the
+    // follower gets its changes and COMMIT, and the local side commits
+    // while the follower does: the two commits (the slow part, fsyncs and
+    // renames) run at the same time. The follower's changes go out before
+    // the local commit, so every local path they name is still valid.
     let mut pass2: Vec<(usize, Vec<Uid>, Vec<Uid>)> = Vec::new();
-    let mut jobs: Vec<(usize, SidePlan, SidePlan, &SidePlan)> = Vec::new();
+    let mut pending = 0usize;
     for (i, plan) in &plans {
         let (b_now, b_wait) = split(&plan.b, *i, &later_b);
         let (a_now, a_wait) = split(&plan.a, *i, &later_a);
         if !a_wait.is_empty() || !b_wait.is_empty() {
             pass2.push((*i, a_wait, b_wait));
         }
-        jobs.push((*i, a_now, b_now, &plan.a));
-    }
-    let mut pending = 0usize;
-    if let Some((i, _, b_now, a_plan)) = jobs.first() {
-        if !b_now.is_empty() {
-            push_side(
-                &*local,
-                remote,
-                &held,
-                &pairs[*i],
-                b_now,
-                a_plan,
-                &mut report,
-            )
-            .await?;
-            pending += 1;
-        }
-    }
-    for (k, (i, a_now, _, _)) in jobs.iter().enumerate() {
-        let next = jobs.get(k + 1).filter(|(_, _, b_now, _)| !b_now.is_empty());
+        let p = &pairs[*i];
         if a_now.is_empty() {
-            if let Some((j, _, b_now, a_plan)) = next {
-                push_side(
-                    &*local,
-                    remote,
-                    &held,
-                    &pairs[*j],
-                    b_now,
-                    a_plan,
-                    &mut report,
-                )
-                .await?;
+            if !b_now.is_empty() {
+                push_side(&*local, remote, &held, p, &b_now, &plan.a, &mut report).await?;
                 pending += 1;
             }
             continue;
@@ -360,10 +332,9 @@ pub async fn run(
             pending: &mut pending,
             report: &mut report,
         };
-        let p = &pairs[*i];
-        let txn = pull_side(local, remote, &held, p, a_now, progress).await?;
-        if let Some((j, _, b_now, a_plan)) = next {
-            push_side(&txn, remote, &held, &pairs[*j], b_now, a_plan, &mut report).await?;
+        let txn = pull_side(local, remote, &held, p, (&a_now, &plan.b), progress).await?;
+        if !b_now.is_empty() {
+            push_side(&txn, remote, &held, p, &b_now, &plan.a, &mut report).await?;
             pending += 1;
         }
         remote.flush().await?;
@@ -662,18 +633,18 @@ fn real_expunges(p: &SidePlan) -> Vec<Uid> {
         .collect()
 }
 
-/// For a save whose body is the other side's message `uid` (already
-/// renumbered there), the UID it has on that side *before* this run's
-/// changes are committed.
-fn original_uid(other_plan: &SidePlan, uid: Uid) -> Uid {
+/// For saves whose body is the other side's message `uid` (already
+/// renumbered there): the UID each has on that side *before* this run's
+/// changes are committed there (only renumbered ones are listed).
+fn on_disk_uids(other_plan: &SidePlan) -> HashMap<Uid, Uid> {
     other_plan
         .saves
         .iter()
-        .find_map(|s| match s.origin {
-            Origin::Own(old) if s.record.uid == uid => Some(old),
+        .filter_map(|s| match s.origin {
+            Origin::Own(old) => Some((s.record.uid, old)),
             _ => None,
         })
-        .unwrap_or(uid)
+        .collect()
 }
 
 /// Where each message (by GUID) lives on each side at the start of the
@@ -760,6 +731,7 @@ async fn push_side(
     for &uid in &plan.expunge {
         remote.send(Command::Expunge(uid)).await?;
     }
+    let a_disk = on_disk_uids(a_plan);
     for s in &plan.saves {
         let Origin::Other(uid) = s.origin else {
             continue;
@@ -776,7 +748,7 @@ async fn push_side(
                 .await?;
             continue;
         }
-        let src_uid = original_uid(a_plan, uid);
+        let src_uid = a_disk.get(&uid).copied().unwrap_or(uid);
         transfer::push_message(local, remote, &p.a_name, src_uid, &s.record, report).await?;
     }
     remote.send(Command::Commit).await
@@ -790,7 +762,7 @@ async fn pull_side<'s>(
     remote: &mut Remote,
     held: &Holdings<'_>,
     p: &Pair,
-    plan: &SidePlan,
+    (plan, b_plan): (&SidePlan, &SidePlan),
     progress: Progress<'_>,
 ) -> Result<StoreUpdate<'s>> {
     let Progress { pending, report } = progress;
@@ -836,10 +808,13 @@ async fn pull_side<'s>(
     for &uid in &plan.expunge {
         block_in_place(|| txn.expunge(uid))?;
     }
+    // The follower commits its own relabels after these fetches: ask for
+    // its messages by the UIDs they have there now.
+    let b_disk = on_disk_uids(b_plan);
     let wanted: Vec<(Uid, &MessageRecord)> = fetches
         .iter()
         .filter_map(|s| match s.origin {
-            Origin::Other(uid) => Some((uid, &s.record)),
+            Origin::Other(uid) => Some((b_disk.get(&uid).copied().unwrap_or(uid), &s.record)),
             Origin::Own(_) => None,
         })
         .collect();

@@ -188,6 +188,29 @@ fn push_flag_set(s: &mut String, flags: Flags, keywords: u32, unknown: &str) {
     s.extend(pending);
 }
 
+/// The flags and keyword letters of a file name, or of its part from the
+/// end of the base name on, as [`MaildirFileName::parse`] reads them but
+/// without building one (a snapshot of a huge folder does this per file).
+pub fn flags_of(name: &str) -> (Flags, u32) {
+    let Some(colon) = name.rfind(':') else {
+        return (Flags::empty(), 0);
+    };
+    let Some(set) = name[colon + 1..].strip_prefix("2,") else {
+        return (Flags::empty(), 0);
+    };
+    let first = set.split(',').next().unwrap_or("");
+    let mut flags = Flags::empty();
+    let mut keywords = 0u32;
+    for c in first.chars() {
+        if let Some(f) = flag_of_letter(c) {
+            flags.insert(f);
+        } else if c.is_ascii_lowercase() {
+            keywords |= 1 << (c as u32 - 'a' as u32);
+        }
+    }
+    (flags, keywords)
+}
+
 /// `,S=<n>` / `,W=<n>` in a base name, as Dovecot reads them: the digits
 /// must end at `,`, `:` or the end of the name.
 pub fn size_field(base: &str, key: char) -> Option<u64> {
@@ -546,6 +569,7 @@ mod tests {
             let n = MaildirFileName::parse(&s);
             let f = n.format();
             prop_assert_eq!(MaildirFileName::parse(&f), n.clone());
+            prop_assert_eq!(flags_of(&s), (n.flags(), n.keyword_mask()));
             // A name whose flags are already in order is reproduced exactly.
             let canon = n.with_flags(n.flags(), n.keyword_mask()).format();
             let again = MaildirFileName::parse(&canon);

@@ -118,14 +118,27 @@ impl DotLock {
     /// Like `replace`, with the new file's mtime raised to at least
     /// `min_mtime`, for readers that cache by mtime (Dovecot re-reads
     /// dovecot-keywords only when its mtime in seconds changes).
-    pub fn replace_with_mtime(mut self, data: &[u8], min_mtime: Option<SystemTime>) -> Result<()> {
+    pub fn replace_with_mtime(self, data: &[u8], min_mtime: Option<SystemTime>) -> Result<()> {
+        self.replace_and_stat(data, min_mtime).map(drop)
+    }
+
+    /// Like `replace_with_mtime`, and tells what the new target is (taken
+    /// from the written file before the rename, so no other writer's file
+    /// can be mistaken for ours).
+    pub fn replace_and_stat(
+        mut self,
+        data: &[u8],
+        min_mtime: Option<SystemTime>,
+    ) -> Result<fs::Metadata> {
         let mut f = self.file.take().expect("lock file open");
-        f.write_all(data)
+        let meta = f
+            .write_all(data)
             .and_then(|_| match min_mtime {
                 Some(min) if SystemTime::now() < min => f.set_modified(min),
                 _ => Ok(()),
             })
             .and_then(|_| f.sync_data())
+            .and_then(|_| f.metadata())
             .with_context(|| format!("writing {}", self.lock.display()))?;
         drop(f);
         fs::rename(&self.lock, &self.target).with_context(|| {
@@ -138,7 +151,41 @@ impl DotLock {
         let _ = fs::remove_file(owner_marker(&self.lock));
         // The rename succeeded: nothing left for Drop to remove.
         self.lock = PathBuf::new();
-        Ok(())
+        Ok(meta)
+    }
+
+    /// Appends `data` to the locked target in one write(2), durably, and
+    /// releases the lock. A write that fails part way (disk full) is cut
+    /// back to the old length, so readers never see a partial line; a
+    /// reader that holds no lock sees the old content or the new one.
+    /// Returns what the target is now.
+    pub fn append(self, data: &[u8]) -> Result<fs::Metadata> {
+        let ctx = || format!("appending to {}", self.target.display());
+        let f = OpenOptions::new()
+            .append(true)
+            .open(&self.target)
+            .with_context(ctx)?;
+        let old_len = f.metadata().with_context(ctx)?.len();
+        let written = (&f).write(data);
+        match written {
+            Ok(n) if n == data.len() => {}
+            other => {
+                let _ = f.set_len(old_len);
+                let _ = f.sync_data();
+                let e = match other {
+                    Err(e) => e,
+                    Ok(n) => std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        format!("only {n} of {} bytes written", data.len()),
+                    ),
+                };
+                return Err(e).with_context(ctx);
+            }
+        }
+        f.sync_data().with_context(ctx)?;
+        let meta = f.metadata().with_context(ctx)?;
+        drop(self);
+        Ok(meta)
     }
 }
 

@@ -156,7 +156,7 @@ pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
 pub struct Stamp {
     cur: Option<SystemTime>,
     new: Option<SystemTime>,
-    uidlist: Option<(u64, u64, SystemTime)>,
+    uidlist: Option<FileId>,
     taken: SystemTime,
 }
 
@@ -177,11 +177,17 @@ pub fn settle_time(mtime: SystemTime) -> Duration {
     }
 }
 
-fn uidlist_id(uidlist: &Path) -> Option<(u64, u64, SystemTime)> {
+/// Which version of a file this is: inode, size, mtime. Every writer of
+/// dovecot-uidlist replaces it (new inode) or appends (new size).
+pub type FileId = (u64, u64, SystemTime);
+
+pub fn file_id(m: &fs::Metadata) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(uidlist)
-        .ok()
-        .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?)))
+    Some((m.ino(), m.len(), m.modified().ok()?))
+}
+
+fn uidlist_id(uidlist: &Path) -> Option<FileId> {
+    fs::metadata(uidlist).ok().as_ref().and_then(file_id)
 }
 
 impl Stamp {
@@ -193,6 +199,11 @@ impl Stamp {
             uidlist: uidlist_id(uidlist),
             taken,
         }
+    }
+
+    /// The uidlist's version when the stamp was taken.
+    pub fn uidlist(&self) -> Option<&FileId> {
+        self.uidlist.as_ref()
     }
 
     /// The same stamp after we replaced the uidlist ourselves (under its

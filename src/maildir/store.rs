@@ -5,7 +5,7 @@
 //! write goes through dovecot-uidlist.lock the way Dovecot's own writers do.
 
 use super::dates;
-use super::filename::{fs_dir_to_name, maildirpp_dir_to_name, Layout, MaildirFileName};
+use super::filename::{flags_of, fs_dir_to_name, maildirpp_dir_to_name, size_field, Layout};
 use super::fsutil::{self, DotLock};
 use super::keywords::{self, Keywords};
 use super::options::MaildirOptions;
@@ -33,6 +33,9 @@ pub(crate) struct Folder {
     pub locs: Vec<scan::FileLoc>,
     /// Taken before the read; `None` after our own writes.
     pub stamp: Option<scan::Stamp>,
+    /// After our own commit: the uidlist it left, which is `list` exactly,
+    /// so a later read that finds this version on disk need not parse it.
+    pub own_uidlist: Option<scan::FileId>,
 }
 
 impl Folder {
@@ -52,7 +55,22 @@ impl Folder {
             .iter()
             .map(|r| files.remove(&r.filename))
             .collect::<Option<Vec<_>>>()?;
-        Some(Folder { list, locs, stamp })
+        Some(Folder {
+            list,
+            locs,
+            stamp,
+            own_uidlist: None,
+        })
+    }
+
+    /// The list and its files by base name (the names are copied once;
+    /// cheaper than reading the folder again).
+    pub fn into_parts(self) -> (Uidlist, FileMap) {
+        let mut files = FileMap::with_capacity_and_hasher(self.locs.len(), Default::default());
+        for (r, loc) in self.list.records.iter().zip(self.locs) {
+            files.insert(r.filename.clone(), loc);
+        }
+        (self.list, files)
     }
 }
 
@@ -365,7 +383,13 @@ impl MaildirStore {
             }
         }
         tracing::debug!("reading folder {name}");
-        let existing = Self::read_uidlist(&path)?;
+        // The uidlist our own commit left is the cached list: no parse.
+        let existing = match self.folders.remove(name) {
+            Some(f) if f.own_uidlist.is_some() && f.own_uidlist.as_ref() == stamp.uidlist() => {
+                Some(f.list)
+            }
+            _ => Self::read_uidlist(&path)?,
+        };
         let mut files = scan::scan_folder(&mail_dir)?;
         let mut locked_stamp = None;
         let needs_write = match &existing {
@@ -476,13 +500,9 @@ impl MaildirStore {
         let orphans = {
             let folder = self.sync_folder(name)?;
             folder
-                .list
-                .records
+                .locs
                 .iter()
-                .zip(&folder.locs)
-                .map(|(rec, loc)| {
-                    MaildirFileName::parse(&loc.file_name(&rec.filename)).keyword_mask()
-                })
+                .map(|loc| flags_of(&loc.info).1)
                 .fold(0u32, |m, k| m | k)
                 & !kw.assigned_mask()
         };
@@ -518,7 +538,7 @@ impl MaildirStore {
         let stat_chunk = |range: std::ops::Range<usize>| -> Vec<Stat> {
             range
                 .map(|i| {
-                    if let Some(v) = cached.get(&records[i].filename) {
+                    if let Some(v) = cached.get(records[i].uid, &records[i].filename) {
                         return Ok(v);
                     }
                     let path = locs[i].path(&mail_dir, &records[i].filename);
@@ -550,7 +570,7 @@ impl MaildirStore {
         for ((rec, loc), st) in records.iter().zip(locs).zip(stats) {
             let (mtime, len) = match st {
                 Ok(v) => {
-                    dates.insert(&rec.filename, v.0, v.1);
+                    dates.insert(rec.uid, &rec.filename, v.0, v.1);
                     v
                 }
                 Err((path, e)) if e.kind() == ErrorKind::NotFound => {
@@ -558,8 +578,8 @@ impl MaildirStore {
                 }
                 Err((path, e)) => return Err(e).with_context(|| io_ctx("stat of", &path)),
             };
-            let fname = MaildirFileName::parse(&loc.file_name(&rec.filename));
-            let (keywords, _) = kw.names_of_mask(fname.keyword_mask());
+            let (flags, mask) = flags_of(&loc.info);
+            let (keywords, _) = kw.names_of_mask(mask);
             let guid = match rec.get(b'G') {
                 Some(g) if !g.is_empty() => g.to_string(),
                 _ => rec.filename.clone(),
@@ -567,22 +587,16 @@ impl MaildirStore {
             messages.push(MessageRecord {
                 uid: rec.uid,
                 guid,
-                flags: fname.flags(),
+                flags,
                 keywords,
                 internal_date: mtime,
-                size: fname.size().unwrap_or(len),
+                size: size_field(&rec.filename, 'S').unwrap_or(len),
                 pop3_uidl: rec.get(b'P').map(str::to_string),
                 pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
                 in_new: loc.in_new,
             });
         }
-        let live: crate::fasthash::FastSet<&str> = folder
-            .list
-            .records
-            .iter()
-            .map(|r| r.filename.as_str())
-            .collect();
-        dates.retain(&|base| live.contains(base));
+        dates.retain_uids(folder.list.records.iter().map(|r| r.uid));
         let snap = MailboxSnapshot {
             info: info_of(name, &folder.list),
             messages,
@@ -599,6 +613,26 @@ impl MaildirStore {
         }));
         dates.save(&dates_path);
         Ok(Ok(snap))
+    }
+
+    /// What [`crate::model::Digest::of_snapshot`] gives for this folder's
+    /// snapshot, without the dates and sizes a snapshot stats for: after a
+    /// commit, proving the new state costs a directory listing.
+    pub fn digest(&mut self, name: &MailboxName) -> Result<String> {
+        let (kw, _) = self.read_keywords(name)?;
+        let folder = self.sync_folder(name)?;
+        let info = info_of(name, &folder.list);
+        let mut d = crate::model::Digest::new(&info.guid, info.uidvalidity, info.uidnext);
+        for (rec, loc) in folder.list.records.iter().zip(&folder.locs) {
+            let (flags, mask) = flags_of(&loc.info);
+            let (keywords, _) = kw.names_of_mask(mask);
+            let guid = match rec.get(b'G') {
+                Some(g) if !g.is_empty() => g,
+                _ => rec.filename.as_str(),
+            };
+            d.message(rec.uid, guid, flags, &keywords);
+        }
+        Ok(d.finish())
     }
 
     /// Where a message's file is now; rescans the folder if the file moved

@@ -147,7 +147,13 @@ fn save_flags_expunge_and_header() {
     assert_eq!(read(&root.join("dovecot-keywords")), "0 $Label1\n1 work\n");
     let ul = read(&root.join("dovecot-uidlist"));
     let lines: Vec<&str> = ul.lines().collect();
-    assert_eq!(lines[0], format!("3 V1234 N10 G{}", guid.to_hex()));
+    // New messages only: appended after the header as it was (readers
+    // take the next UID from the last record), not a rewrite.
+    assert_eq!(lines[0], format!("3 V1234 N1 G{}", guid.to_hex()));
+    assert_eq!(
+        uidlist::Uidlist::parse(ul.as_bytes()).unwrap().next_uid(),
+        10
+    );
     assert_eq!(
         lines[1],
         "5 P UIDL-1 O3 :1.M1P1.h,S=6,W=9".replace("P UIDL", "PUIDL")

@@ -207,7 +207,13 @@ impl Uidlist {
     /// Serialises in Dovecot's version 3 format.
     pub fn write(&self, out: &mut Vec<u8>) {
         use std::io::Write;
-        out.reserve(64 + self.records.len() * 56);
+        // Exact, so a huge list is not serialised into twice its size.
+        let len: usize = self
+            .records
+            .iter()
+            .map(|r| 14 + r.filename.len() + r.ext.iter().map(|(_, v)| 2 + v.len()).sum::<usize>())
+            .sum();
+        out.reserve(128 + len);
         let _ = write!(out, "3 V{} N{}", self.uidvalidity, self.header_next_uid);
         if let Some(g) = &self.guid {
             out.extend_from_slice(b" G");
@@ -218,8 +224,13 @@ impl Uidlist {
             out.extend_from_slice(e.as_bytes());
         }
         out.push(b'\n');
+        Self::write_records(&self.records, out);
+    }
+
+    /// Record lines only, as appended after an existing file.
+    pub fn write_records(records: &[UidlistRecord], out: &mut Vec<u8>) {
         let mut num = itoa_buf();
-        for r in &self.records {
+        for r in records {
             out.extend_from_slice(fmt_u32(&mut num, r.uid));
             for (k, v) in &r.ext {
                 out.push(b' ');

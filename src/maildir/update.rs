@@ -582,17 +582,33 @@ impl<'a> MailboxUpdate<'a> {
         let mut lock = DotLock::acquire(&uidlist_path)?;
 
         // The folder as it is now, under the lock: others may have
-        // delivered, expunged or changed flags since we last looked.
-        let old = MaildirStore::read_uidlist(&uidlist_path)?;
-        let mut files = scan::scan_folder(&self.mail_dir)?;
+        // delivered, expunged or changed flags since we last looked. If
+        // nothing moved since this run read it, that read stands.
+        let stamp_now = scan::Stamp::take(&self.mail_dir, &uidlist_path);
+        let (old, mut files) = match self.store.folders.remove(&name) {
+            Some(f) if f.stamp.as_ref().is_some_and(|s| s.unchanged(&stamp_now)) => {
+                let (list, files) = f.into_parts();
+                (Some(list), files)
+            }
+            _ => (
+                MaildirStore::read_uidlist(&uidlist_path)?,
+                scan::scan_folder(&self.mail_dir)?,
+            ),
+        };
         let t_read = t0.elapsed();
-        let mut list = match &old {
-            Some(l) => l.clone(),
+        let existed = old.is_some();
+        let mut list = match old {
+            Some(l) => l,
             None => Uidlist::new(
                 fsutil::next_uidvalidity(&self.store.opts.control_root()),
                 MailboxGuid::generate().context("generating a mailbox GUID")?,
             ),
         };
+        // What the file on disk says, to leave it alone when nothing
+        // changes and to append when only new messages come.
+        let disk_next = list.next_uid();
+        let disk_header = (list.uidvalidity, list.guid, list.header_next_uid);
+        let mut rewrite = !existed || list.version != 3 || list.guid.is_none();
         if list.guid.is_none() {
             list.guid = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
         }
@@ -608,7 +624,7 @@ impl<'a> MailboxUpdate<'a> {
             .max()
             .unwrap_or(0);
         // Files delivered meanwhile get UIDs above ours, never the same.
-        scan::reconcile(&mut list, &files, max_saved.saturating_add(1));
+        rewrite |= scan::reconcile(&mut list, &files, max_saved.saturating_add(1)).changed();
         // A UID that stays on a message other than the one meant for it.
         let taken = |list: &Uidlist, uid: Uid| {
             list.find_uid(uid).is_some()
@@ -726,7 +742,9 @@ impl<'a> MailboxUpdate<'a> {
             gone.insert(*uid);
         }
         if !gone.is_empty() {
+            let before = list.records.len();
             list.records.retain(|r| !gone.contains(&r.uid));
+            rewrite |= list.records.len() != before;
         }
 
         // Flag changes: rename within cur/ (a file in new/ moves to cur/,
@@ -837,6 +855,7 @@ impl<'a> MailboxUpdate<'a> {
                 }
                 None => true,
             });
+            rewrite |= !moved.is_empty();
             list.records.extend(moved);
             // Files delivered meanwhile may have got UIDs above ours.
             list.records.sort_by_key(|r| r.uid);
@@ -844,6 +863,7 @@ impl<'a> MailboxUpdate<'a> {
 
         // New messages into cur/ or new/.
         let mut inserted_low = false;
+        let kept = list.records.len();
         let saves = std::mem::take(&mut self.saves);
         // What a later scan would stat for the new files, recorded now.
         let mut new_dates = super::dates::DateCache::load(&ctl.join(super::dates::FILE_NAME));
@@ -896,7 +916,7 @@ impl<'a> MailboxUpdate<'a> {
                 r.set(b'O', o.to_string());
             }
             inserted_low |= s.rec.uid < old_next;
-            new_dates.insert(&r.filename, s.rec.internal_date, s.rec.size);
+            new_dates.insert(r.uid, &r.filename, s.rec.internal_date, s.rec.size);
             list.records.push(r);
         }
         if !saves.is_empty() {
@@ -921,27 +941,46 @@ impl<'a> MailboxUpdate<'a> {
             }
             None => list.header_next_uid = list.next_uid().max(old_next),
         }
-        let contradicts_index = old.is_some()
+        let contradicts_index = existed
             && (inserted_low
                 || list.next_uid() < old_next
                 || list.uidvalidity != old_uv
                 || list.guid != old_guid);
 
-        let bytes = list.to_bytes();
-        if old.as_ref().map(|o| o.to_bytes()) == Some(bytes.clone()) {
-            drop(lock);
-        } else {
-            lock.replace(&bytes)?;
+        // Readers take the next UID as the larger of the header's and one
+        // past the last record, so records appended after the old header
+        // say the same as a rewritten file, in a fraction of the bytes.
+        rewrite |= inserted_low
+            || (list.uidvalidity, list.guid) != (disk_header.0, disk_header.1)
+            || list.next_uid() != disk_next.max(list.records.last().map_or(1, |r| r.uid + 1));
+        let written = if rewrite {
+            let meta = lock.replace_and_stat(&list.to_bytes(), None)?;
             fsutil::fsync_dir(&ctl)?;
-            if !touched_cur && !touched_new {
-                // Only the uidlist changed (a renumbering): Dovecot's quick
-                // check looks at the directories' mtimes, so without this
-                // a STATUS would still report the old numbers.
-                let cur = self.mail_dir.join("cur");
-                File::open(&cur)
-                    .and_then(|d| d.set_modified(std::time::SystemTime::now()))
-                    .with_context(|| io_ctx("touching", &cur))?;
+            Some(meta)
+        } else {
+            // What the file says, appended records or not.
+            list.header_next_uid = disk_header.2;
+            if kept == list.records.len() {
+                drop(lock);
+                None
+            } else {
+                let mut tail = Vec::new();
+                Uidlist::write_records(&list.records[kept..], &mut tail);
+                Some(lock.append(&tail)?)
             }
+        };
+        let own_uidlist = match &written {
+            Some(meta) => scan::file_id(meta),
+            None => stamp_now.uidlist().cloned(),
+        };
+        if rewrite && !touched_cur && !touched_new {
+            // Only the uidlist changed (a renumbering): Dovecot's quick
+            // check looks at the directories' mtimes, so without this a
+            // STATUS would still report the old numbers.
+            let cur = self.mail_dir.join("cur");
+            File::open(&cur)
+                .and_then(|d| d.set_modified(std::time::SystemTime::now()))
+                .with_context(|| io_ctx("touching", &cur))?;
         }
         if contradicts_index {
             self.store.remove_dovecot_index(&name)?;
@@ -958,7 +997,10 @@ impl<'a> MailboxUpdate<'a> {
         // Cached only when it is a complete picture; otherwise the next
         // read looks at the disk again.
         match Folder::try_new(list, files, None) {
-            Some(f) => self.store.folders.insert(name, f),
+            Some(mut f) => {
+                f.own_uidlist = own_uidlist;
+                self.store.folders.insert(name, f)
+            }
             None => self.store.folders.remove(&name),
         };
         Ok(())
