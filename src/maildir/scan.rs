@@ -76,8 +76,10 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             continue;
         }
-        let base = MaildirFileName::parse(name).base().to_string();
-        let loc = FileLoc::new(name, base.len(), in_new);
+        // The base name ends at the first ':' (MaildirFileName::base).
+        let base_len = name.find(':').unwrap_or(name.len());
+        let loc = FileLoc::new(name, base_len, in_new);
+        let base = name[..base_len].to_string();
         // A file seen in both (Dovecot moving new/ → cur/ meanwhile) is
         // where it ends up: cur/ is read last and wins.
         out.insert(base, loc);
@@ -135,17 +137,29 @@ pub fn find_renamed(path: &Path) -> Option<std::path::PathBuf> {
     None
 }
 
-/// Whether `list` already describes exactly `files` (then reconciling
-/// would change nothing). Cheaper than a trial reconcile on a copy.
-pub fn in_sync(list: &Uidlist, files: &FileMap) -> bool {
+/// When `list` already describes exactly `files` (reconciling would
+/// change nothing): where each record's file is, in record order.
+/// Otherwise `files` comes back as it was. One map operation per record,
+/// since every read of a folder does this.
+pub fn take_locs(list: &Uidlist, mut files: FileMap) -> Result<Vec<FileLoc>, FileMap> {
     if list.records.len() != files.len() {
-        return false;
+        return Err(files);
     }
-    let mut seen =
-        crate::fasthash::FastSet::with_capacity_and_hasher(list.records.len(), Default::default());
-    list.records
-        .iter()
-        .all(|r| files.contains_key(&r.filename) && seen.insert(r.filename.as_str()))
+    let mut locs = Vec::with_capacity(list.records.len());
+    for (i, r) in list.records.iter().enumerate() {
+        match files.remove(&r.filename) {
+            Some(loc) => locs.push(loc),
+            None => {
+                // A file gone, or a second record for one file: put back
+                // what was taken.
+                for (r, loc) in list.records[..i].iter().zip(locs) {
+                    files.insert(r.filename.clone(), loc);
+                }
+                return Err(files);
+            }
+        }
+    }
+    Ok(locs)
 }
 
 /// What a folder looked like when it was read: if none of it changed,
@@ -369,15 +383,20 @@ mod tests {
     }
 
     #[test]
-    fn in_sync_detects_every_difference() {
+    fn take_locs_needs_every_file_once() {
         let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
         l.records.push(UidlistRecord::new(1, "a".into()));
         l.records.push(UidlistRecord::new(2, "b".into()));
-        assert!(in_sync(&l, &files(&[("a", false), ("b:2,S", false)])));
-        assert!(!in_sync(&l, &files(&[("a", false)])));
-        assert!(!in_sync(&l, &files(&[("a", false), ("c", false)])));
+        let locs = take_locs(&l, files(&[("a", false), ("b:2,S", false)])).unwrap();
+        assert_eq!(locs[1].file_name("b"), "b:2,S");
+        let back = take_locs(&l, files(&[("a", false)])).unwrap_err();
+        assert_eq!(back.len(), 1);
+        let back = take_locs(&l, files(&[("a", false), ("c", false)])).unwrap_err();
+        assert_eq!(back.len(), 2);
+        assert!(back.contains_key("a") && back.contains_key("c"));
         l.records[1].filename = "a".into();
-        assert!(!in_sync(&l, &files(&[("a", false), ("b", false)])));
+        let back = take_locs(&l, files(&[("a", false), ("b", false)])).unwrap_err();
+        assert_eq!(back.len(), 2);
     }
 
     #[test]

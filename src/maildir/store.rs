@@ -391,15 +391,27 @@ impl MaildirStore {
             _ => Self::read_uidlist(&path)?,
         };
         let mut files = scan::scan_folder(&mail_dir)?;
-        let mut locked_stamp = None;
-        let needs_write = match &existing {
-            None => true,
-            Some(l) if l.version != 3 || l.guid.is_none() => true,
-            Some(l) => !scan::in_sync(l, &files),
-        };
-        let list = if !needs_write {
-            existing.expect("checked above")
-        } else {
+        if let Some(l) = existing
+            .as_ref()
+            .filter(|l| l.version == 3 && l.guid.is_some())
+        {
+            match scan::take_locs(l, files) {
+                Ok(locs) => {
+                    let list = existing.expect("checked above");
+                    let folder = Folder {
+                        list,
+                        locs,
+                        stamp: Some(stamp),
+                        own_uidlist: None,
+                    };
+                    self.folders.insert(name.clone(), folder);
+                    return Ok(&self.folders[name]);
+                }
+                Err(back) => files = back,
+            }
+        }
+        let mut locked_stamp: Option<scan::Stamp>;
+        let list = {
             let ctl = self.opts.control_dir(name)?;
             mkdir_p(&ctl)?;
             let lock = DotLock::acquire(&path)?;
