@@ -297,6 +297,50 @@ fn dovecot_index_follows_ordinary_changes() {
 }
 
 #[test]
+fn dovecot_reads_records_we_appended_and_appends_after_them() {
+    let Some(dv) = dovecot("") else { return };
+    dv.imap(&[
+        "APPEND INBOX () {3}\r\none",
+        "APPEND INBOX () {3}\r\ntwo",
+        "SELECT INBOX",
+        "UID FETCH 1:* (FLAGS)",
+    ]);
+    let uidlist = dv.root.join("dovecot-uidlist");
+    let before = std::fs::read(&uidlist).unwrap();
+    // Only new messages: their records go after Dovecot's, the file is
+    // not rewritten (same inode, same first lines).
+    let mut s = dv.store(Layout::MaildirPlusPlus);
+    let inbox = MailboxName::inbox();
+    save(
+        &mut s,
+        &inbox,
+        &[
+            (rec(3, "three", b"THREE"), b"THREE"),
+            (rec(7, "seven", b"SEVEN"), b"SEVEN"),
+        ],
+    );
+    let after = std::fs::read(&uidlist).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "{}",
+        String::from_utf8_lossy(&after)
+    );
+    let tail = String::from_utf8_lossy(&after[before.len()..]).into_owned();
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    let out = dv.imap(&["SELECT INBOX", "UID FETCH 1:* (FLAGS)"]);
+    assert!(out.contains("[UIDNEXT 8]"), "{out}");
+    let uids: Vec<u32> = fetched(&out).iter().map(|x| x.0).collect();
+    assert_eq!(uids, vec![1, 2, 3, 7], "{out}");
+    let out = dv.imap(&["APPEND INBOX () {4}\r\nnext"]);
+    assert!(out.contains(" 8] Append completed"), "{out}");
+    // And we read what Dovecot appended after our records.
+    let snap = dv.store(Layout::MaildirPlusPlus).snapshot(&inbox).unwrap();
+    let uids: Vec<u32> = snap.messages.iter().map(|m| m.uid).collect();
+    assert_eq!(uids, vec![1, 2, 3, 7, 8]);
+    assert_eq!(snap.info.uidnext, 9);
+}
+
+#[test]
 fn separate_control_and_index_dirs_with_fs_layout() {
     let Some(dv) = dovecot(":LAYOUT=fs:CONTROL={base}/control:INDEX={base}/index") else {
         return;
