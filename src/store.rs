@@ -279,6 +279,11 @@ impl Store {
             if digest != want || self.fingerprint(name)?.as_deref() != Some(before.as_str()) {
                 return Ok(None);
             }
+            // Without the new summary the next listing would read the
+            // whole folder although its fingerprint proves it unchanged.
+            if let Store::Maildir(s) = self {
+                s.save_summary(name, &before)?;
+            }
         }
         Ok(Some(before))
     }

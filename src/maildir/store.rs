@@ -613,18 +613,21 @@ impl MaildirStore {
             info: info_of(name, &folder.list),
             messages,
         };
-        dates.set_header(fp_before.map(|fp| {
-            let i = &snap.info;
-            format!(
-                "{fp}\t{}\t{}\t{}\t{}",
-                i.guid.to_hex(),
-                i.uidvalidity,
-                i.uidnext,
-                i.messages
-            )
-        }));
+        dates.set_header(fp_before.map(|fp| summary_line(&fp, &snap.info)));
         dates.save(&dates_path);
         Ok(Ok(snap))
+    }
+
+    /// Records that the folder, with fingerprint `fp`, holds what it was
+    /// just read to hold (its digest proved it): the next listing of an
+    /// unchanged folder then needs no read (see `unchanged_info`).
+    pub fn save_summary(&mut self, name: &MailboxName, fp: &str) -> Result<()> {
+        let info = self.mailbox_info(name)?;
+        let path = self.opts.control_dir(name)?.join(dates::FILE_NAME);
+        let mut dates = dates::DateCache::load(&path);
+        dates.set_header(Some(summary_line(fp, &info)));
+        dates.save(&path);
+        Ok(())
     }
 
     /// What [`crate::model::Digest::of_snapshot`] gives for this folder's
@@ -968,6 +971,17 @@ fn remove_folder_files(dir: &Path) -> Result<()> {
     // Fails (and is meant to) while child folders remain.
     let _ = fs::remove_dir(dir);
     Ok(())
+}
+
+/// The summary line `dsync-dates` keeps: fingerprint and numbers.
+fn summary_line(fp: &str, i: &MailboxInfo) -> String {
+    format!(
+        "{fp}\t{}\t{}\t{}\t{}",
+        i.guid.to_hex(),
+        i.uidvalidity,
+        i.uidnext,
+        i.messages
+    )
 }
 
 pub(crate) fn info_of(name: &MailboxName, list: &Uidlist) -> MailboxInfo {
