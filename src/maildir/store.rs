@@ -385,9 +385,7 @@ impl MaildirStore {
         tracing::debug!("reading folder {name}");
         // The uidlist our own commit left is the cached list: no parse.
         let existing = match self.folders.remove(name) {
-            Some(f) if f.own_uidlist.is_some() && f.own_uidlist.as_ref() == stamp.uidlist() => {
-                Some(f.list)
-            }
+            Some(f) if f.own_uidlist.is_some_and(|id| stamp.uidlist() == Some(&id)) => Some(f.list),
             _ => Self::read_uidlist(&path)?,
         };
         let mut files = scan::scan_folder(&mail_dir)?;
@@ -592,10 +590,7 @@ impl MaildirStore {
             };
             let (flags, mask) = flags_of(&loc.info);
             let (keywords, _) = kw.names_of_mask(mask);
-            let guid = match rec.get(b'G') {
-                Some(g) if !g.is_empty() => g.to_string(),
-                _ => rec.filename.clone(),
-            };
+            let guid = rec.guid().to_string();
             messages.push(MessageRecord {
                 uid: rec.uid,
                 guid,
@@ -641,11 +636,7 @@ impl MaildirStore {
         for (rec, loc) in folder.list.records.iter().zip(&folder.locs) {
             let (flags, mask) = flags_of(&loc.info);
             let (keywords, _) = kw.names_of_mask(mask);
-            let guid = match rec.get(b'G') {
-                Some(g) if !g.is_empty() => g,
-                _ => rec.filename.as_str(),
-            };
-            d.message(rec.uid, guid, flags, &keywords);
+            d.message(rec.uid, rec.guid(), flags, &keywords);
         }
         Ok(d.finish())
     }

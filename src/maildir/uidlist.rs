@@ -36,6 +36,15 @@ impl UidlistRecord {
         }
     }
 
+    /// The message GUID: the `G` field, or the file's base name (what
+    /// Dovecot takes for a Maildir message without one).
+    pub fn guid(&self) -> &str {
+        match self.get(b'G') {
+            Some(g) if !g.is_empty() => g,
+            _ => &self.filename,
+        }
+    }
+
     pub fn get(&self, key: u8) -> Option<&str> {
         self.ext
             .iter()

@@ -663,7 +663,7 @@ impl<'a> MailboxUpdate<'a> {
         // Letters some file carries with no name behind them stay unused.
         let orphans = files
             .values()
-            .map(|loc| MaildirFileName::parse(&loc.info).keyword_mask())
+            .map(|loc| filename::flags_of(&loc.info).1)
             .fold(0u32, |m, k| m | k)
             & !kw.assigned_mask();
         // What could not be done, for the caller's exit status.
