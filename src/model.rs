@@ -265,6 +265,17 @@ pub struct MailboxSnapshot {
     pub messages: Vec<MessageRecord>,
 }
 
+/// A mailbox compared with the base both sides of a pair hold (see
+/// `brain::delta`): its info, the messages that are new or whose GUID,
+/// flags or keywords differ from their base record (ascending UID), and
+/// the base UIDs it no longer holds.
+#[derive(Clone, Debug)]
+pub struct MailboxDelta {
+    pub info: MailboxInfo,
+    pub changed: Vec<MessageRecord>,
+    pub gone: Vec<Uid>,
+}
+
 /// A digest of what two synced copies of a mailbox must agree on: its
 /// GUID, UIDVALIDITY, UIDNEXT and each message's UID, GUID, flags and
 /// keywords. Both sides compute it the same way (FNV-1a, 64 bits), so a

@@ -2,6 +2,7 @@
 //! or the in-process peer of a local run). It decides nothing; it reports
 //! its state and applies what the leader sends, in order.
 
+use crate::brain::delta::BaseEdit;
 use crate::brain::merge::{BaseMailbox, BaseMessage};
 use crate::lock::StoreLock;
 use crate::model::{MailboxGuid, MailboxName};
@@ -44,6 +45,9 @@ struct Server {
     /// reported instead of the next reply, so the leader learns of it at
     /// its next synchronisation point.
     deferred: Option<String>,
+    /// The state for the peer named by the last STATE-GET, as read then:
+    /// DELTA answers against its bases, an update STATE-PUT edits it.
+    state: Option<(String, PairState)>,
 }
 
 /// Runs the follower until the leader says QUIT or closes the stream.
@@ -65,6 +69,7 @@ pub async fn serve(
         alt_char: None,
         names: HashMap::new(),
         deferred: None,
+        state: None,
     };
     s.handshake(opts.local_copy).await?;
     loop {
@@ -121,7 +126,10 @@ impl Server {
             self.tx.flush().await?;
             bail!(text);
         }
-        let mut features = vec![protocol::FEATURE_STORABLE.to_string()];
+        let mut features = vec![
+            protocol::FEATURE_STORABLE.to_string(),
+            protocol::FEATURE_DELTA.to_string(),
+        ];
         if local_copy {
             features.push(protocol::FEATURE_LOCAL_COPY.to_string());
         }
@@ -232,6 +240,47 @@ impl Server {
                 }
                 self.tx.flush().await?;
             }
+            Command::Delta(guid) => {
+                if self.deferred_error().await? {
+                    return Ok(());
+                }
+                let name = self.selected()?.clone();
+                let base = self
+                    .state
+                    .as_ref()
+                    .and_then(|(_, st)| st.get(&guid))
+                    .map(|(_, b)| b);
+                let answer = match base {
+                    Some(base) => {
+                        let digest = crate::brain::delta::base_digest(base);
+                        let store = self.store.as_mut().ok_or_else(|| {
+                            anyhow!("protocol error: DELTA before the store was opened")
+                        })?;
+                        block_in_place(|| store.snapshot_delta(&name, base))
+                            .map(|d| (Some(digest), d.info, d.changed, d.gone))
+                    }
+                    // No base to compare with: the whole mailbox.
+                    None => block_in_place(|| self.store()?.snapshot(&name))
+                        .map(|s| (None, s.info, s.messages, Vec::new())),
+                };
+                match answer {
+                    Ok((digest, info, messages, gone)) => {
+                        self.reply(Reply::Box(info)).await?;
+                        if let Some(d) = digest {
+                            self.reply(Reply::DeltaOf(d)).await?;
+                        }
+                        for uid in gone {
+                            self.reply(Reply::Gone(uid)).await?;
+                        }
+                        for m in messages {
+                            self.reply(Reply::Msg(m)).await?;
+                        }
+                        self.reply(Reply::End).await?;
+                    }
+                    Err(e) => self.reply(fail(e)).await?,
+                }
+                self.tx.flush().await?;
+            }
             Command::Fprint(digest) => {
                 if self.deferred_error().await? {
                     return Ok(());
@@ -288,13 +337,15 @@ impl Server {
                 let answer = block_in_place(|| -> Result<Reply> {
                     let store = self.store()?;
                     let store_id = store.store_id()?;
-                    let sync_id = match store.load_state(&peer) {
-                        Ok(s) => s.map(|s| s.sync_id),
+                    let state = match store.load_state(&peer) {
+                        Ok(s) => s,
                         Err(e) => {
                             tracing::warn!("ignoring the sync state for {peer}: {e:#}");
                             None
                         }
                     };
+                    let sync_id = state.as_ref().map(|s| s.sync_id.clone());
+                    self.state = state.map(|s| (peer.clone(), s));
                     Ok(Reply::State { store_id, sync_id })
                 });
                 let reply = answer.unwrap_or_else(fail);
@@ -316,14 +367,29 @@ impl Server {
         Ok(())
     }
 
-    /// BASE/B lines until STATE-END are the pair's new common state.
+    /// BASE/B lines until STATE-END are the pair's new common state; in an
+    /// update, BASE-EDIT/B/B-DROP lines edit a mailbox's stored base.
     async fn state_put(&mut self, peer: String, sync_id: String, full: bool) -> Result<()> {
+        // An update edits the state this side holds for the peer: the one
+        // read at STATE-GET (the leader checked its sync ID), else the file.
+        let old = match self.state.take() {
+            Some((p, st)) if p == peer => Some(st),
+            _ => None,
+        };
         let mut state = PairState {
             sync_id,
             mailboxes: HashMap::new(),
         };
-        let mut current: Option<(MailboxName, BaseMailbox)> = None;
+        let mut current: Option<Pending> = None;
         let mut dropped: Vec<MailboxGuid> = Vec::new();
+        let mut edits: Vec<(MailboxName, BaseMailbox, BaseEdit)> = Vec::new();
+        let mut finish = |p: Option<Pending>, state: &mut PairState| match p {
+            Some(Pending::Whole(n, b)) => {
+                state.mailboxes.insert(b.guid, (n, b));
+            }
+            Some(Pending::Edit(n, b, e)) => edits.push((n, b, e)),
+            None => {}
+        };
         loop {
             let cmd = Command::parse(&protocol::connection::expect_line(&mut self.rx).await?)?;
             match cmd {
@@ -333,10 +399,8 @@ impl Server {
                     uidnext,
                     name,
                 } => {
-                    if let Some((n, b)) = current.take() {
-                        state.mailboxes.insert(b.guid, (n, b));
-                    }
-                    current = Some((
+                    finish(current.take(), &mut state);
+                    current = Some(Pending::Whole(
                         name,
                         BaseMailbox {
                             guid,
@@ -346,19 +410,48 @@ impl Server {
                         },
                     ));
                 }
+                Command::BaseEdit {
+                    guid,
+                    uidvalidity,
+                    uidnext,
+                    name,
+                } if !full => {
+                    finish(current.take(), &mut state);
+                    current = Some(Pending::Edit(
+                        name,
+                        BaseMailbox {
+                            guid,
+                            uidvalidity,
+                            uidnext,
+                            messages: Vec::new(),
+                        },
+                        BaseEdit {
+                            dropped: Vec::new(),
+                            set: Vec::new(),
+                        },
+                    ));
+                }
                 Command::BaseMsg {
                     uid,
                     flags,
                     guid,
                     keywords,
-                } => match current.as_mut() {
-                    Some((_, b)) => b.messages.push(BaseMessage {
+                } => {
+                    let m = BaseMessage {
                         uid,
                         flags,
                         guid,
                         keywords,
-                    }),
-                    None => bail!("protocol error: B before BASE in a STATE-PUT"),
+                    };
+                    match current.as_mut() {
+                        Some(Pending::Whole(_, b)) => b.messages.push(m),
+                        Some(Pending::Edit(_, _, e)) => e.set.push(m),
+                        None => bail!("protocol error: B before BASE in a STATE-PUT"),
+                    }
+                }
+                Command::BaseDrop(uid) => match current.as_mut() {
+                    Some(Pending::Edit(_, _, e)) => e.dropped.push(uid),
+                    _ => bail!("protocol error: B-DROP outside of a BASE-EDIT"),
                 },
                 Command::Unbase(guid) if !full => dropped.push(guid),
                 Command::StateEnd => break,
@@ -368,18 +461,39 @@ impl Server {
                 ),
             }
         }
-        if let Some((n, b)) = current.take() {
-            state.mailboxes.insert(b.guid, (n, b));
-        }
+        finish(current.take(), &mut state);
         let result = block_in_place(|| -> Result<()> {
             let store = self.store()?;
             if !full {
                 // The leader checked that this state is the one it holds
                 // (same sync ID) before it sent only the differences.
-                let old = store.load_state(&peer)?.ok_or_else(|| {
-                    anyhow!("no sync state for {peer} to update; the next run compares everything")
-                })?;
-                for (g, v) in old.mailboxes {
+                let old = match old {
+                    Some(st) => st,
+                    None => store.load_state(&peer)?.ok_or_else(|| {
+                        anyhow!(
+                            "no sync state for {peer} to update; the next run compares everything"
+                        )
+                    })?,
+                };
+                let mut old_boxes = old.mailboxes;
+                for (name, header, edit) in edits {
+                    match old_boxes.remove(&header.guid) {
+                        Some((_, mut base)) => {
+                            base.uidvalidity = header.uidvalidity;
+                            base.uidnext = header.uidnext;
+                            crate::brain::delta::apply(&mut base, edit);
+                            state.mailboxes.insert(header.guid, (name, base));
+                        }
+                        // Without the old base the edit means nothing: the
+                        // mailbox has no base here, and the next run
+                        // compares it whole (nothing is deleted for it).
+                        None => tracing::warn!(
+                            "sync state for {peer}: no base for mailbox {} to update; it will be compared in full next time",
+                            header.guid
+                        ),
+                    }
+                }
+                for (g, v) in old_boxes {
                     if !dropped.contains(&g) {
                         state.mailboxes.entry(g).or_insert(v);
                     }
@@ -612,4 +726,11 @@ async fn apply(
             other.to_fields()[0]
         )),
     })
+}
+
+/// The mailbox a STATE-PUT is receiving: a whole base, or an edit of the
+/// stored one (the header given, the changes collected).
+enum Pending {
+    Whole(MailboxName, BaseMailbox),
+    Edit(MailboxName, BaseMailbox, BaseEdit),
 }

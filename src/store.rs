@@ -173,6 +173,18 @@ impl Store {
         }
     }
 
+    /// The mailbox compared with the pair's base (`brain::delta`).
+    pub fn snapshot_delta(
+        &mut self,
+        name: &MailboxName,
+        base: &crate::brain::merge::BaseMailbox,
+    ) -> Result<crate::model::MailboxDelta> {
+        match self {
+            Store::Maildir(s) => s.snapshot_delta(name, base),
+            Store::Mbox(s) => Ok(crate::brain::delta::diff(base, s.snapshot(name)?)),
+        }
+    }
+
     pub fn subscriptions(&self) -> Result<Vec<MailboxName>> {
         match self {
             Store::Maildir(s) => s.subscriptions(),

@@ -37,6 +37,18 @@ pub struct BaseMailbox {
     pub messages: Vec<BaseMessage>,
 }
 
+impl BaseMailbox {
+    /// The same GUID, UIDVALIDITY and UIDNEXT, no messages.
+    pub fn header_only(&self) -> BaseMailbox {
+        BaseMailbox {
+            guid: self.guid,
+            uidvalidity: self.uidvalidity,
+            uidnext: self.uidnext,
+            messages: Vec::new(),
+        }
+    }
+}
+
 /// Where a message to be saved on a side comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {

@@ -5,18 +5,20 @@
 //! copied within its side.
 
 use super::backup::LocalOpener;
+use super::delta;
 use super::fingerprints::{self, Fingerprints, SideNames};
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
 use super::names::{self, NameMap};
 use super::plan::Filter;
-use super::remote::Remote;
+use super::remote::{Listing, Remote};
 use super::subscriptions;
 use super::transfer;
 use super::Report;
 use crate::model::{
-    Digest, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
+    Digest, MailboxDelta, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord,
+    Uid,
 };
-use crate::protocol::{Command, Reply};
+use crate::protocol::{self, Command, Reply};
 use crate::store::{MessageSource, Store, StoreUpdate};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -98,7 +100,7 @@ pub async fn run(
             None
         }
     };
-    let state = match (stored, remote_token) {
+    let mut state = match (stored, remote_token) {
         (Some(s), Some(t)) if s.sync_id == t => Some(s),
         (Some(_), _) => {
             tracing::warn!(
@@ -167,7 +169,11 @@ pub async fn run(
     };
     let candidates: Vec<(MailboxGuid, SideNames)> = pairs
         .iter()
-        .filter(|p| p.base.is_some() && p.b.is_some())
+        .filter(|p| p.b.is_some())
+        .filter(|p| {
+            p.a.as_ref()
+                .is_some_and(|a| state.as_ref().is_some_and(|s| s.get(&a.guid).is_some()))
+        })
         .filter_map(|p| Some((p.a.as_ref()?.guid, (p.a_name.clone(), p.b_name.clone()))))
         .collect();
     let (before, skipped) =
@@ -175,7 +181,7 @@ pub async fn run(
     // A skipped mailbox may still have been renamed: its state keeps the
     // new name, or the rename would look undone at the next run.
     let mut skipped_names: Vec<(MailboxGuid, MailboxName)> = Vec::new();
-    let pairs: Vec<Pair> = pairs
+    let mut pairs: Vec<Pair> = pairs
         .into_iter()
         .filter(|p| match p.a.as_ref() {
             Some(a) if skipped.contains(&a.guid) => {
@@ -190,72 +196,142 @@ pub async fn run(
         "phase: fingerprints compared, {} mailbox(es) to read",
         pairs.len()
     );
-    // Snapshots of every remote mailbox in one round trip.
+    // Each pair read takes its base's messages out of the state (too big
+    // to copy); the header and name stay there for the comparisons below.
+    if let Some(st) = state.as_mut() {
+        for p in pairs.iter_mut().filter(|p| p.b.is_some()) {
+            let Some(a) = &p.a else { continue };
+            if let Some((_, bm)) = st.mailboxes.get_mut(&a.guid) {
+                let header = bm.header_only();
+                p.base = Some(std::mem::replace(bm, header));
+            }
+        }
+    }
+    // Where both sides hold the pair's base, each reports only what
+    // differs from it (`delta`); otherwise its whole mailbox.
+    let by_delta = |p: &Pair| -> bool {
+        let (Some(a), Some(b), Some(base)) = (&p.a, &p.b, &p.base) else {
+            return false;
+        };
+        !opts.full
+            && remote.has_feature(protocol::FEATURE_DELTA)
+            && [a, b]
+                .iter()
+                .all(|m| m.guid == base.guid && m.uidvalidity == base.uidvalidity)
+    };
+    let deltas: HashSet<usize> = (0..pairs.len()).filter(|&i| by_delta(&pairs[i])).collect();
+    // Every remote mailbox in one round trip.
     let wanted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].b.is_some()).collect();
     for &i in &wanted {
         remote
             .send(Command::Select(pairs[i].b_name.clone()))
             .await?;
-        remote.send(Command::Snapshot).await?;
+        match &pairs[i].base {
+            Some(base) if deltas.contains(&i) => remote.send(Command::Delta(base.guid)).await?,
+            _ => remote.send(Command::Snapshot).await?,
+        }
     }
     remote.flush().await?;
     // The local side reads while the follower does.
-    let mut a_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    let mut a_views: HashMap<usize, View> = HashMap::new();
     for (i, p) in pairs.iter().enumerate() {
-        if p.a.is_some() {
-            let snap = block_in_place(|| local.snapshot(&p.a_name))
-                .with_context(|| format!("reading mailbox {}", p.a_name))?;
-            a_snaps.insert(i, snap);
+        if p.a.is_none() {
+            continue;
         }
+        let view = block_in_place(|| -> Result<View> {
+            Ok(match &p.base {
+                Some(base) if deltas.contains(&i) => {
+                    View::Delta(local.snapshot_delta(&p.a_name, base)?)
+                }
+                _ => View::Full(local.snapshot(&p.a_name)?),
+            })
+        })
+        .with_context(|| format!("reading mailbox {}", p.a_name))?;
+        a_views.insert(i, view);
     }
-    tracing::debug!("phase: local snapshots read");
-    let mut b_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    tracing::debug!("phase: local mailboxes read");
+    let mut b_views: HashMap<usize, View> = HashMap::new();
     for &i in &wanted {
-        let snap = remote
-            .read_snapshot()
-            .await
+        let read = if deltas.contains(&i) {
+            remote.read_delta().await.map(|l| match l {
+                Listing::Full(s) => View::Full(s),
+                Listing::Delta(digest, d) => {
+                    let base = pairs[i].base.as_ref().expect("a delta pair has a base");
+                    if digest == delta::base_digest(base) {
+                        View::Delta(d)
+                    } else {
+                        tracing::info!(
+                            "{}: {} holds another base for it; comparing it in full",
+                            pairs[i].name,
+                            remote.peer
+                        );
+                        View::Stale
+                    }
+                }
+            })
+        } else {
+            remote.read_snapshot().await.map(View::Full)
+        };
+        let view = read
             .with_context(|| format!("reading mailbox {} on {}", pairs[i].b_name, remote.peer))?;
-        b_snaps.insert(i, snap);
+        b_views.insert(i, view);
     }
-    tracing::debug!("phase: remote snapshots read");
+    tracing::debug!("phase: remote mailboxes read");
+    // Snapshots the merges used: whole, or restricted to the UIDs a side
+    // changed (with `touched`, and the old base restricted to them).
+    let mut a_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    let mut b_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    let mut restricted: HashMap<usize, (Vec<Uid>, BaseMailbox)> = HashMap::new();
     let mut plans: Vec<(usize, MergePlan)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        let (a_empty, b_empty);
-        let a = match a_snaps.get(&i) {
-            Some(s) => s,
-            None => {
-                a_empty = empty_like(b_snaps.get(&i));
-                &a_empty
-            }
-        };
-        let b = match b_snaps.get(&i) {
-            Some(s) => s,
-            None => {
-                b_empty = empty_like(a_snaps.get(&i));
-                &b_empty
-            }
-        };
-        let plan = merge::merge_mailbox(p.base.as_ref(), a, b);
-        tracing::info!(
-            "{}: leader side {} new, {} expunged, {} flag changes; other side {} new, {} expunged, {} flag changes",
-            p.name,
-            plan.a.saves.len(),
-            plan.a.expunge.len(),
-            plan.a.flags.len(),
-            plan.b.saves.len(),
-            plan.b.expunge.len(),
-            plan.b.flags.len()
-        );
-        for side in [&plan.a, &plan.b] {
-            report.copied += side
-                .saves
+        let (a_view, b_view) = (a_views.remove(&i), b_views.remove(&i));
+        if let (Some(View::Delta(da)), Some(View::Delta(db)), Some(base)) =
+            (&a_view, &b_view, &p.base)
+        {
+            let usable = [&da.info, &db.info]
                 .iter()
-                .filter(|s| matches!(s.origin, Origin::Other(_)))
-                .count() as u64;
-            report.expunged += side.expunge.len() as u64;
-            report.updated += side.flags.len() as u64;
+                .all(|m| m.guid == base.guid && m.uidvalidity == base.uidvalidity);
+            if usable {
+                let (Some(View::Delta(da)), Some(View::Delta(db))) = (a_view, b_view) else {
+                    unreachable!("matched above")
+                };
+                let r = delta::restrict(base, da, db);
+                let plan = merge::merge_mailbox(Some(&r.base), &r.a, &r.b);
+                if !delta::needs_full_records(&plan) {
+                    report_plan(&p.name, &plan, &mut report);
+                    a_snaps.insert(i, r.a);
+                    b_snaps.insert(i, r.b);
+                    restricted.insert(i, (r.touched, r.base));
+                    plans.push((i, plan));
+                    continue;
+                }
+                tracing::debug!(
+                    "{}: the changes need whole records; comparing in full",
+                    p.name
+                );
+                let a = block_in_place(|| local.snapshot(&p.a_name))
+                    .with_context(|| format!("reading mailbox {}", p.a_name))?;
+                let b = read_whole(remote, &p.b_name).await?;
+                let snaps = (i, &mut a_snaps, &mut b_snaps);
+                plans.push((i, merge_full(p, (Some(a), Some(b)), snaps, &mut report)));
+                continue;
+            }
         }
-        plans.push((i, plan));
+        let a = match a_view {
+            Some(View::Full(s)) => Some(s),
+            Some(_) => Some(
+                block_in_place(|| local.snapshot(&p.a_name))
+                    .with_context(|| format!("reading mailbox {}", p.a_name))?,
+            ),
+            None => None,
+        };
+        let b = match b_view {
+            Some(View::Full(s)) => Some(s),
+            Some(_) => Some(read_whole(remote, &p.b_name).await?),
+            None => None,
+        };
+        let snaps = (i, &mut a_snaps, &mut b_snaps);
+        plans.push((i, merge_full(p, (a, b), snaps, &mut report)));
     }
 
     // Where each message new to a side lives on that side already (moved
@@ -266,15 +342,37 @@ pub async fn run(
         .filter(|s| matches!(s.origin, Origin::Other(_)))
         .map(|s| s.record.guid.as_str())
         .collect();
+    let mut old_bases: HashMap<usize, BaseMailbox> = pairs
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.base.take()?)))
+        .collect();
+    let read = Read {
+        restricted: &restricted,
+        bases: &old_bases,
+    };
     let held = Holdings {
-        a: locate(&pairs, &a_snaps, &wanted, |p| p.a.as_ref()),
-        b: locate(&pairs, &b_snaps, &wanted, |p| p.b.as_ref()),
+        a: locate(&pairs, &a_snaps, read, &wanted, |p| p.a.as_ref()),
+        b: locate(&pairs, &b_snaps, read, &wanted, |p| p.b.as_ref()),
         pairs: &pairs,
     };
     drop(wanted);
     // The plans hold all that is needed from here on.
     drop(a_snaps);
     drop(b_snaps);
+    // A delta merge's base covers the UIDs it touched: the rest of the old
+    // base carries over. What changed is what the follower's copy of the
+    // state needs (`edits`).
+    let mut edits: HashMap<MailboxGuid, delta::BaseEdit> = HashMap::new();
+    for (i, plan) in plans.iter_mut() {
+        let Some((touched, old_part)) = restricted.remove(i) else {
+            continue;
+        };
+        let old = old_bases.remove(i).expect("a delta merge had a base");
+        edits.insert(plan.base.guid, delta::edit(&old_part, &plan.base));
+        let part = std::mem::replace(&mut plan.base, old_part);
+        plan.base = delta::splice(old, part, &touched);
+    }
 
     // A message one folder copies from another folder on the same side
     // (a move) must still be there when the copy is made: its expunge waits
@@ -475,22 +573,42 @@ pub async fn run(
     fps.retain(|g| {
         new_state.mailboxes.contains_key(g) || plans.iter().any(|(_, p)| p.base.guid == *g)
     });
-    let mut updated: Vec<MailboxGuid> = Vec::new();
+    // What the follower's copy of the state needs, per mailbox that
+    // changed: an edit where it holds the old base (a delta merge, or only
+    // the name changed), else the whole base.
+    let can_edit = had_state && remote.has_feature(protocol::FEATURE_DELTA);
+    let mut updated: Vec<(MailboxGuid, Option<delta::BaseEdit>)> = Vec::new();
     for (guid, name) in skipped_names {
         if let Some(entry) = new_state.mailboxes.get_mut(&guid) {
             if entry.0 != name {
                 entry.0 = name;
-                updated.push(guid);
+                updated.push((guid, Some(delta::BaseEdit::default())));
             }
         }
     }
     for (i, plan) in plans {
         let guid = plan.base.guid;
-        let entry = (pairs[i].name.clone(), plan.base);
-        if new_state.mailboxes.get(&guid) != Some(&entry) {
-            updated.push(guid);
-            new_state.mailboxes.insert(guid, entry);
+        let name = pairs[i].name.clone();
+        // The old entry: a header only when its messages went to the pair.
+        let old = new_state.mailboxes.get(&guid);
+        let same_header = old.is_some_and(|(n, b)| {
+            *n == name && (b.uidvalidity, b.uidnext) == (plan.base.uidvalidity, plan.base.uidnext)
+        });
+        let change = match edits.remove(&guid) {
+            Some(e) if e.is_empty() && same_header => None,
+            Some(e) => Some(Some(e)),
+            None => {
+                let old_messages = old_bases
+                    .get(&i)
+                    .map(|b| &b.messages)
+                    .or(old.map(|(_, b)| &b.messages));
+                (!same_header || old_messages != Some(&plan.base.messages)).then_some(None)
+            }
+        };
+        if let Some(c) = change {
+            updated.push((guid, c));
         }
+        new_state.mailboxes.insert(guid, (name, plan.base));
     }
     let dropped: Vec<MailboxGuid> = old_guids
         .iter()
@@ -512,37 +630,77 @@ pub async fn run(
             full: !had_state,
         })
         .await?;
-    let send: Vec<MailboxGuid> = if had_state {
+    let send: Vec<(MailboxGuid, Option<delta::BaseEdit>)> = if had_state {
         for g in dropped {
             remote.send(Command::Unbase(g)).await?;
         }
         updated
     } else {
-        new_state.mailboxes.keys().copied().collect()
+        new_state.mailboxes.keys().map(|g| (*g, None)).collect()
     };
-    for (name, base) in send.iter().filter_map(|g| new_state.mailboxes.get(g)) {
-        remote
-            .send(Command::Base {
-                guid: base.guid,
-                uidvalidity: base.uidvalidity,
-                uidnext: base.uidnext,
-                name: name.clone(),
-            })
-            .await?;
-        for m in &base.messages {
-            remote
-                .send(Command::BaseMsg {
-                    uid: m.uid,
-                    flags: m.flags,
-                    guid: m.guid.clone(),
-                    keywords: m.keywords.clone(),
-                })
-                .await?;
+    for (guid, edit) in send {
+        let Some((name, base)) = new_state.mailboxes.get(&guid) else {
+            continue;
+        };
+        match edit.filter(|_| can_edit) {
+            Some(edit) => send_base_edit(remote, name, base, edit).await?,
+            None => send_base(remote, name, base).await?,
         }
     }
     tracing::debug!("phase: state saved here, sent");
     remote.send(Command::StateEnd).await?;
     Ok(report)
+}
+
+/// A mailbox's whole base, for the follower's copy of the state.
+async fn send_base(remote: &mut Remote, name: &MailboxName, base: &BaseMailbox) -> Result<()> {
+    remote
+        .send(Command::Base {
+            guid: base.guid,
+            uidvalidity: base.uidvalidity,
+            uidnext: base.uidnext,
+            name: name.clone(),
+        })
+        .await?;
+    for m in &base.messages {
+        send_base_message(remote, m).await?;
+    }
+    Ok(())
+}
+
+/// The change to a mailbox's base the follower holds.
+async fn send_base_edit(
+    remote: &mut Remote,
+    name: &MailboxName,
+    base: &BaseMailbox,
+    edit: delta::BaseEdit,
+) -> Result<()> {
+    remote
+        .send(Command::BaseEdit {
+            guid: base.guid,
+            uidvalidity: base.uidvalidity,
+            uidnext: base.uidnext,
+            name: name.clone(),
+        })
+        .await?;
+    for uid in edit.dropped {
+        remote.send(Command::BaseDrop(uid)).await?;
+    }
+    for m in &edit.set {
+        send_base_message(remote, m).await?;
+    }
+    Ok(())
+}
+
+async fn send_base_message(remote: &mut Remote, m: &merge::BaseMessage) -> Result<()> {
+    remote
+        .send(Command::BaseMsg {
+            uid: m.uid,
+            flags: m.flags,
+            guid: m.guid.clone(),
+            keywords: m.keywords.clone(),
+        })
+        .await
 }
 
 /// Refuses to mirror a side that has lost everything the last sync saw:
@@ -590,10 +748,20 @@ fn empty_like(other: Option<&MailboxSnapshot>) -> MailboxSnapshot {
     }
 }
 
+/// What a delta merge read of a pair besides its restricted snapshots:
+/// the UIDs it touched and the old base (whose other messages both sides
+/// hold unchanged).
+#[derive(Clone, Copy)]
+struct Read<'r> {
+    restricted: &'r HashMap<usize, (Vec<Uid>, BaseMailbox)>,
+    bases: &'r HashMap<usize, BaseMailbox>,
+}
+
 /// Message GUID → (mailbox index, UID) on one side.
 fn locate<'p>(
     pairs: &'p [Pair],
     snaps: &HashMap<usize, MailboxSnapshot>,
+    read: Read<'_>,
     wanted: &HashSet<&str>,
     side: impl Fn(&'p Pair) -> Option<&'p MailboxInfo>,
 ) -> HashMap<String, (usize, Uid)> {
@@ -601,19 +769,96 @@ fn locate<'p>(
     if wanted.is_empty() {
         return out;
     }
+    let mut found = |guid: &str, at: (usize, Uid)| {
+        if wanted.contains(guid) && !out.contains_key(guid) {
+            out.insert(guid.to_string(), at);
+        }
+    };
     for (i, p) in pairs.iter().enumerate() {
         if side(p).is_none() {
             continue;
         }
         if let Some(s) = snaps.get(&i) {
             for m in &s.messages {
-                if wanted.contains(m.guid.as_str()) && !out.contains_key(&m.guid) {
-                    out.insert(m.guid.clone(), (i, m.uid));
+                found(&m.guid, (i, m.uid));
+            }
+        }
+        if let (Some((touched, _)), Some(base)) = (read.restricted.get(&i), read.bases.get(&i)) {
+            for m in &base.messages {
+                if touched.binary_search(&m.uid).is_err() {
+                    found(&m.guid, (i, m.uid));
                 }
             }
         }
     }
     out
+}
+
+/// A side of a pair as read.
+enum View {
+    Full(MailboxSnapshot),
+    /// What differs from the pair's base.
+    Delta(MailboxDelta),
+    /// The follower compared with a base other than ours: read it whole.
+    Stale,
+}
+
+/// The follower's whole mailbox, asked for on its own.
+async fn read_whole(remote: &mut Remote, name: &MailboxName) -> Result<MailboxSnapshot> {
+    remote.send(Command::Select(name.clone())).await?;
+    remote.send(Command::Snapshot).await?;
+    remote.flush().await?;
+    remote
+        .read_snapshot()
+        .await
+        .with_context(|| format!("reading mailbox {name} on {}", remote.peer))
+}
+
+/// Merges a pair from whole snapshots (a missing side is an empty
+/// mailbox), keeping the snapshots for `locate`.
+fn merge_full(
+    p: &Pair,
+    (a, b): (Option<MailboxSnapshot>, Option<MailboxSnapshot>),
+    (i, a_snaps, b_snaps): (
+        usize,
+        &mut HashMap<usize, MailboxSnapshot>,
+        &mut HashMap<usize, MailboxSnapshot>,
+    ),
+    report: &mut Report,
+) -> MergePlan {
+    let a = a.unwrap_or_else(|| empty_like(b.as_ref()));
+    let b = b.unwrap_or_else(|| empty_like(Some(&a)));
+    let plan = merge::merge_mailbox(p.base.as_ref(), &a, &b);
+    report_plan(&p.name, &plan, report);
+    if p.a.is_some() {
+        a_snaps.insert(i, a);
+    }
+    if p.b.is_some() {
+        b_snaps.insert(i, b);
+    }
+    plan
+}
+
+fn report_plan(name: &MailboxName, plan: &MergePlan, report: &mut Report) {
+    tracing::info!(
+        "{}: leader side {} new, {} expunged, {} flag changes; other side {} new, {} expunged, {} flag changes",
+        name,
+        plan.a.saves.len(),
+        plan.a.expunge.len(),
+        plan.a.flags.len(),
+        plan.b.saves.len(),
+        plan.b.expunge.len(),
+        plan.b.flags.len()
+    );
+    for side in [&plan.a, &plan.b] {
+        report.copied += side
+            .saves
+            .iter()
+            .filter(|s| matches!(s.origin, Origin::Other(_)))
+            .count() as u64;
+        report.expunged += side.expunge.len() as u64;
+        report.updated += side.flags.len() as u64;
+    }
 }
 
 /// Expunges that are not the old UID of a relabelled message.
@@ -987,15 +1232,15 @@ async fn merge_tree(
                 .or(p.b.as_ref())
                 .map(|m| m.guid)
                 .expect("one side");
-        let base = known(&guid).cloned();
+        // The base itself is moved into the pair by the caller (a whole
+        // mailbox's base is too big to copy).
+        let base = known(&guid);
         match (&p.a, &p.b) {
             (Some(a), Some(b)) => {
                 if !names::same_name(&a.name, &b.name, to_a, to_b) {
                     // Renamed on one side: the side whose name differs from
                     // the last sync's renamed it; if both did, the leader wins.
-                    let a_kept = base
-                        .as_ref()
-                        .is_some_and(|(n, _)| names::keeps(n, &a.name, to_a));
+                    let a_kept = base.is_some_and(|(n, _)| names::keeps(n, &a.name, to_a));
                     if a_kept {
                         let to = to_a.get(&b.name);
                         block_in_place(|| local.rename_mailbox(&a.name, &to))?;
@@ -1012,11 +1257,10 @@ async fn merge_tree(
                     }
                     p.name = names::original(&p.a_name, &p.b_name, to_a);
                 }
-                p.base = base.map(|(_, m)| m);
                 out.push(p);
             }
             (Some(a), None) => {
-                if let Some((_, bm)) = &base {
+                if let Some((_, bm)) = base {
                     if a.uidnext <= bm.uidnext {
                         // Deleted on the other side, nothing new here since.
                         tracing::info!("{}: deleted on {}, deleting here", a.name, remote.peer);
@@ -1041,7 +1285,7 @@ async fn merge_tree(
                 out.push(p);
             }
             (None, Some(b)) => {
-                if let Some((_, bm)) = &base {
+                if let Some((_, bm)) = base {
                     if b.uidnext <= bm.uidnext {
                         tracing::info!("{}: deleted locally, deleting on {}", b.name, remote.peer);
                         remote.send(Command::Delete(b.name.clone())).await?;

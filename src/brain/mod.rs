@@ -6,6 +6,7 @@
 //! - `remote`: typed requests to the follower over the protocol.
 
 pub mod backup;
+pub mod delta;
 pub mod fingerprints;
 pub mod merge;
 pub mod mirror;

@@ -2,7 +2,7 @@
 //! with a reader task so replies are drained while the leader is still
 //! streaming commands (a pipelined peer must never block both ways).
 
-use crate::model::{MailboxInfo, MailboxName, MailboxSnapshot, Uid};
+use crate::model::{MailboxDelta, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
 use crate::protocol::connection::{Receiver, Sender};
 use crate::protocol::{self, Command, ErrorKind, Frame, Reply};
 use anyhow::{anyhow, bail, Result};
@@ -14,6 +14,13 @@ pub struct Remote {
     replies: mpsc::UnboundedReceiver<Result<Frame>>,
     pub peer: String,
     pub features: Vec<String>,
+}
+
+/// A mailbox as the follower answered DELTA.
+pub enum Listing {
+    Full(MailboxSnapshot),
+    /// The difference from the follower's base with this digest.
+    Delta(String, MailboxDelta),
 }
 
 /// A failure the follower reported for one request.
@@ -214,6 +221,49 @@ impl Remote {
                 ),
             }
         }
+    }
+
+    /// Reads the answer to DELTA: a difference from the base whose digest
+    /// it names, or (no base there) the whole mailbox.
+    pub async fn read_delta(&mut self) -> Result<Listing> {
+        let info = match self.reply().await? {
+            Reply::Box(b) => b,
+            Reply::Error { kind, text } => return Err(RemoteError { kind, text }.into()),
+            other => bail!(
+                "{} sent {:?} where a mailbox was expected",
+                self.peer,
+                other.to_fields()[0]
+            ),
+        };
+        let mut digest = None;
+        let mut messages = Vec::new();
+        let mut gone = Vec::new();
+        loop {
+            match self.reply().await? {
+                Reply::DeltaOf(d) if digest.is_none() && messages.is_empty() && gone.is_empty() => {
+                    digest = Some(d)
+                }
+                Reply::Gone(uid) if digest.is_some() => gone.push(uid),
+                Reply::Msg(m) => messages.push(m),
+                Reply::End => break,
+                other => bail!(
+                    "{} sent {:?} inside a message list",
+                    self.peer,
+                    other.to_fields()[0]
+                ),
+            }
+        }
+        Ok(match digest {
+            Some(digest) => Listing::Delta(
+                digest,
+                MailboxDelta {
+                    info,
+                    changed: messages,
+                    gone,
+                },
+            ),
+            None => Listing::Full(MailboxSnapshot { info, messages }),
+        })
     }
 
     /// Reads the head of the answer to FETCH; the body's chunks follow.

@@ -13,7 +13,9 @@ use super::scan::{self, FileMap};
 use super::subscriptions::{self, Subscriptions};
 use super::uidlist::{self, Uidlist};
 use super::ChangedMeanwhile;
-use crate::model::{MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid};
+use crate::model::{
+    MailboxDelta, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
+};
 use crate::state::{self, SyncState};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -499,14 +501,84 @@ impl MaildirStore {
         .into())
     }
 
-    fn try_snapshot(
+    /// The folder compared with `base` (see `brain::delta`): only the
+    /// messages that differ from it are built into records and stat'ed;
+    /// the rest cost a comparison of flags from the file name.
+    pub fn snapshot_delta(
         &mut self,
         name: &MailboxName,
-    ) -> Result<std::result::Result<MailboxSnapshot, String>> {
-        // Taken before the folder is read: any change after it alters it.
-        let fp_before = self.fingerprint(name).ok().flatten();
-        let (mut kw, kw_mtime) = self.read_keywords(name)?;
+        base: &crate::brain::merge::BaseMailbox,
+    ) -> Result<MailboxDelta> {
+        let mut last_err = None;
+        for _ in 0..5 {
+            match self.try_snapshot_delta(name, base)? {
+                Ok(d) => return Ok(d),
+                Err(missing) => last_err = Some(missing),
+            }
+        }
+        Err(ChangedMeanwhile(format!(
+            "mailbox {name} keeps changing while it is read (last: {} vanished); try again",
+            last_err.unwrap_or_default()
+        ))
+        .into())
+    }
+
+    fn try_snapshot_delta(
+        &mut self,
+        name: &MailboxName,
+        base: &crate::brain::merge::BaseMailbox,
+    ) -> Result<std::result::Result<MailboxDelta, String>> {
+        let kw = self.folder_keywords(name)?;
         let mail_dir = self.opts.mail_dir(name)?;
+        let folder = &self.folders[name];
+        let mut gone = Vec::new();
+        let mut changed_at = Vec::new();
+        let mut old = base.messages.iter().peekable();
+        for (i, (rec, loc)) in folder.list.records.iter().zip(&folder.locs).enumerate() {
+            while let Some(o) = old.next_if(|o| o.uid < rec.uid) {
+                gone.push(o.uid);
+            }
+            let same = old.next_if(|o| o.uid == rec.uid).is_some_and(|o| {
+                let (flags, mask) = flags_of(&loc.info);
+                // Most messages carry no keywords: no names to build.
+                let keywords_same = if mask == 0 {
+                    o.keywords.is_empty()
+                } else {
+                    kw.names_of_mask(mask).0 == o.keywords
+                };
+                keywords_same && o.flags == flags && o.guid == rec.guid()
+            });
+            if !same {
+                changed_at.push(i);
+            }
+        }
+        gone.extend(old.map(|o| o.uid));
+        let mut changed = Vec::with_capacity(changed_at.len());
+        for i in changed_at {
+            let (rec, loc) = (&folder.list.records[i], &folder.locs[i]);
+            let path = loc.path(&mail_dir, &rec.filename);
+            let m = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Ok(Err(path.display().to_string()));
+                }
+                Err(e) => return Err(e).with_context(|| io_ctx("stat of", &path)),
+            };
+            changed.push(record_of(rec, loc, &kw, m.mtime(), m.len()));
+        }
+        Ok(Ok(MailboxDelta {
+            info: info_of(name, &folder.list),
+            changed,
+            gone,
+        }))
+    }
+
+    /// The folder read (or its cached read) and its keyword names, every
+    /// letter its files use named: a letter no name stands for (a file
+    /// moved in from another folder) is named and recorded the way Dovecot
+    /// does, so both sides see the same keyword.
+    fn folder_keywords(&mut self, name: &MailboxName) -> Result<Keywords> {
+        let (mut kw, kw_mtime) = self.read_keywords(name)?;
         let orphans = {
             let folder = self.sync_folder(name)?;
             folder
@@ -517,13 +589,21 @@ impl MaildirStore {
                 & !kw.assigned_mask()
         };
         if orphans != 0 && kw.name_orphans(orphans) {
-            // A letter no name stands for (a file moved in from another
-            // folder): name it and record the name the way Dovecot does,
-            // so both sides see the same keyword.
             let path = self.opts.control_dir(name)?.join(keywords::FILE_NAME);
             let min = kw_mtime.map(|t| t + std::time::Duration::from_secs(1));
             fsutil::DotLock::acquire(&path)?.replace_with_mtime(&kw.to_bytes(), min)?;
         }
+        Ok(kw)
+    }
+
+    fn try_snapshot(
+        &mut self,
+        name: &MailboxName,
+    ) -> Result<std::result::Result<MailboxSnapshot, String>> {
+        // Taken before the folder is read: any change after it alters it.
+        let fp_before = self.fingerprint(name).ok().flatten();
+        let kw = self.folder_keywords(name)?;
+        let mail_dir = self.opts.mail_dir(name)?;
         let dates_path = self.opts.control_dir(name)?.join(dates::FILE_NAME);
         let mut dates = if self.full_scan {
             dates::DateCache::default()
@@ -588,20 +668,7 @@ impl MaildirStore {
                 }
                 Err((path, e)) => return Err(e).with_context(|| io_ctx("stat of", &path)),
             };
-            let (flags, mask) = flags_of(&loc.info);
-            let (keywords, _) = kw.names_of_mask(mask);
-            let guid = rec.guid().to_string();
-            messages.push(MessageRecord {
-                uid: rec.uid,
-                guid,
-                flags,
-                keywords,
-                internal_date: mtime,
-                size: size_field(&rec.filename, 'S').unwrap_or(len),
-                pop3_uidl: rec.get(b'P').map(str::to_string),
-                pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
-                in_new: loc.in_new,
-            });
+            messages.push(record_of(rec, loc, &kw, mtime, len));
         }
         dates.retain_uids(folder.list.records.iter().map(|r| r.uid));
         let snap = MailboxSnapshot {
@@ -973,6 +1040,30 @@ fn summary_line(fp: &str, i: &MailboxInfo) -> String {
         i.uidnext,
         i.messages
     )
+}
+
+/// A message as a client sees it, from its uidlist record, its file and
+/// that file's mtime and length.
+fn record_of(
+    rec: &uidlist::UidlistRecord,
+    loc: &scan::FileLoc,
+    kw: &Keywords,
+    mtime: i64,
+    len: u64,
+) -> MessageRecord {
+    let (flags, mask) = flags_of(&loc.info);
+    let (keywords, _) = kw.names_of_mask(mask);
+    MessageRecord {
+        uid: rec.uid,
+        guid: rec.guid().to_string(),
+        flags,
+        keywords,
+        internal_date: mtime,
+        size: size_field(&rec.filename, 'S').unwrap_or(len),
+        pop3_uidl: rec.get(b'P').map(str::to_string),
+        pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
+        in_new: loc.in_new,
+    }
 }
 
 pub(crate) fn info_of(name: &MailboxName, list: &Uidlist) -> MailboxInfo {

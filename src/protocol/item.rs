@@ -20,6 +20,11 @@ pub enum Command {
     List,
     Select(MailboxName),
     Snapshot,
+    /// Feature `delta`: the selected mailbox compared with the pair's base
+    /// for the mailbox with this GUID (the follower's copy of the state
+    /// named by the last STATE-GET). Answered like SNAPSHOT, with a DELTA
+    /// line after BOX when the answer is a difference.
+    Delta(MailboxGuid),
     /// The selected mailbox's fingerprint; with a digest, only if the
     /// mailbox's current state has that digest.
     Fprint(Option<String>),
@@ -96,6 +101,17 @@ pub enum Command {
         guid: String,
         keywords: Vec<String>,
     },
+    /// In an `update` STATE-PUT (feature `delta`): the mailbox's stored
+    /// base takes this header and name; the B lines that follow replace or
+    /// add messages, B-DROP lines remove them.
+    BaseEdit {
+        guid: MailboxGuid,
+        uidvalidity: u32,
+        uidnext: Uid,
+        name: MailboxName,
+    },
+    /// A message the preceding BASE-EDIT removes from the base.
+    BaseDrop(Uid),
     /// In an `update` STATE-PUT: the mailbox is no longer part of the
     /// pair's state (deleted, or gone from both sides).
     Unbase(MailboxGuid),
@@ -126,6 +142,11 @@ pub enum Reply {
     Box(MailboxInfo),
     Sub(MailboxName),
     Msg(MessageRecord),
+    /// After BOX in an answer to DELTA: the MSG lines that follow are the
+    /// messages that differ from the base with this digest, and GONE lines
+    /// name the base's messages the mailbox no longer holds.
+    DeltaOf(String),
+    Gone(Uid),
     End,
     /// Followed by DATA chunks and an empty DATA chunk.
     Body {
@@ -335,6 +356,7 @@ impl Command {
                 f
             }
             Command::Snapshot => v(&["SNAPSHOT"]),
+            Command::Delta(guid) => v(&["DELTA", &guid.to_hex()]),
             Command::Fprint(None) => v(&["FPRINT"]),
             Command::Fprint(Some(d)) => v(&["FPRINT", d]),
             Command::Fetch(uid) => v(&["FETCH", &uid.to_string()]),
@@ -441,6 +463,22 @@ impl Command {
                 f.extend(keywords.iter().cloned());
                 f
             }
+            Command::BaseEdit {
+                guid,
+                uidvalidity,
+                uidnext,
+                name,
+            } => {
+                let mut f = v(&[
+                    "BASE-EDIT",
+                    &guid.to_hex(),
+                    &uidvalidity.to_string(),
+                    &uidnext.to_string(),
+                ]);
+                push_name(&mut f, name);
+                f
+            }
+            Command::BaseDrop(uid) => v(&["B-DROP", &uid.to_string()]),
             Command::Unbase(guid) => v(&["UNBASE", &guid.to_hex()]),
             Command::StateEnd => v(&["STATE-END"]),
             Command::Commit => v(&["COMMIT"]),
@@ -568,6 +606,14 @@ impl Command {
                     keywords: f.rest().to_vec(),
                 }
             }
+            "BASE-EDIT" => Command::BaseEdit {
+                guid: f.guid()?,
+                uidvalidity: f.num("UIDVALIDITY")?,
+                uidnext: f.num("UIDNEXT")?,
+                name: f.name()?,
+            },
+            "B-DROP" => Command::BaseDrop(f.uid()?),
+            "DELTA" => Command::Delta(f.guid()?),
             "UNBASE" => Command::Unbase(f.guid()?),
             "STATE-END" => Command::StateEnd,
             "COMMIT" => Command::Commit,
@@ -610,6 +656,8 @@ impl Reply {
                 push_record(&mut f, r);
                 f
             }
+            Reply::DeltaOf(digest) => v(&["DELTA", digest]),
+            Reply::Gone(uid) => v(&["GONE", &uid.to_string()]),
             Reply::End => v(&["END"]),
             Reply::Body { uid, size } => v(&["BODY", &uid.to_string(), &size.to_string()]),
             Reply::NoBody { uid, reason } => v(&["NOBODY", &uid.to_string(), reason]),
@@ -665,6 +713,8 @@ impl Reply {
             }
             "SUB" => Reply::Sub(f.name()?),
             "MSG" => Reply::Msg(f.record()?),
+            "DELTA" => Reply::DeltaOf(f.token("base digest")?),
+            "GONE" => Reply::Gone(f.uid()?),
             "END" => Reply::End,
             "BODY" => Reply::Body {
                 uid: f.uid()?,
@@ -797,6 +847,14 @@ mod tests {
                 keywords: vec!["$Junk".into()],
             },
             Command::Unbase(MailboxGuid([5; 16])),
+            Command::Delta(MailboxGuid([6; 16])),
+            Command::BaseEdit {
+                guid: MailboxGuid([4; 16]),
+                uidvalidity: 7,
+                uidnext: 9,
+                name: name.clone(),
+            },
+            Command::BaseDrop(3),
             Command::StateEnd,
             Command::Commit,
         ];
@@ -821,6 +879,8 @@ mod tests {
                 highest_modseq: 0,
             }),
             Reply::Msg(rec()),
+            Reply::DeltaOf("00ab12cd00ab12cd".into()),
+            Reply::Gone(4),
             Reply::State {
                 store_id: "0a".into(),
                 sync_id: None,
@@ -857,7 +917,7 @@ mod tests {
     proptest! {
         #[test]
         fn random_fields_never_panic(fields in proptest::collection::vec(".{0,12}", 1..12),
-                                     verb in prop::sample::select(vec!["HELLO","LIST","SELECT","FETCH","CREATE","SAVE","COPYFILE","FLAGS","DATE","HEADER","BOX","MSG","BODY","ERROR","NOBODY"])) {
+                                     verb in prop::sample::select(vec!["HELLO","LIST","SELECT","FETCH","CREATE","SAVE","COPYFILE","FLAGS","DATE","HEADER","BOX","MSG","BODY","ERROR","NOBODY","DELTA","GONE","BASE-EDIT","B-DROP"])) {
             let mut all = vec![verb.to_string()];
             all.extend(fields);
             let _ = Command::parse(&all);

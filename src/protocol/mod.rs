@@ -33,3 +33,7 @@ pub const FEATURE_STORABLE: &str = "storable";
 /// store cannot hold in mailbox names with `c` (the leader's
 /// `dsync_alt_char`, as Dovecot's dsync sends its own to the other side).
 pub const FEATURE_ALT_CHAR: &str = "alt-char=";
+
+/// Feature (follower): answers `DELTA` with only what changed since the
+/// pair's base, and takes `BASE-EDIT` in a state update.
+pub const FEATURE_DELTA: &str = "delta";
