@@ -12,10 +12,17 @@
 //! file's base name: an entry counts only for the file it was made for,
 //! should a uidlist ever give its UID to another file.
 //!
-//! Format: an optional summary line `#folder\t<summary>`, the line
-//! `#dates 2`, then one line per file, `<uid>\t<name hash, hex>\t<mtime
-//! secs>\t<size>`. It is only a cache: a damaged or older file is ignored
-//! (and rewritten), never an error.
+//! Format: the line `#dates 2`, then one line per file, `<uid>\t<name
+//! hash, hex>\t<mtime secs>\t<size>`. A commit appends the lines of the
+//! files it saved (UIDs above the last, usually); a line out of UID order
+//! ends what is read. It is only a cache: a damaged or older file is
+//! ignored (and rewritten), never an error. (Files written before the
+//! summary moved to `dsync-summary` start with a `#folder` line, skipped.)
+//!
+//! `dsync-summary`, beside it: one line, the folder's fingerprint and
+//! numbers when it was last read whole or proved (see
+//! `MaildirStore::list_mailboxes`); a small file of its own, so recording
+//! it never rewrites the dates.
 
 use std::fs;
 use std::hash::Hasher;
@@ -25,8 +32,9 @@ use std::path::Path;
 use crate::model::Uid;
 
 pub const FILE_NAME: &str = "dsync-dates";
+pub const SUMMARY_FILE: &str = "dsync-summary";
 
-/// The first line of the file, when it carries the folder's summary.
+/// The first line of files from before `dsync-summary`.
 const HEADER_MARK: &str = "#folder\t";
 /// Marks this format; files without it (the name-keyed format before it)
 /// are ignored.
@@ -44,9 +52,6 @@ struct Entry {
 pub struct DateCache {
     /// Strictly ascending by UID.
     entries: Vec<Entry>,
-    /// The folder's fingerprint and numbers when this was written, as one
-    /// opaque line (see `MaildirStore::list_mailboxes`).
-    header: Option<String>,
     changed: bool,
 }
 
@@ -74,18 +79,10 @@ impl DateCache {
             return DateCache::default();
         };
         let mut lines = data.split(|&b| b == b'\n').peekable();
-        let mut header = None;
-        if let Some(h) = lines
-            .peek()
-            .and_then(|l| l.strip_prefix(HEADER_MARK.as_bytes()))
-        {
-            header = std::str::from_utf8(h).ok().map(str::to_string);
-            lines.next();
-        }
+        lines.next_if(|l| l.starts_with(HEADER_MARK.as_bytes()));
         if lines.next() != Some(FORMAT_LINE.as_bytes()) {
             // An older format: its dates are re-read once.
             return DateCache {
-                header,
                 changed: true,
                 ..DateCache::default()
             };
@@ -98,7 +95,6 @@ impl DateCache {
                 _ => {
                     return DateCache {
                         entries,
-                        header,
                         changed: true,
                     }
                 }
@@ -106,26 +102,7 @@ impl DateCache {
         }
         DateCache {
             entries,
-            header,
             changed: false,
-        }
-    }
-
-    /// Reads only the summary line (cheap: the first line of the file).
-    pub fn load_header(path: &Path) -> Option<String> {
-        use std::io::BufRead;
-        let f = fs::File::open(path).ok()?;
-        let mut line = String::new();
-        std::io::BufReader::new(f).read_line(&mut line).ok()?;
-        line.trim_end_matches('\n')
-            .strip_prefix(HEADER_MARK)
-            .map(str::to_string)
-    }
-
-    pub fn set_header(&mut self, h: Option<String>) {
-        if self.header != h {
-            self.header = h;
-            self.changed = true;
         }
     }
 
@@ -181,17 +158,74 @@ impl DateCache {
             return;
         }
         let mut out = Vec::with_capacity(64 + self.entries.len() * 44);
-        if let Some(h) = &self.header {
-            let _ = writeln!(out, "{HEADER_MARK}{h}");
-        }
         let _ = writeln!(out, "{FORMAT_LINE}");
         for e in &self.entries {
-            let _ = writeln!(out, "{}\t{:x}\t{}\t{}", e.uid, e.name, e.mtime, e.size);
+            write_entry(&mut out, e);
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        if fs::write(&tmp, &out).is_ok() && fs::rename(&tmp, path).is_err() {
-            let _ = fs::remove_file(&tmp);
+        write_atomically(path, &out);
+    }
+}
+
+fn write_entry(out: &mut Vec<u8>, e: &Entry) {
+    let _ = writeln!(out, "{}\t{:x}\t{}\t{}", e.uid, e.name, e.mtime, e.size);
+}
+
+/// Temp file and rename, so a reader never sees half of it; no fsync:
+/// losing a cache only costs stats.
+fn write_atomically(path: &Path, data: &[u8]) {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    if fs::write(&tmp, data).is_ok() && fs::rename(&tmp, path).is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
+/// Adds the dates of newly saved files (`(uid, base, mtime, size)`) to the
+/// cache of the folder with control directory `dir` without reading it:
+/// one append. A file that does not exist yet is started.
+pub fn append(dir: &Path, new: &[(Uid, &str, i64, u64)]) {
+    if new.is_empty() {
+        return;
+    }
+    let path = dir.join(FILE_NAME);
+    let mut out = Vec::with_capacity(new.len() * 44);
+    for &(uid, base, mtime, size) in new {
+        let e = Entry {
+            uid,
+            name: name_hash(base),
+            mtime,
+            size,
+        };
+        write_entry(&mut out, &e);
+    }
+    match fs::OpenOptions::new().append(true).open(&path) {
+        // One write(2): a reader sees all of it or none (or, on a full
+        // disk, a cut line, which ends what it reads).
+        Ok(mut f) => {
+            let _ = f.write_all(&out);
+        }
+        Err(_) => {
+            let mut all = format!("{FORMAT_LINE}\n").into_bytes();
+            all.extend_from_slice(&out);
+            write_atomically(&path, &all);
+        }
+    }
+}
+
+/// The folder's summary line, if one was recorded.
+pub fn load_summary(dir: &Path) -> Option<String> {
+    let s = fs::read_to_string(dir.join(SUMMARY_FILE)).ok()?;
+    let line = s.strip_suffix('\n')?;
+    (!line.is_empty() && !line.contains('\n')).then(|| line.to_string())
+}
+
+/// Records the folder's summary line (`None`: forget it).
+pub fn save_summary(dir: &Path, summary: Option<&str>) {
+    let path = dir.join(SUMMARY_FILE);
+    match summary {
+        Some(line) => write_atomically(&path, format!("{line}\n").as_bytes()),
+        None => {
+            let _ = fs::remove_file(&path);
         }
     }
 }
@@ -212,7 +246,6 @@ mod tests {
         let mut c = DateCache::load(&p);
         c.insert(7, "1.M1P1.host,S=5", 100, 5);
         c.insert(3, "b", 50, 9);
-        c.set_header(Some("fp\tx".into()));
         c.save(&p);
         let c = DateCache::load(&p);
         assert_eq!(c.get(7, "1.M1P1.host,S=5"), Some((100, 5)));
@@ -220,12 +253,13 @@ mod tests {
         // Another file under a known UID is not this file.
         assert_eq!(c.get(7, "other"), None);
         assert_eq!(c.get(8, "b"), None);
-        assert_eq!(DateCache::load_header(&p).as_deref(), Some("fp\tx"));
-        // The name-keyed format before this one: ignored, summary kept.
+        // The name-keyed format before this one: ignored.
         fs::write(&p, "#folder\tfp\n100\t5\t1.M1P1.host,S=5\n").unwrap();
         let c = DateCache::load(&p);
         assert_eq!(c.get(7, "1.M1P1.host,S=5"), None);
-        assert_eq!(c.header.as_deref(), Some("fp"));
+        // A summary line before the format line (files of the last format).
+        fs::write(&p, "#folder\tfp\n#dates 2\n7\t0\t1\t2\n").unwrap();
+        assert_eq!(DateCache::load(&p).entries.len(), 1);
         fs::write(
             &p,
             b"#dates 2\n1\tff\t2\t3\ngarbage\n\xff\xfe\n5\t1\t1\t1\n",
@@ -234,6 +268,29 @@ mod tests {
         let c = DateCache::load(&p);
         assert_eq!(c.entries.len(), 1);
         assert!(c.changed);
+    }
+
+    #[test]
+    fn appends_are_read_back_and_summaries_kept_apart() {
+        let d = tempfile::tempdir().unwrap();
+        append(d.path(), &[(3, "a", 30, 1)]);
+        append(d.path(), &[(5, "b", 50, 2), (6, "c", 60, 3)]);
+        let c = DateCache::load(&d.path().join(FILE_NAME));
+        assert_eq!(c.get(3, "a"), Some((30, 1)));
+        assert_eq!(c.get(6, "c"), Some((60, 3)));
+        assert!(!c.changed);
+        // An append below the last UID ends what is read (a cache miss).
+        append(d.path(), &[(4, "d", 40, 4), (9, "e", 90, 5)]);
+        let c = DateCache::load(&d.path().join(FILE_NAME));
+        assert_eq!(c.get(4, "d"), None);
+        assert_eq!(c.get(9, "e"), None);
+        assert_eq!(c.get(5, "b"), Some((50, 2)));
+        assert!(c.changed);
+        assert_eq!(load_summary(d.path()), None);
+        save_summary(d.path(), Some("fp\tx"));
+        assert_eq!(load_summary(d.path()).as_deref(), Some("fp\tx"));
+        save_summary(d.path(), None);
+        assert_eq!(load_summary(d.path()), None);
     }
 
     #[test]

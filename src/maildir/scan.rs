@@ -59,14 +59,18 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
     };
     for entry in rd {
         let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
-        let os = entry.file_name();
-        let Some(name) = os.to_str() else {
-            tracing::warn!(
-                "{}: skipping file with a non-UTF-8 name {:?}",
-                dir.display(),
-                os
-            );
-            continue;
+        // The name's own allocation becomes the map key (cut to the base
+        // name): one allocation a file, not two.
+        let mut name = match entry.file_name().into_string() {
+            Ok(name) => name,
+            Err(os) => {
+                tracing::warn!(
+                    "{}: skipping file with a non-UTF-8 name {:?}",
+                    dir.display(),
+                    os
+                );
+                continue;
+            }
         };
         if name.starts_with('.') {
             continue;
@@ -78,11 +82,11 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
         }
         // The base name ends at the first ':' (MaildirFileName::base).
         let base_len = name.find(':').unwrap_or(name.len());
-        let loc = FileLoc::new(name, base_len, in_new);
-        let base = name[..base_len].to_string();
+        let loc = FileLoc::new(&name, base_len, in_new);
+        name.truncate(base_len);
         // A file seen in both (Dovecot moving new/ → cur/ meanwhile) is
         // where it ends up: cur/ is read last and wins.
-        out.insert(base, loc);
+        out.insert(name, loc);
     }
     Ok(())
 }
@@ -91,7 +95,10 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
 /// from new/ to cur/ meanwhile is seen at least once; a scan during which
 /// either directory changed is repeated, since a rename in progress can
 /// hide a file from readdir.
-pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
+///
+/// `expected`: about how many files there are (the map is sized for them
+/// once instead of growing through every power of two).
+pub fn scan_folder(mail_dir: &Path, expected: usize) -> Result<FileMap> {
     let cur = mail_dir.join("cur");
     let new = mail_dir.join("new");
     let mut last = FileMap::default();
@@ -103,7 +110,8 @@ pub fn scan_folder(mail_dir: &Path) -> Result<FileMap> {
                 mail_dir.display()
             );
         }
-        let mut files = FileMap::with_capacity_and_hasher(last.len(), Default::default());
+        let size = last.len().max(expected);
+        let mut files = FileMap::with_capacity_and_hasher(size, Default::default());
         read_one(&new, true, &mut files)?;
         read_one(&cur, false, &mut files)?;
         let after = (dir_mtime(&cur), dir_mtime(&new));
@@ -220,10 +228,9 @@ impl Stamp {
         self.uidlist.as_ref()
     }
 
-    /// The same stamp after we replaced the uidlist ourselves (under its
-    /// lock, from what we read after this stamp was taken).
-    pub fn with_uidlist(mut self, uidlist: &Path) -> Stamp {
-        self.uidlist = uidlist_id(uidlist);
+    /// The same stamp with the uidlist version we wrote ourselves.
+    pub fn with_uidlist_id(mut self, id: Option<FileId>) -> Stamp {
+        self.uidlist = id;
         self
     }
 
@@ -409,11 +416,11 @@ mod tests {
         fs::write(d.path().join("new/b"), "x").unwrap();
         fs::write(d.path().join("new/a"), "x").unwrap();
         fs::write(d.path().join("cur/.hidden"), "x").unwrap();
-        let m = scan_folder(d.path()).unwrap();
+        let m = scan_folder(d.path(), 0).unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m["a"].file_name("a"), "a:2,S");
         assert!(!m["a"].in_new);
         assert!(m["b"].in_new);
-        assert!(scan_folder(&d.path().join("cur")).is_err());
+        assert!(scan_folder(&d.path().join("cur"), 0).is_err());
     }
 }

@@ -293,14 +293,13 @@ impl MaildirStore {
         Ok(out)
     }
 
-    /// The folder's numbers from its summary in `dsync-dates`, if its
+    /// The folder's numbers from its summary (`dsync-summary`), if its
     /// fingerprint still equals the one recorded with them.
     fn unchanged_info(&self, name: &MailboxName) -> Option<MailboxInfo> {
         if self.full_scan || self.folders.contains_key(name) {
             return None;
         }
-        let path = self.opts.control_dir(name).ok()?.join(dates::FILE_NAME);
-        let header = dates::DateCache::load_header(&path)?;
+        let header = dates::load_summary(&self.opts.control_dir(name).ok()?)?;
         let now = self.fingerprint(name).ok()??;
         let (fp, rest) = header.split_once('\t')?;
         if fp != now {
@@ -390,7 +389,8 @@ impl MaildirStore {
             Some(f) if f.own_uidlist.is_some_and(|id| stamp.uidlist() == Some(&id)) => Some(f.list),
             _ => Self::read_uidlist(&path)?,
         };
-        let mut files = scan::scan_folder(&mail_dir)?;
+        let expected = existing.as_ref().map_or(0, |l| l.records.len());
+        let mut files = scan::scan_folder(&mail_dir, expected)?;
         if let Some(l) = existing
             .as_ref()
             .filter(|l| l.version == 3 && l.guid.is_some())
@@ -423,7 +423,7 @@ impl MaildirStore {
                 existing
             } else {
                 locked_stamp = Some(now);
-                files = scan::scan_folder(&mail_dir)?;
+                files = scan::scan_folder(&mail_dir, files.len())?;
                 tracing::debug!("reading folder {name} again under its lock");
                 Self::read_uidlist(&path)?
             };
@@ -440,14 +440,30 @@ impl MaildirStore {
                 list.guid = Some(MailboxGuid::generate().context("generating a mailbox GUID")?);
             }
             list.version = 3;
-            let changed = scan::reconcile(&mut list, &files, 1).changed();
-            if created || !complete || changed {
-                lock.replace(&list.to_bytes())?;
+            let header_next = list.header_next_uid;
+            let r = scan::reconcile(&mut list, &files, 1);
+            // The uidlist as written here (stat'ed before the lock goes, so
+            // no later writer's version is taken for ours).
+            let written = if created || !complete || r.dropped > 0 {
+                let meta = lock.replace_and_stat(&list.to_bytes(), None)?;
                 fsutil::fsync_dir(&ctl)?;
-            }
-            // Still under the lock: the uidlist there now is the one read
-            // or written here.
-            locked_stamp = locked_stamp.map(|s| s.with_uidlist(&path));
+                scan::file_id(&meta)
+            } else if r.added > 0 {
+                // Only new files: their records are appended, as Dovecot
+                // does (readers take the next UID past the last record), in
+                // one write instead of rewriting the whole file.
+                let mut tail = Vec::new();
+                Uidlist::write_records(&list.records[list.records.len() - r.added..], &mut tail);
+                let meta = lock.append(&tail)?;
+                list.header_next_uid = header_next;
+                scan::file_id(&meta)
+            } else {
+                // Unchanged and still locked: the uidlist read is current.
+                let id = locked_stamp.as_ref().and_then(|s| s.uidlist().cloned());
+                drop(lock);
+                id
+            };
+            locked_stamp = locked_stamp.map(|s| s.with_uidlist_id(written));
             if created {
                 // Any Dovecot index left behind describes a uidlist that is
                 // gone; let Dovecot rebuild it from ours.
@@ -675,8 +691,9 @@ impl MaildirStore {
             info: info_of(name, &folder.list),
             messages,
         };
-        dates.set_header(fp_before.map(|fp| summary_line(&fp, &snap.info)));
         dates.save(&dates_path);
+        let summary = fp_before.map(|fp| summary_line(&fp, &snap.info));
+        dates::save_summary(&self.opts.control_dir(name)?, summary.as_deref());
         Ok(Ok(snap))
     }
 
@@ -685,10 +702,8 @@ impl MaildirStore {
     /// unchanged folder then needs no read (see `unchanged_info`).
     pub fn save_summary(&mut self, name: &MailboxName, fp: &str) -> Result<()> {
         let info = self.mailbox_info(name)?;
-        let path = self.opts.control_dir(name)?.join(dates::FILE_NAME);
-        let mut dates = dates::DateCache::load(&path);
-        dates.set_header(Some(summary_line(fp, &info)));
-        dates.save(&path);
+        let summary = summary_line(fp, &info);
+        dates::save_summary(&self.opts.control_dir(name)?, Some(&summary));
         Ok(())
     }
 
@@ -697,6 +712,9 @@ impl MaildirStore {
     /// commit, proving the new state costs a directory listing.
     pub fn digest(&mut self, name: &MailboxName) -> Result<String> {
         let (kw, _) = self.read_keywords(name)?;
+        if self.confirm_own_commit(name)? {
+            tracing::debug!("{name}: on disk as our commit left it");
+        }
         let folder = self.sync_folder(name)?;
         let info = info_of(name, &folder.list);
         let mut d = crate::model::Digest::new(&info.guid, info.uidvalidity, info.uidnext);
@@ -706,6 +724,70 @@ impl MaildirStore {
             d.message(rec.uid, rec.guid(), flags, &keywords);
         }
         Ok(d.finish())
+    }
+
+    /// After our own commit the cached folder is what we wrote; if one
+    /// listing of cur/ and new/ finds exactly its files (same names, same
+    /// places) and the uidlist we left, the cache is current again and the
+    /// folder need not be read into a new map. True when it is.
+    fn confirm_own_commit(&mut self, name: &MailboxName) -> Result<bool> {
+        let mail_dir = self.opts.mail_dir(name)?;
+        let path = self.uidlist_path(name)?;
+        let Some(folder) = self.folders.get(name) else {
+            return Ok(false);
+        };
+        let Some(own) = folder.own_uidlist else {
+            return Ok(false);
+        };
+        // Taken first: whatever changes after it changes the stamp.
+        let stamp = scan::Stamp::take(&mail_dir, &path);
+        if stamp.uidlist() != Some(&own) {
+            return Ok(false);
+        }
+        let records = &folder.list.records;
+        let mut index: crate::fasthash::FastMap<&str, u32> =
+            crate::fasthash::FastMap::with_capacity_and_hasher(records.len(), Default::default());
+        for (i, r) in records.iter().enumerate() {
+            index.insert(r.filename.as_str(), i as u32);
+        }
+        let mut seen = vec![false; records.len()];
+        let mut found = 0usize;
+        for (sub, in_new) in [("new", true), ("cur", false)] {
+            let dir = mail_dir.join(sub);
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound && in_new => continue,
+                Err(e) => return Err(e).with_context(|| io_ctx("reading directory", &dir)),
+            };
+            for entry in rd {
+                let entry = entry.with_context(|| io_ctx("reading directory", &dir))?;
+                let os = entry.file_name();
+                let Some(file) = os.to_str() else {
+                    return Ok(false);
+                };
+                if file.starts_with('.') || entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let base_len = file.find(':').unwrap_or(file.len());
+                let Some(&i) = index.get(&file[..base_len]) else {
+                    return Ok(false);
+                };
+                let (i, loc) = (i as usize, &folder.locs[i as usize]);
+                if seen[i] || loc.in_new != in_new || *loc.info != file[base_len..] {
+                    return Ok(false);
+                }
+                seen[i] = true;
+                found += 1;
+            }
+        }
+        if found != records.len() || !stamp.unchanged(&scan::Stamp::take(&mail_dir, &path)) {
+            return Ok(false);
+        }
+        drop(index);
+        if let Some(f) = self.folders.get_mut(name) {
+            f.stamp = Some(stamp);
+        }
+        Ok(true)
     }
 
     /// Where a message's file is now; rescans the folder if the file moved
@@ -733,7 +815,7 @@ impl MaildirStore {
                 return Ok(p);
             }
         }
-        if let Some(loc) = scan::scan_folder(&mail_dir)?.get(&base) {
+        if let Some(loc) = scan::scan_folder(&mail_dir, 0)?.get(&base) {
             return Ok(path_of(loc));
         }
         Err(ChangedMeanwhile(format!(
@@ -1020,7 +1102,10 @@ fn remove_folder_files(dir: &Path) -> Result<()> {
     for e in rd.flatten() {
         let n = e.file_name();
         let n = n.to_string_lossy();
-        if (n.starts_with("dovecot") || n == "maildirfolder")
+        if (n.starts_with("dovecot")
+            || n == "maildirfolder"
+            || n == dates::FILE_NAME
+            || n == dates::SUMMARY_FILE)
             && !e.file_type().map(|t| t.is_dir()).unwrap_or(false)
         {
             let _ = fs::remove_file(e.path());
@@ -1031,7 +1116,7 @@ fn remove_folder_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The summary line `dsync-dates` keeps: fingerprint and numbers.
+/// The summary line `dsync-summary` keeps: fingerprint and numbers.
 fn summary_line(fp: &str, i: &MailboxInfo) -> String {
     format!(
         "{fp}\t{}\t{}\t{}\t{}",

@@ -585,14 +585,15 @@ impl<'a> MailboxUpdate<'a> {
         // delivered, expunged or changed flags since we last looked. If
         // nothing moved since this run read it, that read stands.
         let stamp_now = scan::Stamp::take(&self.mail_dir, &uidlist_path);
-        let (old, mut files) = match self.store.folders.remove(&name) {
+        let (old, mut files, reconciled) = match self.store.folders.remove(&name) {
             Some(f) if f.stamp.as_ref().is_some_and(|s| s.unchanged(&stamp_now)) => {
                 let (list, files) = f.into_parts();
-                (Some(list), files)
+                (Some(list), files, true)
             }
             _ => (
                 MaildirStore::read_uidlist(&uidlist_path)?,
-                scan::scan_folder(&self.mail_dir)?,
+                scan::scan_folder(&self.mail_dir, 0)?,
+                false,
             ),
         };
         let t_read = t0.elapsed();
@@ -623,8 +624,12 @@ impl<'a> MailboxUpdate<'a> {
             .chain(self.relabels.keys().copied())
             .max()
             .unwrap_or(0);
-        // Files delivered meanwhile get UIDs above ours, never the same.
-        rewrite |= scan::reconcile(&mut list, &files, max_saved.saturating_add(1)).changed();
+        // Files delivered meanwhile get UIDs above ours, never the same. A
+        // cached folder was reconciled when it was read, and nothing moved
+        // since.
+        if !reconciled {
+            rewrite |= scan::reconcile(&mut list, &files, max_saved.saturating_add(1)).changed();
+        }
         // A UID that stays on a message other than the one meant for it.
         let taken = |list: &Uidlist, uid: Uid| {
             list.find_uid(uid).is_some()
@@ -731,7 +736,7 @@ impl<'a> MailboxUpdate<'a> {
                         break;
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound && attempt < 2 => {
-                        files = scan::scan_folder(&self.mail_dir)?;
+                        files = scan::scan_folder(&self.mail_dir, files.len())?;
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => {
                         files.remove(&base);
@@ -789,7 +794,7 @@ impl<'a> MailboxUpdate<'a> {
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => {
                         // Renamed by someone else meanwhile: look again.
-                        files = scan::scan_folder(&self.mail_dir)?;
+                        files = scan::scan_folder(&self.mail_dir, files.len())?;
                     }
                     Err(e) => {
                         return Err(e).with_context(|| {
@@ -866,7 +871,7 @@ impl<'a> MailboxUpdate<'a> {
         let kept = list.records.len();
         let saves = std::mem::take(&mut self.saves);
         // What a later scan would stat for the new files, recorded now.
-        let mut new_dates = super::dates::DateCache::load(&ctl.join(super::dates::FILE_NAME));
+        let mut new_dates: Vec<(Uid, String, i64, u64)> = Vec::with_capacity(saves.len());
         for (s, mask) in saves.iter().zip(save_masks) {
             lock.keep_alive();
             let size = s.rec.size;
@@ -916,12 +921,14 @@ impl<'a> MailboxUpdate<'a> {
                 r.set(b'O', o.to_string());
             }
             inserted_low |= s.rec.uid < old_next;
-            new_dates.insert(r.uid, &r.filename, s.rec.internal_date, s.rec.size);
+            new_dates.push((r.uid, r.filename.clone(), s.rec.internal_date, s.rec.size));
             list.records.push(r);
         }
-        if !saves.is_empty() {
-            new_dates.save(&ctl.join(super::dates::FILE_NAME));
-        }
+        let appended: Vec<(Uid, &str, i64, u64)> = new_dates
+            .iter()
+            .map(|(u, b, m, z)| (*u, b.as_str(), *m, *z))
+            .collect();
+        super::dates::append(&ctl, &appended);
         list.records.sort_by_key(|r| r.uid);
         let t_apply = t0.elapsed();
         if touched_new {

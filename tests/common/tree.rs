@@ -30,7 +30,7 @@ pub type Listing = BTreeMap<String, Entry>;
 /// dsync's own bookkeeping, not mail, so listings leave it out: at the
 /// root the run lock (rewritten with the holder's pid on every run), the
 /// store's ID and the per-peer sync state; in any folder the date cache
-/// `dsync-dates`.
+/// `dsync-dates` and its summary `dsync-summary`.
 pub fn is_engine_own(rel: &str) -> bool {
     let file = rel.rsplit('/').next().unwrap_or(rel);
     rel == "dsync.lock"
@@ -39,6 +39,7 @@ pub fn is_engine_own(rel: &str) -> bool {
         || rel.starts_with("dsync-fp.")
         || rel.starts_with("dsync-subs.")
         || file == "dsync-dates"
+        || file == "dsync-summary"
 }
 
 /// Lists `root` recursively, hashing every regular file; leaves out
