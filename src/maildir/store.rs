@@ -41,11 +41,6 @@ pub(crate) struct Folder {
 }
 
 impl Folder {
-    /// `files` must hold a file for every record (as after `reconcile`).
-    pub fn new(list: Uidlist, files: FileMap, stamp: Option<scan::Stamp>) -> Folder {
-        Self::try_new(list, files, stamp).expect("reconciled records all have files")
-    }
-
     /// `None` when some record has no file in `files`.
     pub fn try_new(
         list: Uidlist,
@@ -411,7 +406,7 @@ impl MaildirStore {
             }
         }
         let mut locked_stamp: Option<scan::Stamp>;
-        let list = {
+        let (list, locs) = {
             let ctl = self.opts.control_dir(name)?;
             mkdir_p(&ctl)?;
             let lock = DotLock::acquire(&path)?;
@@ -441,7 +436,7 @@ impl MaildirStore {
             }
             list.version = 3;
             let header_next = list.header_next_uid;
-            let r = scan::reconcile(&mut list, &files, 1);
+            let (r, locs) = scan::reconcile_into(&mut list, files, 1);
             // The uidlist as written here (stat'ed before the lock goes, so
             // no later writer's version is taken for ours).
             let written = if created || !complete || r.dropped > 0 {
@@ -469,13 +464,18 @@ impl MaildirStore {
                 // gone; let Dovecot rebuild it from ours.
                 self.remove_dovecot_index(name)?;
             }
-            list
+            (list, locs)
         };
         // After our own rewrite the folder is what we read under the lock;
         // the new uidlist is ours, so the stamp taken there still holds.
         let stamp = Some(locked_stamp.unwrap_or(stamp));
-        self.folders
-            .insert(name.clone(), Folder::new(list, files, stamp));
+        let folder = Folder {
+            list,
+            locs,
+            stamp,
+            own_uidlist: None,
+        };
+        self.folders.insert(name.clone(), folder);
         Ok(&self.folders[name])
     }
 

@@ -533,7 +533,7 @@ fn memory_per_message() {
     let mut l = Uidlist::new(1, MailboxGuid([1; 16]));
     reconcile(&mut l, &files, 1);
     let peak = rss_kb();
-    let folder = super::store::Folder::new(l, files, None);
+    let folder = super::store::Folder::try_new(l, files, None).expect("every record has its file");
     let after = rss_kb();
     eprintln!(
         "{} bytes per message while reading (file map + uidlist), {} once cached",
