@@ -404,6 +404,7 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
                 program: None,
                 prefix: &format!("{host}: "),
                 name: "the remote side",
+                die_with_parent: false,
             })?;
             (format!("remote dsync on {host}"), t)
         }
@@ -417,6 +418,7 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
                 program: None,
                 prefix: "remote: ",
                 name: "the remote side",
+                die_with_parent: false,
             })?;
             (format!("remote dsync ({})", argv.join(" ")), t)
         }
@@ -582,6 +584,7 @@ fn start_local_side(
         program,
         prefix: "LOCATION2: ",
         name: "the LOCATION2 side",
+        die_with_parent: true,
     })?;
     tracing::debug!(
         "started the LOCATION2 side (pid {}): {}",

@@ -67,6 +67,14 @@ pub struct Spawn<'a, S> {
     pub prefix: &'a str,
     /// What it is, for messages: "the remote side".
     pub name: &'a str,
+    /// Killed when we die, even by SIGKILL (Linux's parent-death signal),
+    /// so that killing dsync stops the whole run at once, as it did when
+    /// a local LOCATION2 was served in-process; without it the child only
+    /// stops at the end of its input, after the commands already in the
+    /// pipe. The signal is tied to the thread that spawns: call from a
+    /// thread that lives as long as the run (the main thread, which runs
+    /// the command's future).
+    pub die_with_parent: bool,
 }
 
 /// Starts a command with piped stdin/stdout. Its stderr lines are relayed
@@ -78,6 +86,7 @@ pub fn spawn<S: AsRef<OsStr>>(how: Spawn<'_, S>) -> Result<ChildTransport> {
         program,
         prefix,
         name,
+        die_with_parent,
     } = how;
     let (arg0, args) = argv
         .split_first()
@@ -91,6 +100,26 @@ pub fn spawn<S: AsRef<OsStr>>(how: Spawn<'_, S>) -> Result<ChildTransport> {
     if program.is_some() {
         cmd.arg0(arg0);
     }
+    #[cfg(target_os = "linux")]
+    if die_with_parent {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls, no
+        // allocation (the error is a raw OS error).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // We may have died before the signal was set up.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = die_with_parent;
     let mut child = cmd
         .args(args)
         .stdin(Stdio::piped())
@@ -365,6 +394,7 @@ mod tests {
             program: None,
             prefix: "remote: ",
             name: "the remote side",
+            die_with_parent: false,
         })
         .unwrap();
         let o = t.outcome(Duration::from_secs(5)).await;
