@@ -236,7 +236,15 @@ struct Setup {
     user: user::User,
 }
 
+/// Reads the settings, finds the user and (with `-u`) becomes that user.
 fn setup(opts: &Opts) -> Result<Setup> {
+    let s = setup_as_invoked(opts)?;
+    switch_user(opts, &s.user)?;
+    Ok(s)
+}
+
+/// [`setup`] without the switch to the `-u` user.
+fn setup_as_invoked(opts: &Opts) -> Result<Setup> {
     let mut overrides = Vec::new();
     for o in &opts.overrides {
         overrides
@@ -247,16 +255,19 @@ fn setup(opts: &Opts) -> Result<Setup> {
     }
     let config = Config::load(opts.config.as_deref(), &overrides)?;
     let user = match &opts.user {
-        Some(name) => {
-            let u = user::lookup(name)?;
-            // As root, act as the mail's owner so nothing we write ends up
-            // owned by root (Dovecot would then fail to touch it).
-            user::become_user(&u)?;
-            u
-        }
+        Some(name) => user::lookup(name)?,
         None => user::current()?,
     };
     Ok(Setup { config, user })
+}
+
+/// With `-u`: as root, act as the mail's owner so nothing we write ends up
+/// owned by root (Dovecot would then fail to touch it).
+fn switch_user(opts: &Opts, user: &user::User) -> Result<()> {
+    if opts.user.is_some() {
+        user::become_user(user)?;
+    }
+    Ok(())
 }
 
 /// A duration setting in seconds ("30" or "30s"), or `default`.
@@ -341,18 +352,25 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
-    // Opened before `-u` switches to the mail's owner, who may not reach
-    // the directory this program lives in (see `start_local_side`).
-    let exe = OwnExecutable::open();
-    let Setup { config, user } = setup(opts)?;
+    let Setup { config, user } = setup_as_invoked(opts)?;
     let ex = Expand {
         user: &user.name,
         home: &user.home,
     };
-    let loc1 = location::parse_mail_location(config.mail_location(), &ex)
-        .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
     let loc2 = location::parse_location2(location2, &ex)
         .map_err(|e| UsageError(format!("LOCATION2: {e:#}")))?;
+    // A local LOCATION2's side starts as we were started (root, with -u)
+    // and switches to the user itself, as a remote `dsync -u USER server`
+    // does: it reads the same config files (often readable by root only)
+    // and runs the same binary (perhaps in a directory only root enters).
+    let local_side = match loc2 {
+        // A local location is one word (several are a command line).
+        Location2::Local(_) => Some(start_local_side(opts, &location2[0])?),
+        _ => None,
+    };
+    switch_user(opts, &user)?;
+    let loc1 = location::parse_mail_location(config.mail_location(), &ex)
+        .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
     let sep = config.inbox_namespace().separator;
     let mut names = Vec::new();
     for m in &opts.mailboxes {
@@ -389,33 +407,28 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         }) as LocalOpener<'_>
     };
 
-    let is_local = matches!(loc2, Location2::Local(_));
-    let (peer, mut t) = match loc2 {
-        Location2::Local(_) => {
-            // A local location is one word (several are a command line).
-            let t = start_local_side(exe?, opts, &location2[0])?;
-            ("LOCATION2".to_string(), t)
-        }
-        Location2::Ssh { user: ruser, host } => {
+    let is_local = local_side.is_some();
+    let (peer, mut t) = match (loc2, local_side) {
+        (_, Some(t)) => ("LOCATION2".to_string(), t),
+        (Location2::Local(_), None) => unreachable!("a local LOCATION2's side was started"),
+        (Location2::Ssh { user: ruser, host }, None) => {
             let argv = remote_command(&config, &host, ruser.as_deref())?;
             tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(Spawn {
                 argv: &argv,
-                program: None,
                 prefix: &format!("{host}: "),
                 name: "the remote side",
                 die_with_parent: false,
             })?;
             (format!("remote dsync on {host}"), t)
         }
-        Location2::Command(mut argv) => {
+        (Location2::Command(mut argv), None) => {
             if argv.last().map(String::as_str) != Some("server") {
                 argv.push("server".to_string());
             }
             tracing::debug!("starting the remote side: {}", argv.join(" "));
             let t = transport::spawn(Spawn {
                 argv: &argv,
-                program: None,
                 prefix: "remote: ",
                 name: "the remote side",
                 die_with_parent: false,
@@ -537,22 +550,6 @@ fn answered(e: &anyhow::Error) -> bool {
         .any(|c| c.is::<crate::brain::remote::RemoteError>())
 }
 
-/// This program's file, opened while we may still read it as root.
-struct OwnExecutable {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl OwnExecutable {
-    fn open() -> Result<OwnExecutable> {
-        let path = std::env::current_exe()
-            .context("cannot find this program's own file to run the LOCATION2 side")?;
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("opening {} to run the LOCATION2 side", path.display()))?;
-        Ok(OwnExecutable { path, file })
-    }
-}
-
 /// Starts a local LOCATION2's side: this same program as `dsync server`,
 /// a process of its own like a remote side (its own memory and core, its
 /// own lock on its store), on the leader's machine, so it also offers to
@@ -561,27 +558,14 @@ impl OwnExecutable {
 /// It gets every option that decides which store it opens and how (the
 /// config file, each `-o`, `-C`, the user, the log level), and LOCATION2,
 /// exactly as given, as its `mail_location`: it expands `%u`, `~` and the
-/// location's parameters as we did, for the same user and in the same
+/// location's parameters as we do, for the same user and in the same
 /// directory, so it opens the store an in-process follower would.
-///
-/// With `-u` as root we already are the mail's owner, who may be unable to
-/// reach this program's directory (`/root/.cargo/bin`): it is run through
-/// the descriptor opened before the switch (`/proc/self/fd/N` reaches the
-/// file without the path; the file itself must be executable by the
-/// user, as an installed binary is). Its own `-u` then finds it already
-/// is that user, which is allowed.
-fn start_local_side(
-    exe: OwnExecutable,
-    opts: &Opts,
-    location2: &str,
-) -> Result<transport::ChildTransport> {
-    use std::os::unix::io::AsRawFd;
-    let argv = local_side_argv(&exe.path, opts, location2);
-    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", exe.file.as_raw_fd()));
-    let program = by_fd.exists().then_some(by_fd.as_os_str());
+fn start_local_side(opts: &Opts, location2: &str) -> Result<transport::ChildTransport> {
+    let exe = std::env::current_exe()
+        .context("cannot find this program's own file to run the LOCATION2 side")?;
+    let argv = local_side_argv(&exe, opts, location2);
     let t = transport::spawn(Spawn {
         argv: &argv,
-        program,
         prefix: "LOCATION2: ",
         name: "the LOCATION2 side",
         die_with_parent: true,

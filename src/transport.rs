@@ -57,12 +57,8 @@ const HELD_LINES: usize = 20;
 
 /// How to start the other side.
 pub struct Spawn<'a, S> {
-    /// Its command line; `argv[0]` is also the program to run unless
-    /// `program` is given.
+    /// Its command line.
     pub argv: &'a [S],
-    /// The file to execute when it is not `argv[0]` (a descriptor's
-    /// `/proc/self/fd/N`, say).
-    pub program: Option<&'a OsStr>,
     /// Put before each line it prints on stderr.
     pub prefix: &'a str,
     /// What it is, for messages: "the remote side".
@@ -83,12 +79,11 @@ pub struct Spawn<'a, S> {
 pub fn spawn<S: AsRef<OsStr>>(how: Spawn<'_, S>) -> Result<ChildTransport> {
     let Spawn {
         argv,
-        program,
         prefix,
         name,
         die_with_parent,
     } = how;
-    let (arg0, args) = argv
+    let (prog, args) = argv
         .split_first()
         .with_context(|| format!("empty command line for {name}"))?;
     let command = argv
@@ -96,10 +91,7 @@ pub fn spawn<S: AsRef<OsStr>>(how: Spawn<'_, S>) -> Result<ChildTransport> {
         .map(|a| a.as_ref().to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let mut cmd = Command::new(program.unwrap_or(arg0.as_ref()));
-    if program.is_some() {
-        cmd.arg0(arg0);
-    }
+    let mut cmd = Command::new(prog);
     #[cfg(target_os = "linux")]
     if die_with_parent {
         let parent = std::process::id() as libc::pid_t;
@@ -391,7 +383,6 @@ mod tests {
         .collect();
         let mut t = spawn(Spawn {
             argv: &argv,
-            program: None,
             prefix: "remote: ",
             name: "the remote side",
             die_with_parent: false,

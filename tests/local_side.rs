@@ -216,70 +216,123 @@ fn local_side_expands_location2_and_its_parameters_as_the_leader_does() {
 #[test]
 fn a_killed_leader_does_not_leave_the_local_side_running() {
     let t = tempdir();
-    let src = typical_maildir(&t.path().join("src"), 304, 6);
-    let dst = Maildir::at(t.path().join("dest"));
-    dsync(
-        t.path(),
-        Some(&src.location()),
-        &["mirror", &dst.location()],
-    )
-    .expect_ok();
+    let mail = t.path().join("mail");
+    fs::create_dir(&mail).unwrap();
+    killed_leader(t.path(), &mail, &[]);
+}
+
+/// The same with `-u` as root: the child switches to the user itself,
+/// which makes the kernel forget its parent-death signal unless it is set
+/// again.
+#[test]
+fn a_killed_leader_with_dash_u_does_not_leave_the_local_side_running() {
+    if !root_for("a_killed_leader_with_dash_u_does_not_leave_the_local_side_running") {
+        return;
+    }
+    let (uid, gid) = ensure_test_user();
+    let t = tempdir();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = t.path().join("mail");
+    fs::create_dir(&mail).unwrap();
+    std::os::unix::fs::chown(&mail, Some(uid), Some(gid)).unwrap();
+    killed_leader(t.path(), &mail, &["-u", TEST_USER]);
+}
+
+/// Kills a mirror's leader while LOCATION2's side waits for its next
+/// command, stopped (SIGSTOP) so that only the kernel's parent-death
+/// signal can end it: it must be gone at once, its lock free, and a rerun
+/// must converge. The mail lives in `mail` (the user's with `-u`).
+fn killed_leader(t: &Path, mail: &Path, extra: &[&str]) {
+    let src = typical_maildir(&mail.join("src"), 304, 6);
+    let dst = Maildir::at(mail.join("dest"));
+    let conf = write_config(t, Some(&src.location()));
+    let chown = |p: &Path| {
+        if let Some(m) = fs::metadata(mail).ok().filter(|m| m.uid() != 0) {
+            chown_tree(p, m.uid(), m.gid());
+        }
+    };
+    chown(mail);
+    let mirror = |pause: Option<&Path>| {
+        let mut c = Command::new(binary());
+        c.arg("-c")
+            .arg(&conf)
+            .args(extra)
+            .args(["mirror", &dst.location()])
+            .current_dir(t)
+            .env("HOME", t)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(p) = pause {
+            c.env("DSYNC_TEST_PAUSE", p);
+        }
+        c.spawn().unwrap()
+    };
+    let out = mirror(None).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     src.inbox()
         .put(&Msg::new(Gen::new(7).message(900, Eol::Lf)).flags("S"));
+    chown(mail);
 
     // The leader stops after reading both sides (the test hook), with
-    // LOCATION2's side waiting for its next command; then it is killed.
-    let pause = t.path().join("paused");
-    let conf = write_config(t.path(), Some(&src.location()));
-    let mut leader = Command::new(binary())
-        .arg("-c")
-        .arg(&conf)
-        .args(["mirror", &dst.location()])
-        .current_dir(t.path())
-        .env("HOME", t.path())
-        .env("DSYNC_TEST_PAUSE", &pause)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // LOCATION2's side waiting for its next command.
+    let pause = mail.join("paused");
+    let mut leader = mirror(Some(&pause));
     let start = Instant::now();
     while !pause.exists() {
         assert!(start.elapsed() < Duration::from_secs(60), "never paused");
         if let Some(s) = leader.try_wait().unwrap() {
-            panic!("the leader ended ({s}) before pausing");
+            let mut err = String::new();
+            std::io::Read::read_to_string(leader.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the leader ended ({s}) before pausing:\n{err}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let child = lock_holder(&dst.root);
     assert_ne!(child, leader.id());
+    unsafe { libc::kill(child as i32, libc::SIGSTOP) };
     leader.kill().unwrap();
     leader.wait().unwrap();
 
-    // The child reads the end of its input and exits, releasing its lock.
-    let start = Instant::now();
-    while running(child) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "LOCATION2's side (pid {child}) still runs after its leader was killed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Gone, and its lock free: its last threads may still be closing
+    // files when the process already shows as a zombie.
     let lock = fs::File::open(dst.root.join("dsync.lock")).unwrap();
-    assert_eq!(
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-        0,
-        "LOCATION2's lock is still held"
-    );
+    let free = || unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    let start = Instant::now();
+    while running(child) || !free() {
+        if start.elapsed() > Duration::from_secs(10) {
+            unsafe { libc::kill(child as i32, libc::SIGKILL) };
+            panic!("LOCATION2's side (pid {child}) outlived its killed leader, or its lock");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(lock);
     fs::remove_file(&pause).ok();
     // Nothing half-done: a rerun converges.
-    dsync(
-        t.path(),
-        Some(&src.location()),
-        &["mirror", &dst.location()],
-    )
-    .expect_ok();
+    let out = mirror(None).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// True when running as root; otherwise says the test is skipped (CI runs
+/// as root, so there it fails instead).
+fn root_for(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    eprintln!("SKIPPING {test}: needs root");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs the tests as root"
+    );
+    false
 }
 
 /// True while `pid` runs (a zombie waiting for its reaper has ended).
@@ -335,24 +388,18 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) {
     assert!(st.success());
 }
 
-/// As root with `-u`, the leader switches to the user before it starts
-/// LOCATION2's side, which then already is that user (and must accept its
-/// own `-u`). The binary may lie where that user cannot reach (root's
-/// cargo bin): the child is started from the file opened before the switch.
+/// As root with `-u`, LOCATION2's side starts as root and switches to the
+/// user itself, like a remote `dsync -u USER server`: a config file only
+/// root may read and a binary in a directory only root may enter (root's
+/// cargo bin) work for it as they do for the leader.
 #[test]
 fn dash_u_as_root_runs_the_local_side_as_that_user() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPING dash_u_as_root_runs_the_local_side_as_that_user: needs root");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
+    if !root_for("dash_u_as_root_runs_the_local_side_as_that_user") {
         return;
     }
     let (uid, gid) = ensure_test_user();
     let t = tempdir();
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    // The binary in a directory only root may enter.
     let private = t.path().join("root-only");
     fs::create_dir(&private).unwrap();
     fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
@@ -364,7 +411,8 @@ fn dash_u_as_root_runs_the_local_side_as_that_user() {
     let src = typical_maildir(&mail.join("src"), 305, 5);
     chown_tree(&mail, uid, gid);
     let dst = Maildir::at(mail.join("dest"));
-    let conf = write_config(t.path(), Some(&src.location()));
+    let conf = write_config(&private, Some(&src.location()));
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new(&exe)
         .arg("-c")
         .arg(&conf)
