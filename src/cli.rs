@@ -559,7 +559,7 @@ fn answered(e: &anyhow::Error) -> bool {
 /// config file, each `-o`, `-C`, the user, the log level), and LOCATION2,
 /// exactly as given, as its `mail_location`: it expands `%u`, `~` and the
 /// location's parameters as we do, for the same user and in the same
-/// directory, so it opens the store an in-process follower would.
+/// directory, so it opens the store we mean.
 fn start_local_side(opts: &Opts, location2: &str) -> Result<transport::ChildTransport> {
     let exe = std::env::current_exe()
         .context("cannot find this program's own file to run the LOCATION2 side")?;
@@ -762,6 +762,80 @@ async fn serve_stdio(opts: &Opts, local_copy: bool) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_local_side_gets_the_options_that_shape_its_store() {
+        let opts = Opts {
+            config: Some(PathBuf::from("/etc/dsync test.conf")),
+            alt_char: Some('-'),
+            debug: true,
+            full: true,
+            mailboxes: vec!["INBOX".into()],
+            overrides: vec!["dsync_lock_timeout=5".into(), "-odd=x".into()],
+            reverse: true,
+            user: Some("jane".into()),
+            verbose: false,
+        };
+        let argv = local_side_argv(
+            std::path::Path::new("/usr/bin/dsync"),
+            &opts,
+            "maildir:~/B %u:LAYOUT=fs",
+        );
+        assert_eq!(argv[0], "/usr/bin/dsync");
+        assert_eq!(argv[argv.len() - 2..], ["server", "--local-copy"]);
+        // What the child's own parser makes of it.
+        let cli = Cli::try_parse_from(&argv).unwrap();
+        let Cmd::Server {
+            opts: after,
+            local_copy,
+        } = cli.command
+        else {
+            panic!("not a server command line: {argv:?}");
+        };
+        let got = cli.opts.merge(after);
+        assert!(local_copy);
+        assert_eq!(got.config, opts.config);
+        assert_eq!(got.alt_char, Some('-'));
+        assert_eq!(got.user.as_deref(), Some("jane"));
+        assert!(got.debug && !got.verbose);
+        // The last override wins: LOCATION2 as the mail location.
+        assert_eq!(
+            got.overrides,
+            [
+                "dsync_lock_timeout=5",
+                "-odd=x",
+                "mail_location=maildir:~/B %u:LAYOUT=fs"
+            ]
+        );
+        // The leader's own concerns stay with the leader.
+        assert!(got.mailboxes.is_empty() && !got.full && !got.reverse);
+    }
+
+    #[tokio::test]
+    async fn a_local_side_that_cannot_start_is_reported_as_location2() {
+        let argv = [
+            "sh",
+            "-c",
+            "echo 'dsync server: error: cannot read /etc/x.conf: Permission denied' >&2; exit 1",
+        ];
+        let mut t = transport::spawn(Spawn {
+            argv: &argv,
+            prefix: "LOCATION2: ",
+            name: "the LOCATION2 side",
+            die_with_parent: true,
+        })
+        .unwrap();
+        let how = t.outcome(Duration::from_secs(5)).await;
+        let e = local_start_error(anyhow::anyhow!("connection closed"), &how, &t);
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "LOCATION2: cannot read /etc/x.conf: Permission denied \
+                 (the LOCATION2 side `{}` exited with status 1)",
+                argv.join(" ")
+            )
+        );
+    }
 
     #[test]
     fn splits_commands_like_a_shell() {
