@@ -357,7 +357,12 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         user: &user.name,
         home: &user.home,
     };
-    let loc2 = location::parse_location2(location2, &ex)
+    // Quietly: what parsing a local location warns about (an unknown
+    // parameter) its own side says again when it parses it, prefixed.
+    let loc2 =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            location::parse_location2(location2, &ex)
+        })
         .map_err(|e| UsageError(format!("LOCATION2: {e:#}")))?;
     // A local LOCATION2's side starts as we were started (root, with -u)
     // and switches to the user itself, as a remote `dsync -u USER server`

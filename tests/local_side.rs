@@ -214,6 +214,25 @@ fn local_side_expands_location2_and_its_parameters_as_the_leader_does() {
 }
 
 #[test]
+fn a_warning_about_location2_comes_once_from_its_side() {
+    let t = tempdir();
+    let src = typical_maildir(&t.path().join("src"), 306, 3);
+    let loc2 = format!(
+        "maildir:{}:NO_SUCH_PARAM=1",
+        t.path().join("dest").display()
+    );
+    let r = dsync(t.path(), Some(&src.location()), &["mirror", &loc2]);
+    r.expect_ok();
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("unknown parameter \"NO_SUCH_PARAM\""))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].starts_with("LOCATION2: "), "{}", r.stderr);
+}
+
+#[test]
 fn a_killed_leader_does_not_leave_the_local_side_running() {
     let t = tempdir();
     let mail = t.path().join("mail");
