@@ -110,9 +110,10 @@ enum Cmd {
     Server {
         #[command(flatten)]
         opts: Opts,
-        /// Offer the leader to copy message files straight from its paths.
-        /// Only for a follower on the leader's machine, which the leader
-        /// starts with it for a local LOCATION2; never over ssh.
+        /// Offer the leader to copy message files straight from its paths,
+        /// and leave warnings about the config it shares to it. Only for a
+        /// follower on the leader's machine, which the leader starts with
+        /// it for a local LOCATION2; never over ssh.
         #[arg(long = "local-copy", hide = true)]
         local_copy: bool,
     },
@@ -733,7 +734,15 @@ enum LeadJob {
 }
 
 async fn serve_stdio(opts: &Opts, local_copy: bool) -> Result<i32> {
-    let Setup { config, user } = setup(opts)?;
+    // Started by a leader on this machine (`--local-copy`), we read the
+    // config it read and it has said what is wrong with it: quietly here.
+    let Setup { config, user } = if local_copy {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            setup(opts)
+        })?
+    } else {
+        setup(opts)?
+    };
     let ex = Expand {
         user: &user.name,
         home: &user.home,

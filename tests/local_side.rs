@@ -213,23 +213,44 @@ fn local_side_expands_location2_and_its_parameters_as_the_leader_does() {
         .exists());
 }
 
+/// Both sides read the config and parse LOCATION2: each warning is said
+/// once, about LOCATION2 by its side (prefixed), about the config by the
+/// leader.
 #[test]
-fn a_warning_about_location2_comes_once_from_its_side() {
+fn warnings_come_once() {
     let t = tempdir();
     let src = typical_maildir(&t.path().join("src"), 306, 3);
+    let conf = t.path().join("own.conf");
+    fs::write(
+        &conf,
+        format!(
+            "mail_location = {}\ndsync_io_timeout = 600#glued\n",
+            src.location()
+        ),
+    )
+    .unwrap();
     let loc2 = format!(
         "maildir:{}:NO_SUCH_PARAM=1",
         t.path().join("dest").display()
     );
-    let r = dsync(t.path(), Some(&src.location()), &["mirror", &loc2]);
+    let r = common::run::dsync_raw(
+        t.path(),
+        &[
+            "-c".into(),
+            conf.display().to_string(),
+            "mirror".into(),
+            loc2,
+        ],
+    );
     r.expect_ok();
-    let warnings: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("unknown parameter \"NO_SUCH_PARAM\""))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", r.stderr);
-    assert!(warnings[0].starts_with("LOCATION2: "), "{}", r.stderr);
+    let lines =
+        |needle: &str| -> Vec<&str> { r.stderr.lines().filter(|l| l.contains(needle)).collect() };
+    let about_loc2 = lines("unknown parameter \"NO_SUCH_PARAM\"");
+    assert_eq!(about_loc2.len(), 1, "{}", r.stderr);
+    assert!(about_loc2[0].starts_with("LOCATION2: "), "{}", r.stderr);
+    let about_config = lines("glued to a word");
+    assert_eq!(about_config.len(), 1, "{}", r.stderr);
+    assert!(!about_config[0].starts_with("LOCATION2: "), "{}", r.stderr);
 }
 
 #[test]
