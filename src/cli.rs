@@ -10,12 +10,14 @@ use crate::location::{self, Expand, Location2, MailLocation};
 use crate::maildir::{IndexDir, Layout, MaildirOptions, MaildirStore};
 use crate::mbox::{MboxOptions, MboxStore};
 use crate::model::MailboxName;
-use crate::protocol::{self, connection::BoxRead, connection::BoxWrite};
+use crate::protocol;
 use crate::server::{self, ServerOptions, StoreOpener};
 use crate::store::Store;
+use crate::transport::Spawn;
 use crate::{lock, transport, user};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -108,6 +110,12 @@ enum Cmd {
     Server {
         #[command(flatten)]
         opts: Opts,
+        /// Offer the leader to copy message files straight from its paths,
+        /// and leave warnings about the config it shares to it. Only for a
+        /// follower on the leader's machine, which the leader starts with
+        /// it for a local LOCATION2; never over ssh.
+        #[arg(long = "local-copy", hide = true)]
+        local_copy: bool,
     },
 }
 
@@ -132,7 +140,7 @@ pub fn main() -> i32 {
     let (opts, job) = match cli.command {
         Cmd::Mirror { opts, location2 } => (cli.opts.merge(opts), Job::Mirror(location2)),
         Cmd::Backup { opts, location2 } => (cli.opts.merge(opts), Job::Backup(location2)),
-        Cmd::Server { opts } => (cli.opts.merge(opts), Job::Server),
+        Cmd::Server { opts, local_copy } => (cli.opts.merge(opts), Job::Server { local_copy }),
     };
     init_logging(&opts);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -146,7 +154,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let role = if matches!(job, Job::Server) {
+    let role = if matches!(job, Job::Server { .. }) {
         "dsync server"
     } else {
         "dsync"
@@ -183,7 +191,7 @@ fn changed_meanwhile(e: &anyhow::Error) -> bool {
 enum Job {
     Mirror(Vec<String>),
     Backup(Vec<String>),
-    Server,
+    Server { local_copy: bool },
 }
 
 /// A mistake in the command line found after parsing (bad `-o`, say).
@@ -229,7 +237,15 @@ struct Setup {
     user: user::User,
 }
 
+/// Reads the settings, finds the user and (with `-u`) becomes that user.
 fn setup(opts: &Opts) -> Result<Setup> {
+    let s = setup_as_invoked(opts)?;
+    switch_user(opts, &s.user)?;
+    Ok(s)
+}
+
+/// [`setup`] without the switch to the `-u` user.
+fn setup_as_invoked(opts: &Opts) -> Result<Setup> {
     let mut overrides = Vec::new();
     for o in &opts.overrides {
         overrides
@@ -240,16 +256,19 @@ fn setup(opts: &Opts) -> Result<Setup> {
     }
     let config = Config::load(opts.config.as_deref(), &overrides)?;
     let user = match &opts.user {
-        Some(name) => {
-            let u = user::lookup(name)?;
-            // As root, act as the mail's owner so nothing we write ends up
-            // owned by root (Dovecot would then fail to touch it).
-            user::become_user(&u)?;
-            u
-        }
+        Some(name) => user::lookup(name)?,
         None => user::current()?,
     };
     Ok(Setup { config, user })
+}
+
+/// With `-u`: as root, act as the mail's owner so nothing we write ends up
+/// owned by root (Dovecot would then fail to touch it).
+fn switch_user(opts: &Opts, user: &user::User) -> Result<()> {
+    if opts.user.is_some() {
+        user::become_user(user)?;
+    }
+    Ok(())
 }
 
 /// A duration setting in seconds ("30" or "30s"), or `default`.
@@ -267,7 +286,7 @@ fn io_timeout(config: &Config) -> Duration {
 
 async fn run(opts: Opts, job: Job) -> Result<i32> {
     match job {
-        Job::Server => serve_stdio(&opts).await,
+        Job::Server { local_copy } => serve_stdio(&opts, local_copy).await,
         Job::Backup(location2) => sync(&opts, &location2, Mode::Backup).await,
         Job::Mirror(location2) => sync(&opts, &location2, Mode::Mirror).await,
     }
@@ -334,15 +353,30 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
-    let Setup { config, user } = setup(opts)?;
+    let Setup { config, user } = setup_as_invoked(opts)?;
     let ex = Expand {
         user: &user.name,
         home: &user.home,
     };
+    // Quietly: what parsing a local location warns about (an unknown
+    // parameter) its own side says again when it parses it, prefixed.
+    let loc2 =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            location::parse_location2(location2, &ex)
+        })
+        .map_err(|e| UsageError(format!("LOCATION2: {e:#}")))?;
+    // A local LOCATION2's side starts as we were started (root, with -u)
+    // and switches to the user itself, as a remote `dsync -u USER server`
+    // does: it reads the same config files (often readable by root only)
+    // and runs the same binary (perhaps in a directory only root enters).
+    let local_side = match loc2 {
+        // A local location is one word (several are a command line).
+        Location2::Local(_) => Some(start_local_side(opts, &location2[0])?),
+        _ => None,
+    };
+    switch_user(opts, &user)?;
     let loc1 = location::parse_mail_location(config.mail_location(), &ex)
         .with_context(|| format!("mail_location {:?}", config.mail_location()))?;
-    let loc2 = location::parse_location2(location2, &ex)
-        .map_err(|e| UsageError(format!("LOCATION2: {e:#}")))?;
     let sep = config.inbox_namespace().separator;
     let mut names = Vec::new();
     for m in &opts.mailboxes {
@@ -379,47 +413,37 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         }) as LocalOpener<'_>
     };
 
-    let (peer, mut side) = match loc2 {
-        Location2::Local(loc) => {
-            let ((r1, w1), (r2, w2)) = transport::in_process();
-            let config2 = config.clone();
-            let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config2, create));
-            let task = tokio::spawn(server::serve(
-                r2,
-                w2,
-                opener,
-                ServerOptions {
-                    local_copy: true,
-                    timeout,
-                },
-            ));
-            ("LOCATION2".to_string(), Side::Task(task, Some((r1, w1))))
-        }
-        Location2::Ssh { user: ruser, host } => {
+    let is_local = local_side.is_some();
+    let (peer, mut t) = match (loc2, local_side) {
+        (_, Some(t)) => ("LOCATION2".to_string(), t),
+        (Location2::Local(_), None) => unreachable!("a local LOCATION2's side was started"),
+        (Location2::Ssh { user: ruser, host }, None) => {
             let argv = remote_command(&config, &host, ruser.as_deref())?;
             tracing::debug!("starting the remote side: {}", argv.join(" "));
-            let t = transport::spawn(&argv, &format!("{host}: "))?;
-            (format!("remote dsync on {host}"), Side::Child(Box::new(t)))
+            let t = transport::spawn(Spawn {
+                argv: &argv,
+                prefix: &format!("{host}: "),
+                name: "the remote side",
+                die_with_parent: false,
+            })?;
+            (format!("remote dsync on {host}"), t)
         }
-        Location2::Command(mut argv) => {
+        (Location2::Command(mut argv), None) => {
             if argv.last().map(String::as_str) != Some("server") {
                 argv.push("server".to_string());
             }
             tracing::debug!("starting the remote side: {}", argv.join(" "));
-            let t = transport::spawn(&argv, "remote: ")?;
-            (
-                format!("remote dsync ({})", argv.join(" ")),
-                Side::Child(Box::new(t)),
-            )
+            let t = transport::spawn(Spawn {
+                argv: &argv,
+                prefix: "remote: ",
+                name: "the remote side",
+                die_with_parent: false,
+            })?;
+            (format!("remote dsync ({})", argv.join(" ")), t)
         }
     };
-    let (read, write) = match &mut side {
-        Side::Task(_, streams) => streams.take().expect("streams are taken once"),
-        Side::Child(t) => (
-            std::mem::replace(&mut t.read, Box::new(tokio::io::empty())),
-            std::mem::replace(&mut t.write, Box::new(tokio::io::sink())),
-        ),
-    };
+    let read = std::mem::replace(&mut t.read, Box::new(tokio::io::empty()));
+    let write = std::mem::replace(&mut t.write, Box::new(tokio::io::sink()));
     let (read, write, traffic) = transport::counted(read, write);
     let (tx, rx) = protocol::connect(read, write, &peer, timeout);
     // Like Dovecot's dsync, the follower takes the leader's alt_char.
@@ -434,33 +458,24 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
     let mut remote = match Remote::handshake(tx, rx, features).await {
         Ok(r) => r,
         Err(e) => {
-            return Err(match side {
-                // What the remote printed says why far better than the
-                // closed stream does (`bash: dsync: command not found`,
-                // `Permission denied (publickey)`).
-                Side::Child(mut t) => {
-                    // A remote that could not start exits at once (ssh
-                    // right after its message); one that is silent or
-                    // talks nonsense is not waited for long.
-                    let how = t.outcome(Duration::from_secs(2)).await;
-                    if how.failed {
-                        anyhow::anyhow!("the remote side could not start: `{}` {how}", t.command())
-                    } else if !how.stderr.is_empty() {
-                        anyhow::anyhow!("{e:#} (the remote side printed: {})", how.stderr)
-                    } else {
-                        e
-                    }
-                }
-                Side::Task(task, _) => match task.await {
-                    Ok(Err(server_err)) => e.context(format!("LOCATION2: {server_err:#}")),
-                    _ => e,
-                },
+            // What the other side printed says why far better than the
+            // closed stream does (`bash: dsync: command not found`,
+            // `Permission denied (publickey)`). A side that could not
+            // start exits at once (ssh right after its message); one that
+            // is silent or talks nonsense is not waited for long.
+            let how = t.outcome(Duration::from_secs(2)).await;
+            return Err(if is_local {
+                local_start_error(e, &how, &t)
+            } else if how.failed {
+                anyhow::anyhow!("the remote side could not start: `{}` {how}", t.command())
+            } else if !how.stderr.is_empty() {
+                anyhow::anyhow!("{e:#} (the remote side printed: {})", how.stderr)
+            } else {
+                e
             });
         }
     };
-    if let Side::Child(t) = &side {
-        t.started();
-    }
+    t.started();
     let job = match mode {
         Mode::Backup => LeadJob::Backup(dir, filter),
         Mode::Mirror => LeadJob::Mirror(MirrorOptions {
@@ -482,16 +497,20 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         Ok::<_, anyhow::Error>(report)
     }
     .await;
-    // Did the remote side end by itself (ssh killed, a crash)? Then that
+    // Did the other side end by itself (ssh killed, a crash)? Then that
     // is the cause and worth saying; asked before we hang up, which would
-    // end it anyway.
-    let remote_ended = match (&mut side, &result) {
-        (Side::Child(t), Err(_)) => {
+    // end it anyway. One that answered with an error is still there.
+    let other_ended = match &result {
+        Err(e) if !answered(e) => {
             let ended = t.ended_within(Duration::from_millis(500)).await;
             t.quiet();
             ended
         }
-        _ => None,
+        Err(_) => {
+            t.quiet();
+            None
+        }
+        Ok(_) => None,
     };
     drop(remote);
     tracing::info!(
@@ -500,22 +519,19 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         traffic.received()
     );
     drop(local_lock);
-    match side {
-        Side::Task(task, _) => match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) if result.is_ok() => return Err(e.context("the LOCATION2 side failed")),
-            Ok(Err(e)) => tracing::debug!("LOCATION2 side: {e:#}"),
-            Err(e) => bail!("the LOCATION2 side crashed: {e}"),
-        },
-        Side::Child(t) => {
-            if let Err(e) = result {
-                return Err(match remote_ended {
-                    Some(how) => e.context(format!("the remote side `{}` {how}", t.command())),
-                    None => e,
-                });
-            }
-            t.wait().await;
-        }
+    let name = t.name().to_string();
+    if let Err(e) = result {
+        let e = match other_ended {
+            Some(how) => e.context(format!("{name} `{}` {how}", t.command())),
+            None => e,
+        };
+        // We hung up, which ends it at its next read: let it finish what
+        // it is writing rather than kill it in the middle.
+        t.wait(Duration::from_secs(2)).await;
+        return Err(e);
+    }
+    if t.wait(Duration::from_secs(10)).await && is_local {
+        log_peak_memory(&name);
     }
     let report = result?;
     tracing::info!(
@@ -532,6 +548,121 @@ async fn sync(opts: &Opts, location2: &[String], mode: Mode) -> Result<i32> {
         return Ok(EXIT_INCOMPLETE);
     }
     Ok(0)
+}
+
+/// True if the other side reported the failure itself (so it is running).
+fn answered(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<crate::brain::remote::RemoteError>())
+}
+
+/// Starts a local LOCATION2's side: this same program as `dsync server`,
+/// a process of its own like a remote side (its own memory and core, its
+/// own lock on its store), on the leader's machine, so it also offers to
+/// copy files straight from the leader's paths (`--local-copy`).
+///
+/// It gets every option that decides which store it opens and how (the
+/// config file, each `-o`, `-C`, the user, the log level), and LOCATION2,
+/// exactly as given, as its `mail_location`: it expands `%u`, `~` and the
+/// location's parameters as we do, for the same user and in the same
+/// directory, so it opens the store we mean.
+fn start_local_side(opts: &Opts, location2: &str) -> Result<transport::ChildTransport> {
+    let exe = std::env::current_exe()
+        .context("cannot find this program's own file to run the LOCATION2 side")?;
+    let argv = local_side_argv(&exe, opts, location2);
+    let t = transport::spawn(Spawn {
+        argv: &argv,
+        prefix: "LOCATION2: ",
+        name: "the LOCATION2 side",
+        die_with_parent: true,
+    })?;
+    tracing::debug!(
+        "started the LOCATION2 side (pid {}): {}",
+        t.id().map_or("?".to_string(), |p| p.to_string()),
+        t.command()
+    );
+    Ok(t)
+}
+
+/// The command line of [`start_local_side`]: `EXE [-c FILE] [-o SETTING]...
+/// [-C CHAR] [-u USER] [-D] [-v] -o mail_location=LOCATION2 server
+/// --local-copy`.
+fn local_side_argv(exe: &std::path::Path, opts: &Opts, location2: &str) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![exe.into()];
+    let mut opt = |flag: &str, value: &OsStr| {
+        // `-o -x` reads as two options; `-o-x` cannot.
+        if value.as_encoded_bytes().starts_with(b"-") {
+            let mut w = OsString::from(flag);
+            w.push(value);
+            argv.push(w);
+        } else {
+            argv.push(flag.into());
+            argv.push(value.into());
+        }
+    };
+    if let Some(c) = &opts.config {
+        opt("-c", c.as_os_str());
+    }
+    for o in &opts.overrides {
+        opt("-o", o.as_ref());
+    }
+    if let Some(c) = opts.alt_char {
+        opt("-C", c.to_string().as_ref());
+    }
+    if let Some(u) = &opts.user {
+        opt("-u", u.as_ref());
+    }
+    // The last `-o` of a setting wins: this one over any given above.
+    opt("-o", format!("mail_location={location2}").as_ref());
+    if opts.debug {
+        argv.push("-D".into());
+    }
+    if opts.verbose {
+        argv.push("-v".into());
+    }
+    argv.push("server".into());
+    argv.push("--local-copy".into());
+    argv
+}
+
+/// Why a local LOCATION2's side did not start: what it said, which is
+/// about LOCATION2 (it reads the same config as we did, so its own
+/// failures are with that location).
+fn local_start_error(
+    e: anyhow::Error,
+    how: &transport::Outcome,
+    t: &transport::ChildTransport,
+) -> anyhow::Error {
+    // Without its "dsync server: error:", which ours would repeat.
+    let said = how
+        .stderr
+        .strip_prefix("dsync server: error: ")
+        .unwrap_or(&how.stderr);
+    match (said.is_empty(), how.failed) {
+        (false, _) => anyhow::anyhow!(
+            "LOCATION2: {said} ({} `{}` {})",
+            t.name(),
+            t.command(),
+            how.status
+        ),
+        (true, true) => anyhow::anyhow!("LOCATION2: {} `{}` {}", t.name(), t.command(), how.status),
+        (true, false) => e.context("LOCATION2"),
+    }
+}
+
+/// With -D, after the LOCATION2 side exited: each side's peak resident
+/// size (GNU time's %M shows only the larger one).
+fn log_peak_memory(other: &str) {
+    let peak_kb = |who: libc::c_int| {
+        // SAFETY: getrusage only fills the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::getrusage(who, &mut ru) };
+        // Linux counts ru_maxrss in kilobytes.
+        (rc == 0).then_some(ru.ru_maxrss)
+    };
+    if let (Some(me), Some(child)) = (peak_kb(libc::RUSAGE_SELF), peak_kb(libc::RUSAGE_CHILDREN)) {
+        tracing::debug!("peak resident size: this side {me} KB, {other} {child} KB");
+    }
 }
 
 /// The command line that starts the remote side for `host`/`user@host`,
@@ -602,18 +733,16 @@ enum LeadJob {
     Mirror(MirrorOptions),
 }
 
-/// The follower of a run: an in-process task (with the leader's ends of
-/// its pipes until they are taken) or a child process.
-enum Side {
-    Task(
-        tokio::task::JoinHandle<Result<()>>,
-        Option<(BoxRead, BoxWrite)>,
-    ),
-    Child(Box<transport::ChildTransport>),
-}
-
-async fn serve_stdio(opts: &Opts) -> Result<i32> {
-    let Setup { config, user } = setup(opts)?;
+async fn serve_stdio(opts: &Opts, local_copy: bool) -> Result<i32> {
+    // Started by a leader on this machine (`--local-copy`), we read the
+    // config it read and it has said what is wrong with it: quietly here.
+    let Setup { config, user } = if local_copy {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            setup(opts)
+        })?
+    } else {
+        setup(opts)?
+    };
     let ex = Expand {
         user: &user.name,
         home: &user.home,
@@ -623,10 +752,11 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
     // Shown on the leader's side with -D: which store and identity the
     // remote ended up with is the first question when a remote run surprises.
     tracing::debug!(
-        "serving {} as {} (uid {})",
+        "serving {} as {} (uid {}, pid {})",
         config.mail_location(),
         user.name,
-        unsafe { libc::geteuid() }
+        unsafe { libc::geteuid() },
+        std::process::id()
     );
     let timeout = io_timeout(&config);
     let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config, create));
@@ -635,7 +765,7 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
         Box::new(tokio::io::stdout()),
         opener,
         ServerOptions {
-            local_copy: false,
+            local_copy,
             timeout,
         },
     )
@@ -646,6 +776,80 @@ async fn serve_stdio(opts: &Opts) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_local_side_gets_the_options_that_shape_its_store() {
+        let opts = Opts {
+            config: Some(PathBuf::from("/etc/dsync test.conf")),
+            alt_char: Some('-'),
+            debug: true,
+            full: true,
+            mailboxes: vec!["INBOX".into()],
+            overrides: vec!["dsync_lock_timeout=5".into(), "-odd=x".into()],
+            reverse: true,
+            user: Some("jane".into()),
+            verbose: false,
+        };
+        let argv = local_side_argv(
+            std::path::Path::new("/usr/bin/dsync"),
+            &opts,
+            "maildir:~/B %u:LAYOUT=fs",
+        );
+        assert_eq!(argv[0], "/usr/bin/dsync");
+        assert_eq!(argv[argv.len() - 2..], ["server", "--local-copy"]);
+        // What the child's own parser makes of it.
+        let cli = Cli::try_parse_from(&argv).unwrap();
+        let Cmd::Server {
+            opts: after,
+            local_copy,
+        } = cli.command
+        else {
+            panic!("not a server command line: {argv:?}");
+        };
+        let got = cli.opts.merge(after);
+        assert!(local_copy);
+        assert_eq!(got.config, opts.config);
+        assert_eq!(got.alt_char, Some('-'));
+        assert_eq!(got.user.as_deref(), Some("jane"));
+        assert!(got.debug && !got.verbose);
+        // The last override wins: LOCATION2 as the mail location.
+        assert_eq!(
+            got.overrides,
+            [
+                "dsync_lock_timeout=5",
+                "-odd=x",
+                "mail_location=maildir:~/B %u:LAYOUT=fs"
+            ]
+        );
+        // The leader's own concerns stay with the leader.
+        assert!(got.mailboxes.is_empty() && !got.full && !got.reverse);
+    }
+
+    #[tokio::test]
+    async fn a_local_side_that_cannot_start_is_reported_as_location2() {
+        let argv = [
+            "sh",
+            "-c",
+            "echo 'dsync server: error: cannot read /etc/x.conf: Permission denied' >&2; exit 1",
+        ];
+        let mut t = transport::spawn(Spawn {
+            argv: &argv,
+            prefix: "LOCATION2: ",
+            name: "the LOCATION2 side",
+            die_with_parent: true,
+        })
+        .unwrap();
+        let how = t.outcome(Duration::from_secs(5)).await;
+        let e = local_start_error(anyhow::anyhow!("connection closed"), &how, &t);
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "LOCATION2: cannot read /etc/x.conf: Permission denied \
+                 (the LOCATION2 side `{}` exited with status 1)",
+                argv.join(" ")
+            )
+        );
+    }
 
     #[test]
     fn splits_commands_like_a_shell() {

@@ -10,7 +10,8 @@
 //!   the leader remembers of a pair; `transfer` moves bodies.
 //! - `server`: the follower side, serving one store over the protocol.
 //! - `protocol`: frames, items, codec, version negotiation.
-//! - `transport`: in-process duplex or a child process (ssh or any command).
+//! - `transport`: the child process serving the other side (ssh, any
+//!   command, or this binary's `dsync server` for a local LOCATION2).
 //! - `store`: the store the engine works on, whatever its format.
 //! - `maildir`: the Maildir store, byte-compatible with Dovecot.
 //! - `model`: the mail model every part shares.

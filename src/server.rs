@@ -1,6 +1,7 @@
 //! The follower: serves one mail store over the protocol (`dsync server`,
-//! or the in-process peer of a local run). It decides nothing; it reports
-//! its state and applies what the leader sends, in order.
+//! started over ssh, or by the leader itself for a local LOCATION2). It
+//! decides nothing; it reports its state and applies what the leader
+//! sends, in order.
 
 use crate::brain::delta::BaseEdit;
 use crate::brain::merge::{BaseMailbox, BaseMessage};

@@ -1,9 +1,10 @@
-//! Byte streams between the two brains: an in-process pipe for a local
-//! LOCATION2, or a child process (ssh, or any command) whose stdin/stdout
-//! carry the protocol and whose stderr is relayed to ours.
+//! Byte streams between the two brains: a child process (ssh, any command,
+//! or this binary's own `dsync server` for a local LOCATION2) whose
+//! stdin/stdout carry the protocol and whose stderr is relayed to ours.
 
 use crate::protocol::connection::{BoxRead, BoxWrite};
 use anyhow::{Context as _, Result};
+use std::ffi::OsStr;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,33 +14,19 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::process::{Child, Command};
 
-/// Capacity of the in-process pipe in each direction. Large enough that a
-/// burst of pipelined commands never waits on the other task.
-const DUPLEX_BUFFER: usize = 4 << 20;
-
-/// A pair of in-process byte streams: what one end writes the other reads.
-/// One whole pipe per direction, so dropping a writer (a side that failed)
-/// is an end-of-stream its reader sees at once; the halves of one split
-/// pipe would keep it open until both were gone.
-pub fn in_process() -> ((BoxRead, BoxWrite), (BoxRead, BoxWrite)) {
-    let (a_write, b_read) = tokio::io::duplex(DUPLEX_BUFFER);
-    let (b_write, a_read) = tokio::io::duplex(DUPLEX_BUFFER);
-    (
-        (Box::new(a_read) as BoxRead, Box::new(a_write) as BoxWrite),
-        (Box::new(b_read) as BoxRead, Box::new(b_write) as BoxWrite),
-    )
-}
-
-/// A started remote side.
+/// A started other side.
 pub struct ChildTransport {
     pub read: BoxRead,
     pub write: BoxWrite,
     child: Child,
     /// The command line, for messages.
     command: String,
+    /// What it is, for messages: "the remote side", "the LOCATION2 side".
+    name: String,
     stderr: Arc<Mutex<StderrRelay>>,
-    /// Finishes when the child's stderr closes.
-    stderr_done: tokio::task::JoinHandle<()>,
+    /// Finishes when the child's stderr closes; `None` once it has (a
+    /// finished handle must not be awaited again).
+    stderr_done: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the remote side printed on stderr. Until the handshake succeeds
@@ -68,22 +55,71 @@ enum RelayMode {
 /// Lines of the remote's stderr kept for an error message at most (the last ones).
 const HELD_LINES: usize = 20;
 
-/// Starts `argv` with piped stdin/stdout. Its stderr lines are relayed to
-/// ours prefixed with `prefix` once [`ChildTransport::started`] is called
-/// (held until then), so remote problems are visible as they happen.
-pub fn spawn(argv: &[String], prefix: &str) -> Result<ChildTransport> {
+/// How to start the other side.
+pub struct Spawn<'a, S> {
+    /// Its command line.
+    pub argv: &'a [S],
+    /// Put before each line it prints on stderr.
+    pub prefix: &'a str,
+    /// What it is, for messages: "the remote side".
+    pub name: &'a str,
+    /// Killed when we die, even by SIGKILL (Linux's parent-death signal),
+    /// so that killing dsync stops the whole run at once, as it did when
+    /// a local LOCATION2 was served in-process; without it the child only
+    /// stops at the end of its input, after the commands already in the
+    /// pipe. The signal is tied to the thread that spawns: call from a
+    /// thread that lives as long as the run (the main thread, which runs
+    /// the command's future).
+    pub die_with_parent: bool,
+}
+
+/// Starts a command with piped stdin/stdout. Its stderr lines are relayed
+/// to ours prefixed with `prefix` once [`ChildTransport::started`] is
+/// called (held until then), so remote problems are visible as they happen.
+pub fn spawn<S: AsRef<OsStr>>(how: Spawn<'_, S>) -> Result<ChildTransport> {
+    let Spawn {
+        argv,
+        prefix,
+        name,
+        die_with_parent,
+    } = how;
     let (prog, args) = argv
         .split_first()
-        .context("empty command line for the remote side")?;
-    let command = argv.join(" ");
-    let mut child = Command::new(prog)
+        .with_context(|| format!("empty command line for {name}"))?;
+    let command = argv
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new(prog);
+    #[cfg(target_os = "linux")]
+    if die_with_parent {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls, no
+        // allocation (the error is a raw OS error).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // We may have died before the signal was set up.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = die_with_parent;
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("could not start the remote side: {command}"))?;
+        .with_context(|| format!("could not start {name}: {command}"))?;
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
@@ -114,8 +150,9 @@ pub fn spawn(argv: &[String], prefix: &str) -> Result<ChildTransport> {
         write: Box::new(stdin),
         child,
         command,
+        name: name.to_string(),
         stderr: relay,
-        stderr_done,
+        stderr_done: Some(stderr_done),
     })
 }
 
@@ -152,7 +189,7 @@ impl ChildTransport {
         if status.is_ok() {
             // Its last words may still be in the pipe; the pipe may also be
             // held open by the remote's own children, so not for long.
-            let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.stderr_done).await;
+            self.relay_finished(Duration::from_secs(1)).await;
         }
         let held = {
             let mut r = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,10 +217,36 @@ impl ChildTransport {
         &self.command
     }
 
-    /// After a clean QUIT: gives the remote side time to exit by itself.
-    pub async fn wait(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.stderr_done).await;
+    /// Its process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// What it is: "the remote side", "the LOCATION2 side".
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// After a clean QUIT (or after hanging up on a failed run): gives the
+    /// remote side `grace` to exit by itself, so it is never killed in the
+    /// middle of a write it could have finished. True if it exited (and
+    /// was reaped: its resource use then counts in `RUSAGE_CHILDREN`).
+    pub async fn wait(mut self, grace: Duration) -> bool {
+        let exited = matches!(
+            tokio::time::timeout(grace, self.child.wait()).await,
+            Ok(Ok(_))
+        );
+        self.relay_finished(Duration::from_secs(1)).await;
+        exited
+    }
+
+    /// Waits up to `grace` for the child's stderr to close and be relayed.
+    async fn relay_finished(&mut self, grace: Duration) {
+        if let Some(h) = &mut self.stderr_done {
+            if tokio::time::timeout(grace, h).await.is_ok() {
+                self.stderr_done = None;
+            }
+        }
     }
 }
 
@@ -295,13 +358,14 @@ mod tests {
 
     #[tokio::test]
     async fn counts_bytes_both_ways() {
-        let ((r1, w1), (mut r2, mut w2)) = in_process();
-        let (mut r, mut w, t) = counted(r1, w1);
+        let (a, mut b) = tokio::io::duplex(64);
+        let (r1, w1) = tokio::io::split(a);
+        let (mut r, mut w, t) = counted(Box::new(r1), Box::new(w1));
         w.write_all(b"hello").await.unwrap();
         w.flush().await.unwrap();
         let mut buf = [0u8; 5];
-        r2.read_exact(&mut buf).await.unwrap();
-        w2.write_all(b"abc").await.unwrap();
+        b.read_exact(&mut buf).await.unwrap();
+        b.write_all(b"abc").await.unwrap();
         let mut buf = [0u8; 3];
         r.read_exact(&mut buf).await.unwrap();
         assert_eq!((t.sent(), t.received()), (5, 3));
@@ -317,7 +381,13 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut t = spawn(&argv, "remote: ").unwrap();
+        let mut t = spawn(Spawn {
+            argv: &argv,
+            prefix: "remote: ",
+            name: "the remote side",
+            die_with_parent: false,
+        })
+        .unwrap();
         let o = t.outcome(Duration::from_secs(5)).await;
         assert!(o.failed);
         assert_eq!(

@@ -89,6 +89,9 @@ pub fn become_user(user: &User) -> Result<()> {
         return Ok(());
     }
     let cname = CString::new(user.name.as_str())?;
+    // The kernel forgets a parent-death signal when the ids change; a
+    // local LOCATION2's side (started as root with -u) must keep it.
+    let death_signal = parent_death_signal();
     let check = |rc: libc::c_int, what: &str| -> Result<()> {
         if rc != 0 {
             bail!(
@@ -105,10 +108,43 @@ pub fn become_user(user: &User) -> Result<()> {
     )?;
     check(unsafe { libc::setgid(user.gid) }, "setgid")?;
     check(unsafe { libc::setuid(user.uid) }, "setuid")?;
+    if let Some(saved) = death_signal {
+        restore_parent_death_signal(saved);
+    }
     std::env::set_var("HOME", &user.home);
     std::env::set_var("USER", &user.name);
     Ok(())
 }
+
+/// This process's parent-death signal, if it has one, and its parent then.
+#[cfg(target_os = "linux")]
+fn parent_death_signal() -> Option<(libc::c_int, libc::pid_t)> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one int where it is told.
+    let rc = unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int) };
+    (rc == 0 && sig != 0).then(|| (sig, unsafe { libc::getppid() }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn parent_death_signal() -> Option<(libc::c_int, libc::pid_t)> {
+    None
+}
+
+/// Sets the parent-death signal again; if the parent died meanwhile (we
+/// have another one now), the signal is due at once.
+#[cfg(target_os = "linux")]
+fn restore_parent_death_signal((sig, parent): (libc::c_int, libc::pid_t)) {
+    // SAFETY: plain system calls on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong);
+        if libc::getppid() != parent {
+            libc::raise(sig);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn restore_parent_death_signal(_: (libc::c_int, libc::pid_t)) {}
 
 #[cfg(test)]
 mod tests {
