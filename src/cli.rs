@@ -661,7 +661,9 @@ fn log_peak_memory(other: &str) {
         (rc == 0).then_some(ru.ru_maxrss)
     };
     if let (Some(me), Some(child)) = (peak_kb(libc::RUSAGE_SELF), peak_kb(libc::RUSAGE_CHILDREN)) {
-        tracing::debug!("peak resident size: this side {me} KB, {other} {child} KB");
+        // At -v: an administrator sizing a big migration wants it, and the
+        // benchmark reads it to report each side.
+        tracing::info!("peak resident size: this side {me} KB, {other} {child} KB");
     }
 }
 
