@@ -772,6 +772,30 @@ fn rename_on_a_while_b_got_mail_in_the_folder() {
     assert_eq!(subjects(&s, "Old"), set(&["a1", "a2", "a3"]));
 }
 
+/// A side whose dovecot-uidlist was lost (removed after damage, as our
+/// error message suggests, or never restored from a backup) gets a new
+/// mailbox GUID and UIDVALIDITY: the run merges by message GUID, deletes
+/// nothing, and keeps the other side's changes.
+#[test]
+fn a_lost_uidlist_on_b_loses_nothing() {
+    require_dovecot!();
+    let t = tempdir();
+    let (a, b) = synced_pair(t.path());
+    set_file_flags(&file_of(&a, "m3"), "F");
+    a.inbox().put(&Msg::new(traced("m6")).mtime(1_700_000_100));
+    for folder in ["INBOX", "Archive"] {
+        fs::remove_file(b.dir_of(folder).join("dovecot-uidlist")).unwrap();
+    }
+    let s = mirror_and_check(t.path(), &a, &b, &[]);
+    assert_eq!(s.message_count(), 9, "{s:?}");
+    assert_eq!(
+        subjects(&s, "INBOX"),
+        set(&["m1", "m2", "m3", "m4", "m5", "m6"])
+    );
+    assert_eq!(flags_of(&s, "m3"), strs(&["\\Flagged"]));
+    assert!(has(&s, "a1") && has(&s, "a2"), "{s:?}");
+}
+
 #[test]
 fn folder_removed_on_a_is_deleted_on_b() {
     require_dovecot!();

@@ -311,7 +311,7 @@ pub async fn run(
                 );
                 let a = block_in_place(|| local.snapshot(&p.a_name))
                     .with_context(|| format!("reading mailbox {}", p.a_name))?;
-                let b = read_whole(remote, &p.b_name).await?;
+                let b = remote_snapshot(remote, &p.b_name).await?;
                 let snaps = (i, &mut a_snaps, &mut b_snaps);
                 plans.push((i, merge_full(p, (Some(a), Some(b)), snaps, &mut report)));
                 continue;
@@ -327,7 +327,7 @@ pub async fn run(
         };
         let b = match b_view {
             Some(View::Full(s)) => Some(s),
-            Some(_) => Some(read_whole(remote, &p.b_name).await?),
+            Some(_) => Some(remote_snapshot(remote, &p.b_name).await?),
             None => None,
         };
         let snaps = (i, &mut a_snaps, &mut b_snaps);
@@ -804,7 +804,7 @@ enum View {
 }
 
 /// The follower's whole mailbox, asked for on its own.
-async fn read_whole(remote: &mut Remote, name: &MailboxName) -> Result<MailboxSnapshot> {
+async fn remote_snapshot(remote: &mut Remote, name: &MailboxName) -> Result<MailboxSnapshot> {
     remote.send(Command::Select(name.clone())).await?;
     remote.send(Command::Snapshot).await?;
     remote.flush().await?;
@@ -1191,8 +1191,27 @@ async fn merge_tree(
             .copied()
             .filter(|&j| !b_used[j]);
         if let Some(j) = same {
-            if known(&m.guid).is_none() && known(&b[j].guid).is_none() {
+            let one = match (known(&m.guid), known(&b[j].guid)) {
                 // The same name on both, never synced: one mailbox.
+                (None, None) => true,
+                // One side's mailbox is new to the last sync. Deleted and
+                // created again (it holds none of the old messages), it
+                // replaces the old one; but a side that lost its index (a
+                // new dovecot-uidlist: new GUID and UIDVALIDITY) still
+                // holds them, and it is the same mailbox, merged by
+                // message GUID: nothing deleted.
+                (Some((_, base)), None) => {
+                    let snap = remote_snapshot(remote, &b[j].name).await?;
+                    holds_any(base, &snap)
+                }
+                (None, Some((_, base))) => {
+                    let snap = block_in_place(|| local.snapshot(&m.name))
+                        .with_context(|| format!("reading mailbox {}", m.name))?;
+                    holds_any(base, &snap)
+                }
+                (Some(_), Some(_)) => false,
+            };
+            if one {
                 b_used[j] = true;
                 pairs.push(pair(Some(m), Some(b[j])));
                 continue;
@@ -1306,6 +1325,12 @@ async fn merge_tree(
         }
     }
     Ok((out, deleted))
+}
+
+/// Whether a mailbox holds any message of a base (by message GUID).
+fn holds_any(base: &BaseMailbox, snap: &MailboxSnapshot) -> bool {
+    let old: HashSet<&str> = base.messages.iter().map(|m| m.guid.as_str()).collect();
+    snap.messages.iter().any(|m| old.contains(m.guid.as_str()))
 }
 
 /// A mailbox that cannot be created on a side because the name that side
