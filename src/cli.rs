@@ -761,6 +761,7 @@ async fn serve_stdio(opts: &Opts, local_copy: bool) -> Result<i32> {
         std::process::id()
     );
     let timeout = io_timeout(&config);
+    let batch_commits = matches!(loc, MailLocation::Maildir(_));
     let opener: StoreOpener = Box::new(move |create| open_locked(&loc, &config, create));
     server::serve(
         Box::new(tokio::io::stdin()),
@@ -768,6 +769,7 @@ async fn serve_stdio(opts: &Opts, local_copy: bool) -> Result<i32> {
         opener,
         ServerOptions {
             local_copy,
+            batch_commits,
             timeout,
         },
     )

@@ -21,6 +21,9 @@ use tokio::task::block_in_place;
 pub struct ServerOptions {
     /// Offer the `local-copy` feature (the leader may name files to copy).
     pub local_copy: bool,
+    /// Offer `commit-batches` (the store commits in time proportional to
+    /// the transaction: Maildir).
+    pub batch_commits: bool,
     pub timeout: Duration,
 }
 
@@ -72,7 +75,7 @@ pub async fn serve(
         deferred: None,
         state: None,
     };
-    s.handshake(opts.local_copy).await?;
+    s.handshake(&opts).await?;
     loop {
         let Some(frame) = s.rx.recv().await? else {
             // The leader went away without QUIT: nothing half-done is
@@ -95,7 +98,7 @@ pub async fn serve(
 }
 
 impl Server {
-    async fn handshake(&mut self, local_copy: bool) -> Result<()> {
+    async fn handshake(&mut self, opts: &ServerOptions) -> Result<()> {
         let fields = protocol::connection::expect_line(&mut self.rx).await?;
         let (min, max) = match Command::parse(&fields) {
             Ok(Command::Hello { min, max, features }) => {
@@ -131,8 +134,11 @@ impl Server {
             protocol::FEATURE_STORABLE.to_string(),
             protocol::FEATURE_DELTA.to_string(),
         ];
-        if local_copy {
+        if opts.local_copy {
             features.push(protocol::FEATURE_LOCAL_COPY.to_string());
+        }
+        if opts.batch_commits {
+            features.push(protocol::FEATURE_COMMIT_BATCHES.to_string());
         }
         self.reply(Reply::Hello { version, features }).await?;
         self.tx.flush().await

@@ -218,8 +218,8 @@ pub async fn run(
         };
         match dir {
             Direction::Push => {
-                push_mailbox(local, remote, names, &plan, &mut report).await?;
-                pending_commits.push(remote_name.clone());
+                let commits = push_mailbox(local, remote, names, &plan, &mut report).await?;
+                pending_commits.extend(std::iter::repeat_n(remote_name.clone(), commits));
             }
             Direction::Pull => pull_mailbox(local, remote, names, &plan, &mut report).await?,
         }
@@ -393,18 +393,9 @@ async fn push_mailbox(
     names: MailboxPair<'_>,
     plan: &MailboxPlan,
     report: &mut super::Report,
-) -> Result<()> {
+) -> Result<usize> {
     remote.send(Command::Select(names.remote.clone())).await?;
-    remote.send(Command::Begin).await?;
-    if let Some((guid, uidvalidity, uidnext)) = plan.header {
-        remote
-            .send(Command::Header {
-                guid,
-                uidvalidity,
-                uidnext,
-            })
-            .await?;
-    }
+    let mut batches = transfer::Batches::begin(remote, plan.saves.len(), plan.header).await?;
     for &uid in &plan.expunge {
         remote.send(Command::Expunge(uid)).await?;
     }
@@ -421,10 +412,12 @@ async fn push_mailbox(
         remote.send(Command::Date { uid, secs }).await?;
     }
     for rec in &plan.saves {
+        batches.before_save(remote).await?;
         transfer::push_message(local, remote, names.local, rec.uid, rec, report).await?;
     }
-    remote.send(Command::Commit).await?;
-    remote.flush().await
+    let commits = batches.commit(remote).await?;
+    remote.flush().await?;
+    Ok(commits)
 }
 
 /// Applies one mailbox's changes locally, fetching bodies from the

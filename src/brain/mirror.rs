@@ -336,12 +336,18 @@ pub async fn run(
 
     // Where each message new to a side lives on that side already (moved
     // or copied between folders), so it is copied there, not sent.
-    let wanted: HashSet<&str> = plans
-        .iter()
-        .flat_map(|(_, p)| p.a.saves.iter().chain(&p.b.saves))
-        .filter(|s| matches!(s.origin, Origin::Other(_)))
-        .map(|s| s.record.guid.as_str())
-        .collect();
+    // Each side looks only for what it receives: in a first copy the
+    // receiving side holds nothing, and the sender's own messages need no
+    // lookup.
+    let wanted = |side: fn(&MergePlan) -> &SidePlan| -> HashSet<&str> {
+        plans
+            .iter()
+            .flat_map(|(_, p)| &side(p).saves)
+            .filter(|s| matches!(s.origin, Origin::Other(_)))
+            .map(|s| s.record.guid.as_str())
+            .collect()
+    };
+    let (wanted_a, wanted_b) = (wanted(|p| &p.a), wanted(|p| &p.b));
     let mut old_bases: HashMap<usize, BaseMailbox> = pairs
         .iter_mut()
         .enumerate()
@@ -352,11 +358,11 @@ pub async fn run(
         bases: &old_bases,
     };
     let held = Holdings {
-        a: locate(&pairs, &a_snaps, read, &wanted, |p| p.a.as_ref()),
-        b: locate(&pairs, &b_snaps, read, &wanted, |p| p.b.as_ref()),
+        a: locate(&pairs, &a_snaps, read, &wanted_a, |p| p.a.as_ref()),
+        b: locate(&pairs, &b_snaps, read, &wanted_b, |p| p.b.as_ref()),
         pairs: &pairs,
     };
-    drop(wanted);
+    drop((wanted_a, wanted_b));
     // The plans hold all that is needed from here on.
     drop(a_snaps);
     drop(b_snaps);
@@ -421,8 +427,8 @@ pub async fn run(
         let p = &pairs[*i];
         if a_now.is_empty() {
             if !b_now.is_empty() {
-                push_side(&*local, remote, &held, p, &b_now, &plan.a, &mut report).await?;
-                pending += 1;
+                pending +=
+                    push_side(&*local, remote, &held, p, &b_now, &plan.a, &mut report).await?;
             }
             continue;
         }
@@ -432,8 +438,7 @@ pub async fn run(
         };
         let txn = pull_side(local, remote, &held, p, (&a_now, &plan.b), progress).await?;
         if !b_now.is_empty() {
-            push_side(&txn, remote, &held, p, &b_now, &plan.a, &mut report).await?;
-            pending += 1;
+            pending += push_side(&txn, remote, &held, p, &b_now, &plan.a, &mut report).await?;
         }
         remote.flush().await?;
         block_in_place(|| txn.commit())
@@ -924,7 +929,8 @@ struct Progress<'r> {
 }
 
 /// Sends the follower's changes for one mailbox (expunges of move
-/// sources excepted: the plan given holds only those that need not wait).
+/// sources excepted: the plan given holds only those that need not wait);
+/// returns the number of COMMITs sent (a large copy is sent in parts).
 async fn push_side(
     local: &dyn MessageSource,
     remote: &mut Remote,
@@ -933,18 +939,14 @@ async fn push_side(
     plan: &SidePlan,
     a_plan: &SidePlan,
     report: &mut Report,
-) -> Result<()> {
+) -> Result<usize> {
     remote.send(Command::Select(p.b_name.clone())).await?;
-    remote.send(Command::Begin).await?;
-    if let Some((guid, uidvalidity, uidnext)) = plan.header {
-        remote
-            .send(Command::Header {
-                guid,
-                uidvalidity,
-                uidnext,
-            })
-            .await?;
-    }
+    let copies = plan
+        .saves
+        .iter()
+        .filter(|s| matches!(s.origin, Origin::Other(_)))
+        .count();
+    let mut batches = transfer::Batches::begin(remote, copies, plan.header).await?;
     for s in &plan.saves {
         if let Origin::Own(old) = s.origin {
             remote
@@ -981,6 +983,7 @@ async fn push_side(
         let Origin::Other(uid) = s.origin else {
             continue;
         };
+        batches.before_save(remote).await?;
         if let Some((mailbox, held_uid)) = held.on_b(&s.record.guid) {
             // The follower already holds this message (it moved or was
             // copied between folders there): copy it, no body on the wire.
@@ -996,7 +999,7 @@ async fn push_side(
         let src_uid = a_disk.get(&uid).copied().unwrap_or(uid);
         transfer::push_message(local, remote, &p.a_name, src_uid, &s.record, report).await?;
     }
-    remote.send(Command::Commit).await
+    batches.commit(remote).await
 }
 
 /// Prepares the leader's changes for one mailbox (expunges of move sources

@@ -2,13 +2,98 @@
 
 use super::remote::{Fetched, Remote};
 use super::Report;
-use crate::model::{MailboxName, MessageRecord, Uid};
-use crate::protocol::{Command, CHUNK_SIZE, FEATURE_LOCAL_COPY};
+use crate::model::{MailboxGuid, MailboxName, MessageRecord, Uid};
+use crate::protocol::{Command, CHUNK_SIZE, FEATURE_COMMIT_BATCHES, FEATURE_LOCAL_COPY};
 use crate::store::{MessageSource, StoreUpdate};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use std::io::Read;
 use tokio::task::block_in_place;
+
+/// Saves per follower transaction in a large copy (feature
+/// `commit-batches`). A follower holds every pending save of a transaction
+/// until COMMIT; the first copy of a 200,000-message mailbox in one
+/// transaction held them all. In parts, its memory stays bounded and a run
+/// killed half-way keeps what it committed.
+pub const SAVE_BATCH: usize = 10_000;
+
+/// Opens the follower's transaction(s) for one mailbox and splits a long
+/// run of saves into several. The header goes into the first transaction
+/// (a new UIDVALIDITY must hold before any message is saved under it) but
+/// with UIDNEXT 1 while more follow: a UIDNEXT above the later parts'
+/// UIDs would make each of them rewrite the uidlist instead of appending.
+/// The last transaction sets the real UIDNEXT.
+pub struct Batches {
+    size: usize,
+    in_batch: usize,
+    header: Option<(MailboxGuid, u32, Uid)>,
+    several: bool,
+    /// COMMITs sent: each is answered.
+    pub commits: usize,
+}
+
+impl Batches {
+    /// Sends BEGIN and the first header; `saves`: how many saves follow.
+    pub async fn begin(
+        remote: &mut Remote,
+        saves: usize,
+        header: Option<(MailboxGuid, u32, Uid)>,
+    ) -> Result<Batches> {
+        let size = if remote.has_feature(FEATURE_COMMIT_BATCHES) {
+            SAVE_BATCH
+        } else {
+            usize::MAX
+        };
+        let several = saves > size;
+        remote.send(Command::Begin).await?;
+        if let Some((guid, uidvalidity, uidnext)) = header {
+            let uidnext = if several { 1 } else { uidnext };
+            remote
+                .send(Command::Header {
+                    guid,
+                    uidvalidity,
+                    uidnext,
+                })
+                .await?;
+        }
+        Ok(Batches {
+            size,
+            in_batch: 0,
+            header,
+            several,
+            commits: 0,
+        })
+    }
+
+    /// Before each save: commits a full transaction and opens the next.
+    pub async fn before_save(&mut self, remote: &mut Remote) -> Result<()> {
+        if self.in_batch == self.size {
+            remote.send(Command::Commit).await?;
+            self.commits += 1;
+            remote.send(Command::Begin).await?;
+            self.in_batch = 0;
+        }
+        self.in_batch += 1;
+        Ok(())
+    }
+
+    /// Commits the last transaction (with the real header when the saves
+    /// came in several); returns the number of COMMITs sent.
+    pub async fn commit(mut self, remote: &mut Remote) -> Result<usize> {
+        if let (true, Some((guid, uidvalidity, uidnext))) = (self.several, self.header) {
+            remote
+                .send(Command::Header {
+                    guid,
+                    uidvalidity,
+                    uidnext,
+                })
+                .await?;
+        }
+        remote.send(Command::Commit).await?;
+        self.commits += 1;
+        Ok(self.commits)
+    }
+}
 
 /// Sends the local message `uid` of `name` to the follower, saved there as
 /// `record`: by path when the follower shares this machine (`COPYFILE`),

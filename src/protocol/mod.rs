@@ -37,3 +37,8 @@ pub const FEATURE_ALT_CHAR: &str = "alt-char=";
 /// Feature (follower): answers `DELTA` with only what changed since the
 /// pair's base, and takes `BASE-EDIT` in a state update.
 pub const FEATURE_DELTA: &str = "delta";
+
+/// Feature (follower): its store commits in time proportional to the
+/// transaction (Maildir appends; an mbox is rewritten whole), so the
+/// leader may split a large copy into several transactions.
+pub const FEATURE_COMMIT_BATCHES: &str = "commit-batches";
