@@ -15,7 +15,7 @@ use tokio::task::block_in_place;
 /// until COMMIT; the first copy of a 200,000-message mailbox in one
 /// transaction held them all. In parts, its memory stays bounded and a run
 /// killed half-way keeps what it committed.
-pub const SAVE_BATCH: usize = 10_000;
+pub const SAVE_BATCH: usize = 25_000;
 
 /// Opens the follower's transaction(s) for one mailbox and splits a long
 /// run of saves into several. The header goes into the first transaction
