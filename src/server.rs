@@ -230,33 +230,21 @@ impl Server {
                 self.tx.flush().await?;
             }
             Command::Select(name) => self.selected = Some(name),
-            Command::Snapshot => {
+            cmd @ (Command::Snapshot | Command::Delta(_)) => {
                 if self.deferred_error().await? {
                     return Ok(());
                 }
                 let name = self.selected()?.clone();
-                match block_in_place(|| self.store()?.snapshot(&name)) {
-                    Ok(snap) => {
-                        self.reply(Reply::Box(snap.info)).await?;
-                        for m in snap.messages {
-                            self.reply(Reply::Msg(m)).await?;
-                        }
-                        self.reply(Reply::End).await?;
-                    }
-                    Err(e) => self.reply(fail(e)).await?,
-                }
-                self.tx.flush().await?;
-            }
-            Command::Delta(guid) => {
-                if self.deferred_error().await? {
-                    return Ok(());
-                }
-                let name = self.selected()?.clone();
-                let base = self
-                    .state
-                    .as_ref()
-                    .and_then(|(_, st)| st.get(&guid))
-                    .map(|(_, b)| b);
+                // DELTA against a base this side holds; otherwise (and for
+                // SNAPSHOT) the whole mailbox.
+                let base = match cmd {
+                    Command::Delta(guid) => self
+                        .state
+                        .as_ref()
+                        .and_then(|(_, st)| st.get(&guid))
+                        .map(|(_, b)| b),
+                    _ => None,
+                };
                 let answer = match base {
                     Some(base) => {
                         let digest = crate::brain::delta::base_digest(base);
@@ -266,7 +254,6 @@ impl Server {
                         block_in_place(|| store.snapshot_delta(&name, base))
                             .map(|d| (Some(digest), d.info, d.changed, d.gone))
                     }
-                    // No base to compare with: the whole mailbox.
                     None => block_in_place(|| self.store()?.snapshot(&name))
                         .map(|s| (None, s.info, s.messages, Vec::new())),
                 };

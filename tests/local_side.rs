@@ -10,6 +10,7 @@ use common::fixtures::*;
 use common::imap::*;
 use common::run::{binary, dsync, write_config};
 use common::snapshot::{assert_same, snapshot};
+use common::users::{ensure_test_user, TEST_USER};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
@@ -385,37 +386,6 @@ fn running(pid: u32) -> bool {
         }
         Err(_) => false,
     }
-}
-
-/// The test's unprivileged user, created when missing (needs root); the
-/// same one the remote tests use.
-const TEST_USER: &str = "dsynctest";
-
-fn ensure_test_user() -> (u32, u32) {
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, TEST_USER]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    let mut why = String::new();
-    if id("-u").is_none() {
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                TEST_USER,
-            ])
-            .output()
-            .expect("run useradd");
-        why = String::from_utf8_lossy(&out.stderr).into_owned();
-    }
-    (
-        id("-u").unwrap_or_else(|| panic!("could not create user {TEST_USER}: {why}")),
-        id("-g").expect("test user's group"),
-    )
 }
 
 fn chown_tree(root: &Path, uid: u32, gid: u32) {

@@ -14,6 +14,7 @@ use common::fixtures::*;
 use common::imap::*;
 use common::run::{dsync, write_config, Run};
 use common::sshd::{Sshd, HOST};
+use common::users::{ensure_test_user, TEST_USER};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -139,39 +140,6 @@ fn skipping(test: &str, why: &str) {
         std::io::stderr().lock(),
         "SKIPPING {test}: {why} (to create and become {TEST_USER})"
     );
-}
-
-/// The test's unprivileged user, created when missing (needs root).
-const TEST_USER: &str = "dsynctest";
-
-fn ensure_test_user() -> (u32, u32) {
-    // Tests run in parallel threads; one useradd at a time.
-    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, TEST_USER]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    let mut why = String::new();
-    if id("-u").is_none() {
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                TEST_USER,
-            ])
-            .output()
-            .expect("run useradd");
-        why = String::from_utf8_lossy(&out.stderr).into_owned();
-    }
-    (
-        id("-u").unwrap_or_else(|| panic!("could not create user {TEST_USER}: {why}")),
-        id("-g").expect("test user's group"),
-    )
 }
 
 #[test]

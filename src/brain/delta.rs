@@ -336,9 +336,10 @@ mod tests {
             let full = merge_mailbox(Some(&base), &a, &b);
             let r = restrict(&base, diff(&base, a.clone()), diff(&base, b.clone()));
             let part = merge_mailbox(Some(&r.base), &r.a, &r.b);
-            if needs_full_records(&part) {
-                return Ok(());
-            }
+            // A plan that needs whole records is read whole instead; too
+            // many such cases would leave this test checking little, and
+            // proptest fails when it has to reject too many.
+            prop_assume!(!needs_full_records(&part));
             prop_assert_eq!(&part.a, &full.a);
             prop_assert_eq!(&part.b, &full.b);
             let e = edit(&r.base, &part.base);

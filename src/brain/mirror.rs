@@ -582,12 +582,12 @@ pub async fn run(
     // changed: an edit where it holds the old base (a delta merge, or only
     // the name changed), else the whole base.
     let can_edit = had_state && remote.has_feature(protocol::FEATURE_DELTA);
-    let mut updated: Vec<(MailboxGuid, Option<delta::BaseEdit>)> = Vec::new();
+    let mut updated: Vec<(MailboxGuid, BaseUpdate)> = Vec::new();
     for (guid, name) in skipped_names {
         if let Some(entry) = new_state.mailboxes.get_mut(&guid) {
             if entry.0 != name {
                 entry.0 = name;
-                updated.push((guid, Some(delta::BaseEdit::default())));
+                updated.push((guid, BaseUpdate::Edit(delta::BaseEdit::default())));
             }
         }
     }
@@ -601,13 +601,14 @@ pub async fn run(
         });
         let change = match edits.remove(&guid) {
             Some(e) if e.is_empty() && same_header => None,
-            Some(e) => Some(Some(e)),
+            Some(e) => Some(BaseUpdate::Edit(e)),
             None => {
                 let old_messages = old_bases
                     .get(&i)
                     .map(|b| &b.messages)
                     .or(old.map(|(_, b)| &b.messages));
-                (!same_header || old_messages != Some(&plan.base.messages)).then_some(None)
+                (!same_header || old_messages != Some(&plan.base.messages))
+                    .then_some(BaseUpdate::Whole)
             }
         };
         if let Some(c) = change {
@@ -635,26 +636,37 @@ pub async fn run(
             full: !had_state,
         })
         .await?;
-    let send: Vec<(MailboxGuid, Option<delta::BaseEdit>)> = if had_state {
+    let send: Vec<(MailboxGuid, BaseUpdate)> = if had_state {
         for g in dropped {
             remote.send(Command::Unbase(g)).await?;
         }
         updated
     } else {
-        new_state.mailboxes.keys().map(|g| (*g, None)).collect()
+        new_state
+            .mailboxes
+            .keys()
+            .map(|g| (*g, BaseUpdate::Whole))
+            .collect()
     };
-    for (guid, edit) in send {
+    for (guid, update) in send {
         let Some((name, base)) = new_state.mailboxes.get(&guid) else {
             continue;
         };
-        match edit.filter(|_| can_edit) {
-            Some(edit) => send_base_edit(remote, name, base, edit).await?,
-            None => send_base(remote, name, base).await?,
+        match update {
+            BaseUpdate::Edit(edit) if can_edit => send_base_edit(remote, name, base, edit).await?,
+            _ => send_base(remote, name, base).await?,
         }
     }
     tracing::debug!("phase: state saved here, sent");
     remote.send(Command::StateEnd).await?;
     Ok(report)
+}
+
+/// How the follower's copy of a mailbox's base is brought up to date.
+enum BaseUpdate {
+    /// It holds the old base: only the changes (a delta merge, or a rename).
+    Edit(delta::BaseEdit),
+    Whole,
 }
 
 /// A mailbox's whole base, for the follower's copy of the state.

@@ -200,26 +200,9 @@ impl Remote {
 
     /// Reads the answer to SNAPSHOT.
     pub async fn read_snapshot(&mut self) -> Result<MailboxSnapshot> {
-        let info = match self.reply().await? {
-            Reply::Box(b) => b,
-            Reply::Error { kind, text } => return Err(RemoteError { kind, text }.into()),
-            other => bail!(
-                "{} sent {:?} where a mailbox was expected",
-                self.peer,
-                other.to_fields()[0]
-            ),
-        };
-        let mut messages = Vec::with_capacity(info.messages as usize);
-        loop {
-            match self.reply().await? {
-                Reply::Msg(m) => messages.push(m),
-                Reply::End => return Ok(MailboxSnapshot { info, messages }),
-                other => bail!(
-                    "{} sent {:?} inside a message list",
-                    self.peer,
-                    other.to_fields()[0]
-                ),
-            }
+        match self.read_delta().await? {
+            Listing::Full(s) => Ok(s),
+            Listing::Delta(..) => bail!("{} answered SNAPSHOT with a DELTA", self.peer),
         }
     }
 
@@ -244,7 +227,13 @@ impl Remote {
                     digest = Some(d)
                 }
                 Reply::Gone(uid) if digest.is_some() => gone.push(uid),
-                Reply::Msg(m) => messages.push(m),
+                Reply::Msg(m) => {
+                    if messages.is_empty() && digest.is_none() {
+                        // A whole mailbox: its size is known.
+                        messages.reserve(info.messages as usize);
+                    }
+                    messages.push(m)
+                }
                 Reply::End => break,
                 other => bail!(
                     "{} sent {:?} inside a message list",

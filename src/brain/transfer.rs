@@ -48,13 +48,7 @@ impl Batches {
         remote.send(Command::Begin).await?;
         if let Some((guid, uidvalidity, uidnext)) = header {
             let uidnext = if several { 1 } else { uidnext };
-            remote
-                .send(Command::Header {
-                    guid,
-                    uidvalidity,
-                    uidnext,
-                })
-                .await?;
+            send_header(remote, (guid, uidvalidity, uidnext)).await?;
         }
         Ok(Batches {
             size,
@@ -80,19 +74,26 @@ impl Batches {
     /// Commits the last transaction (with the real header when the saves
     /// came in several); returns the number of COMMITs sent.
     pub async fn commit(mut self, remote: &mut Remote) -> Result<usize> {
-        if let (true, Some((guid, uidvalidity, uidnext))) = (self.several, self.header) {
-            remote
-                .send(Command::Header {
-                    guid,
-                    uidvalidity,
-                    uidnext,
-                })
-                .await?;
+        if let (true, Some(header)) = (self.several, self.header) {
+            send_header(remote, header).await?;
         }
         remote.send(Command::Commit).await?;
         self.commits += 1;
         Ok(self.commits)
     }
+}
+
+async fn send_header(
+    remote: &mut Remote,
+    (guid, uidvalidity, uidnext): (MailboxGuid, u32, Uid),
+) -> Result<()> {
+    remote
+        .send(Command::Header {
+            guid,
+            uidvalidity,
+            uidnext,
+        })
+        .await
 }
 
 /// Sends the local message `uid` of `name` to the follower, saved there as

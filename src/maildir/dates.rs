@@ -183,13 +183,9 @@ fn write_atomically(path: &Path, data: &[u8]) {
 /// Adds the dates of newly saved files (`(uid, base, mtime, size)`) to the
 /// cache of the folder with control directory `dir` without reading it:
 /// one append. A file that does not exist yet is started.
-pub fn append(dir: &Path, new: &[(Uid, &str, i64, u64)]) {
-    if new.is_empty() {
-        return;
-    }
-    let path = dir.join(FILE_NAME);
-    let mut out = Vec::with_capacity(new.len() * 44);
-    for &(uid, base, mtime, size) in new {
+pub fn append<'a>(dir: &Path, new: impl IntoIterator<Item = (Uid, &'a str, i64, u64)>) {
+    let mut out = Vec::new();
+    for (uid, base, mtime, size) in new {
         let e = Entry {
             uid,
             name: name_hash(base),
@@ -198,6 +194,10 @@ pub fn append(dir: &Path, new: &[(Uid, &str, i64, u64)]) {
         };
         write_entry(&mut out, &e);
     }
+    if out.is_empty() {
+        return;
+    }
+    let path = dir.join(FILE_NAME);
     match fs::OpenOptions::new().append(true).open(&path) {
         // One write(2): a reader sees all of it or none (or, on a full
         // disk, a cut line, which ends what it reads).
@@ -273,14 +273,14 @@ mod tests {
     #[test]
     fn appends_are_read_back_and_summaries_kept_apart() {
         let d = tempfile::tempdir().unwrap();
-        append(d.path(), &[(3, "a", 30, 1)]);
-        append(d.path(), &[(5, "b", 50, 2), (6, "c", 60, 3)]);
+        append(d.path(), [(3, "a", 30, 1)]);
+        append(d.path(), [(5, "b", 50, 2), (6, "c", 60, 3)]);
         let c = DateCache::load(&d.path().join(FILE_NAME));
         assert_eq!(c.get(3, "a"), Some((30, 1)));
         assert_eq!(c.get(6, "c"), Some((60, 3)));
         assert!(!c.changed);
         // An append below the last UID ends what is read (a cache miss).
-        append(d.path(), &[(4, "d", 40, 4), (9, "e", 90, 5)]);
+        append(d.path(), [(4, "d", 40, 4), (9, "e", 90, 5)]);
         let c = DateCache::load(&d.path().join(FILE_NAME));
         assert_eq!(c.get(4, "d"), None);
         assert_eq!(c.get(9, "e"), None);

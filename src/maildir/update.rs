@@ -924,11 +924,12 @@ impl<'a> MailboxUpdate<'a> {
             new_dates.push((r.uid, r.filename.clone(), s.rec.internal_date, s.rec.size));
             list.records.push(r);
         }
-        let appended: Vec<(Uid, &str, i64, u64)> = new_dates
-            .iter()
-            .map(|(u, b, m, z)| (*u, b.as_str(), *m, *z))
-            .collect();
-        super::dates::append(&ctl, &appended);
+        super::dates::append(
+            &ctl,
+            new_dates
+                .iter()
+                .map(|(u, b, m, z)| (*u, b.as_str(), *m, *z)),
+        );
         list.records.sort_by_key(|r| r.uid);
         let t_apply = t0.elapsed();
         if touched_new {

@@ -189,6 +189,24 @@ impl std::error::Error for ItemError {}
 
 pub const PROTOCOL_NAME: &str = "dsync-rs";
 
+/// BASE and BASE-EDIT: a mailbox's header and name in a STATE-PUT.
+fn base_fields(
+    verb: &str,
+    guid: &MailboxGuid,
+    uidvalidity: u32,
+    uidnext: Uid,
+    name: &MailboxName,
+) -> Vec<String> {
+    let mut f = v(&[
+        verb,
+        &guid.to_hex(),
+        &uidvalidity.to_string(),
+        &uidnext.to_string(),
+    ]);
+    push_name(&mut f, name);
+    f
+}
+
 fn err<T>(fields: &[String], why: &str) -> Result<T, ItemError> {
     let mut shown = fields.join(" ");
     if shown.len() > 200 {
@@ -443,16 +461,7 @@ impl Command {
                 uidvalidity,
                 uidnext,
                 name,
-            } => {
-                let mut f = v(&[
-                    "BASE",
-                    &guid.to_hex(),
-                    &uidvalidity.to_string(),
-                    &uidnext.to_string(),
-                ]);
-                push_name(&mut f, name);
-                f
-            }
+            } => base_fields("BASE", guid, *uidvalidity, *uidnext, name),
             Command::BaseMsg {
                 uid,
                 flags,
@@ -468,16 +477,7 @@ impl Command {
                 uidvalidity,
                 uidnext,
                 name,
-            } => {
-                let mut f = v(&[
-                    "BASE-EDIT",
-                    &guid.to_hex(),
-                    &uidvalidity.to_string(),
-                    &uidnext.to_string(),
-                ]);
-                push_name(&mut f, name);
-                f
-            }
+            } => base_fields("BASE-EDIT", guid, *uidvalidity, *uidnext, name),
             Command::BaseDrop(uid) => v(&["B-DROP", &uid.to_string()]),
             Command::Unbase(guid) => v(&["UNBASE", &guid.to_hex()]),
             Command::StateEnd => v(&["STATE-END"]),

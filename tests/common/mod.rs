@@ -9,6 +9,7 @@
 //! - `tree`: on-disk listings (inodes, birth times, mtimes, hashes) before
 //!   and after a run; `SourceGuard` for "the source was not modified".
 //! - `run`: runs the dsync binary with a config file of the test's own.
+//! - `users`: the unprivileged test user (`ensure_test_user`).
 //! - `sshd`: a real OpenSSH server on 127.0.0.1 for remote syncs
 //!   (`require_sshd!();` skips like `require_dovecot!();`).
 //!
@@ -34,3 +35,4 @@ pub mod run;
 pub mod snapshot;
 pub mod sshd;
 pub mod tree;
+pub mod users;
