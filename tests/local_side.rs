@@ -212,6 +212,13 @@ fn local_side_expands_location2_and_its_parameters_as_the_leader_does() {
         .path()
         .join(format!("other-{user}/dovecot-uidlist"))
         .exists());
+    // Dovecot finds the same mail there, UIDs and POP3 UIDLs included.
+    let expanded = format!(
+        "maildir:{}:CONTROL={}",
+        t.path().join(format!("other-{user}")).display(),
+        control.display()
+    );
+    assert_same(&snapshot(&src.location()), &snapshot(&expanded));
 }
 
 /// Both sides read the config and parse LOCATION2: each warning is said

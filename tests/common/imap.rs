@@ -803,6 +803,20 @@ pub fn pop3_uidls(location: &str) -> Option<Vec<(u32, String)>> {
                 cp.arg(e.path());
             }
         }
+        // With CONTROL=, INBOX's UID list lives in the control directory
+        // (`CONTROL/.INBOX/`, Maildir++): without it the copy would get
+        // new UIDs and UIDVALIDITY, and so other UIDLs.
+        if let Some(control) = location.split(':').find_map(|p| p.strip_prefix("CONTROL=")) {
+            let dir = Path::new(control).join(".INBOX");
+            if dir.is_dir() {
+                for e in std::fs::read_dir(&dir)? {
+                    let e = e?;
+                    if e.file_name().to_string_lossy().starts_with("dovecot") {
+                        cp.arg(e.path());
+                    }
+                }
+            }
+        }
         let st = cp.arg(copy.path()).status()?;
         if !st.success() {
             bail!("copying INBOX of {} for POP3 failed", root.display());
