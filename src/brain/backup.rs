@@ -2,18 +2,21 @@
 //! applies the plan to whichever side is the destination, streaming bodies
 //! across the protocol in the right direction.
 
+use super::delta;
 use super::fingerprints::{self, Fingerprints, SideNames};
+use super::merge::{BaseMailbox, BaseMessage};
 use super::names::{self, NameMap};
+use super::pairstate::{self, BaseUpdate};
 use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
-use super::remote::Remote;
+use super::remote::{Listing, Remote};
 use super::transfer;
 use super::Report;
-use crate::model::{Digest, MailboxGuid, MailboxName, MessageRecord, Uid};
-use crate::protocol::Command;
+use crate::model::{MailboxDelta, MailboxGuid, MailboxName, MailboxSnapshot, MessageRecord, Uid};
+use crate::protocol::{self, Command, Reply};
+use crate::state::SyncState as PairState;
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
-use std::collections::VecDeque;
 use tokio::task::block_in_place;
 
 /// Which way the mail flows.
@@ -100,9 +103,18 @@ pub async fn run(
         }
     }
 
-    // Mailboxes neither side touched since the last run are skipped unread.
+    // The pair's common state (shared with mirror): where both sides hold
+    // it, each reports only what differs from it (`delta`).
     let local_id = block_in_place(|| local.store_id())?;
-    let remote_id = remote_store_id(remote, &local_id).await?;
+    let (remote_id, remote_token) = state_get(remote, &local_id).await?;
+    let mut state = pairstate::agreed(
+        block_in_place(|| local.load_state(&remote_id)),
+        remote_token,
+        "comparing every mailbox in full this run",
+    );
+    let had_state = state.is_some();
+
+    // Mailboxes neither side touched since the last run are skipped unread.
     let fp_path = fingerprints::path(&local.control_root(), &remote_id);
     let mut fps = if full {
         Fingerprints::default()
@@ -121,86 +133,121 @@ pub async fn run(
         .filter(|p| !unchanged.contains(&p.src.guid))
         .collect();
 
-    // Ask for every remote snapshot at once (one round trip), then read
+    // The bases of the pairs read by delta, taken out of the state (too
+    // big to copy; the header stays there).
+    let by_delta = |p: &Pairing, base: &BaseMailbox| -> bool {
+        let Some(dst) = &p.dst else { return false };
+        !full
+            && remote.has_feature(protocol::FEATURE_DELTA)
+            && [&p.src, dst]
+                .iter()
+                .all(|m| m.guid == base.guid && m.uidvalidity == base.uidvalidity)
+    };
+    let mut bases: Vec<Option<BaseMailbox>> = Vec::with_capacity(pairings.len());
+    for p in &pairings {
+        let entry = state
+            .as_mut()
+            .and_then(|st| st.mailboxes.get_mut(&p.src.guid))
+            .filter(|(_, b)| by_delta(p, b));
+        bases.push(entry.map(|(_, b)| {
+            let header = b.header_only();
+            std::mem::replace(b, header)
+        }));
+    }
+
+    // Ask for every remote mailbox at once (one round trip), then read
     // them all before any body moves, so replies arrive in request order.
-    let remote_wanted: Vec<&Pairing> = pairings
-        .iter()
-        .filter(|p| dir == Direction::Pull || p.dst.is_some())
+    let remote_wanted: Vec<usize> = (0..pairings.len())
+        .filter(|&i| dir == Direction::Pull || pairings[i].dst.is_some())
         .collect();
-    for p in &remote_wanted {
-        remote.send(Command::Select(side_names(p, dir).1)).await?;
-        remote.send(Command::Snapshot).await?;
+    for &i in &remote_wanted {
+        remote
+            .send(Command::Select(side_names(&pairings[i], dir).1))
+            .await?;
+        match &bases[i] {
+            Some(b) => remote.send(Command::Delta(b.guid)).await?,
+            None => remote.send(Command::Snapshot).await?,
+        }
     }
     remote.flush().await?;
     // While the follower works on those, read the local side: the two
     // stores are scanned at the same time.
-    let mut local_snaps = VecDeque::new();
-    for p in &pairings {
+    let mut local_views: Vec<Option<View>> = Vec::with_capacity(pairings.len());
+    for (p, base) in pairings.iter().zip(&bases) {
         let wanted = match dir {
             Direction::Push => true,
             Direction::Pull => p.dst.is_some(),
         };
-        if wanted {
-            let name = &side_names(p, dir).0;
-            let snap = block_in_place(|| local.snapshot(name))
-                .with_context(|| format!("reading mailbox {name}"))?;
-            local_snaps.push_back(snap);
+        if !wanted {
+            local_views.push(None);
+            continue;
         }
+        let name = &side_names(p, dir).0;
+        let view = block_in_place(|| -> Result<View> {
+            Ok(match base {
+                Some(b) => View::Delta(local.snapshot_delta(name, b)?),
+                None => View::Full(local.snapshot(name)?),
+            })
+        })
+        .with_context(|| format!("reading mailbox {name}"))?;
+        local_views.push(Some(view));
     }
-    let mut remote_snaps = VecDeque::new();
-    for p in &remote_wanted {
-        let snap = remote.read_snapshot().await.with_context(|| {
+    let mut remote_views: Vec<Option<View>> = (0..pairings.len()).map(|_| None).collect();
+    for &i in &remote_wanted {
+        let p = &pairings[i];
+        let read = match &bases[i] {
+            Some(base) => remote.read_delta().await.map(|l| match l {
+                Listing::Full(s) => View::Full(s),
+                Listing::Delta(digest, d) if digest == delta::base_digest(base) => View::Delta(d),
+                Listing::Delta(..) => {
+                    tracing::info!(
+                        "{}: {} holds another base for it; comparing it in full",
+                        p.src.name,
+                        remote.peer
+                    );
+                    View::Stale
+                }
+            }),
+            None => remote.read_snapshot().await.map(View::Full),
+        };
+        let view = read.with_context(|| {
             format!(
                 "reading mailbox {} on {}",
                 side_names(p, dir).1,
                 remote.peer
             )
         })?;
-        remote_snaps.push_back(snap);
+        remote_views[i] = Some(view);
     }
 
     let mut pending_commits = Vec::new();
     // Each mailbox changed, with the digest both sides must now have.
     let mut synced: Vec<(&Pairing, String)> = Vec::new();
-    for p in &pairings {
+    // The pairs' new bases, and how the follower's copy of each changes.
+    let mut new_bases: Vec<(MailboxGuid, MailboxName, BaseMailbox, BaseUpdate)> = Vec::new();
+    for (i, p) in pairings.iter().enumerate() {
         let name = &p.src.name;
         let (src, dst) = match dir {
-            Direction::Push => {
-                let src = local_snaps
-                    .pop_front()
-                    .expect("one local snapshot per pairing");
-                let dst = if p.dst.is_some() {
-                    remote_snaps.pop_front()
-                } else {
-                    None
-                };
-                (src, dst)
-            }
-            Direction::Pull => {
-                let src = remote_snaps.pop_front().expect("one snapshot per pairing");
-                let dst = if p.dst.is_some() {
-                    local_snaps.pop_front()
-                } else {
-                    None
-                };
-                (src, dst)
-            }
+            Direction::Push => (local_views[i].take(), remote_views[i].take()),
+            Direction::Pull => (remote_views[i].take(), local_views[i].take()),
         };
-        let plan = plan::plan_mailbox(&src, dst.as_ref());
+        let read = compare(local, remote, p, dir, (src, dst), bases[i].take()).await?;
+        let plan = read.plan();
         if plan.is_empty() {
             // Both sides held the same state after the fingerprints taken
             // before reading them; any change since shows in them. A side
             // changed a moment before the run had none to give: it gets
             // one after the run, like a mailbox this run changed.
+            let (base, update) = read.into_base(name);
             match before.get(&p.src.guid) {
                 Some((Some(l), Some(r))) => {
                     fps.set(p.src.guid, Some(l.clone()), Some(r.clone()));
                 }
-                _ => synced.push((p, Digest::of_snapshot(&src))),
+                _ => synced.push((p, delta::base_digest(&base))),
             }
+            new_bases.push((p.src.guid, name.clone(), base, update));
             continue;
         }
-        synced.push((p, Digest::of_snapshot(&src)));
         tracing::info!(
             "{name}: {} to copy, {} to expunge, {} flag and {} date changes",
             plan.saves.len(),
@@ -218,11 +265,14 @@ pub async fn run(
         };
         match dir {
             Direction::Push => {
-                let commits = push_mailbox(local, remote, names, &plan, &mut report).await?;
+                let commits = push_mailbox(local, remote, names, plan, &mut report).await?;
                 pending_commits.extend(std::iter::repeat_n(remote_name.clone(), commits));
             }
-            Direction::Pull => pull_mailbox(local, remote, names, &plan, &mut report).await?,
+            Direction::Pull => pull_mailbox(local, remote, names, plan, &mut report).await?,
         }
+        let (base, update) = read.into_base(name);
+        synced.push((p, delta::base_digest(&base)));
+        new_bases.push((p.src.guid, name.clone(), base, update));
     }
     for name in pending_commits {
         remote
@@ -290,13 +340,266 @@ pub async fn run(
     }
     let live: HashSet<MailboxGuid> = src_boxes.iter().map(|b| b.guid).collect();
     fps.retain(|g| live.contains(g));
+
+    // The new common state: both sides now hold the source's mailboxes.
+    // Written only now that every change is made, under a fresh token.
+    let mut new_state = state.unwrap_or_default();
+    let old_guids: HashSet<MailboxGuid> = new_state.mailboxes.keys().copied().collect();
+    if filter.0.is_empty() {
+        // Only the mailboxes the destination now holds: skipped ones and
+        // this run's (deleted and left-out ones lose their base).
+        let read: HashSet<MailboxGuid> = new_bases.iter().map(|(g, ..)| *g).collect();
+        new_state
+            .mailboxes
+            .retain(|g, _| unchanged.contains(g) || read.contains(g));
+    }
+    new_state.sync_id = PairState::generate_sync_id()?;
+    let mut updated: Vec<(MailboxGuid, BaseUpdate)> = Vec::new();
+    for (guid, name, base, update) in new_bases {
+        let same_name = new_state.mailboxes.get(&guid).is_some_and(|(n, _)| *n == name);
+        match update {
+            BaseUpdate::Edit(e) if e.is_empty() && same_name => {
+                let old = &new_state.mailboxes[&guid].1;
+                if (old.uidvalidity, old.uidnext) != (base.uidvalidity, base.uidnext) {
+                    updated.push((guid, BaseUpdate::Edit(e)));
+                }
+            }
+            u => updated.push((guid, u)),
+        }
+        new_state.mailboxes.insert(guid, (name, base));
+    }
+    let dropped: Vec<MailboxGuid> = old_guids
+        .iter()
+        .filter(|g| !new_state.mailboxes.contains_key(g))
+        .copied()
+        .collect();
+    block_in_place(|| local.save_state(&remote_id, &new_state))?;
     if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
         tracing::warn!(
             "could not record fingerprints in {}: {e}",
             fp_path.display()
         );
     }
+    let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
+    pairstate::send(
+        remote,
+        local_id,
+        &new_state,
+        (had_state, can_edit),
+        updated,
+        dropped,
+    )
+    .await?;
     Ok(report)
+}
+
+/// A side of a pair as read.
+enum View {
+    Full(MailboxSnapshot),
+    /// What differs from the pair's base.
+    Delta(MailboxDelta),
+    /// The follower compared with a base other than ours: read it whole.
+    Stale,
+}
+
+/// One mailbox compared, and what the pair's base becomes once the plan
+/// is carried out.
+enum Compared {
+    /// By delta: the plan covers only the UIDs a side changed.
+    Delta {
+        plan: MailboxPlan,
+        old: BaseMailbox,
+        /// The old base restricted to the touched UIDs, and the source.
+        old_part: BaseMailbox,
+        src: MailboxSnapshot,
+        touched: Vec<Uid>,
+    },
+    Full {
+        plan: MailboxPlan,
+        src: MailboxSnapshot,
+    },
+}
+
+impl Compared {
+    fn plan(&self) -> &MailboxPlan {
+        match self {
+            Compared::Delta { plan, .. } | Compared::Full { plan, .. } => plan,
+        }
+    }
+
+    /// The new base (the source as read: the destination now holds it
+    /// too), and the follower's way to it.
+    fn into_base(self, name: &MailboxName) -> (BaseMailbox, BaseUpdate) {
+        match self {
+            Compared::Delta {
+                plan,
+                old,
+                old_part,
+                src,
+                touched,
+            } => {
+                drop(plan);
+                let part = base_of(src);
+                let edit = delta::edit(&old_part, &part);
+                tracing::debug!(
+                    "{name}: base edited in {} UIDs ({} set, {} dropped)",
+                    touched.len(),
+                    edit.set.len(),
+                    edit.dropped.len()
+                );
+                (delta::splice(old, part, &touched), BaseUpdate::Edit(edit))
+            }
+            Compared::Full { plan, src } => {
+                drop(plan);
+                (base_of(src), BaseUpdate::Whole)
+            }
+        }
+    }
+}
+
+/// A snapshot as a base (consumed: its strings move, none is copied).
+fn base_of(s: MailboxSnapshot) -> BaseMailbox {
+    BaseMailbox {
+        guid: s.info.guid,
+        uidvalidity: s.info.uidvalidity,
+        uidnext: s.info.uidnext,
+        messages: s
+            .messages
+            .into_iter()
+            .map(|m| BaseMessage {
+                uid: m.uid,
+                guid: m.guid,
+                flags: m.flags,
+                keywords: m.keywords,
+            })
+            .collect(),
+    }
+}
+
+/// Plans one mailbox: from the two deltas where both sides reported one
+/// against the pair's base, else (or when the plan would copy a message
+/// known only by its base record) from whole snapshots, read again where
+/// a side gave only a delta.
+async fn compare(
+    local: &mut Store,
+    remote: &mut Remote,
+    p: &Pairing,
+    dir: Direction,
+    (src, dst): (Option<View>, Option<View>),
+    base: Option<BaseMailbox>,
+) -> Result<Compared> {
+    let name = &p.src.name;
+    if let (Some(View::Delta(ds)), Some(View::Delta(dd)), Some(b)) = (&src, &dst, &base) {
+        let usable = [&ds.info, &dd.info]
+            .iter()
+            .all(|m| m.guid == b.guid && m.uidvalidity == b.uidvalidity);
+        if usable {
+            let (Some(View::Delta(ds)), Some(View::Delta(dd)), Some(base)) = (src, dst, base)
+            else {
+                unreachable!("matched above")
+            };
+            let r = delta::restrict(&base, ds, dd);
+            let mut plan = plan::plan_mailbox(&r.a, Some(&r.b));
+            tracing::info!(
+                "{name}: reading by delta: {} UIDs changed since the last run",
+                r.touched.len()
+            );
+            if plan.needs_full_records() {
+                // The destination lost messages the source did not change:
+                // the delta names them, their date and size come from the
+                // source read whole.
+                tracing::info!(
+                    "{name}: the destination lost messages the source still holds; reading the source whole for them"
+                );
+                let (src, _) = whole(local, remote, p, dir, (Some(None), None)).await?;
+                if !complete_saves(&mut plan, &src) {
+                    tracing::info!("{name}: the source changed meanwhile; comparing in full");
+                    let (src, dst) = whole(local, remote, p, dir, (Some(Some(src)), Some(None))).await?;
+                    let plan = plan::plan_mailbox(&src, dst.as_ref());
+                    return Ok(Compared::Full { plan, src });
+                }
+            }
+            return Ok(Compared::Delta {
+                plan,
+                old: base,
+                old_part: r.base,
+                src: r.a,
+                touched: r.touched,
+            });
+        }
+    }
+    let full = |v: Option<View>| match v {
+        Some(View::Full(s)) => Some(Some(s)),
+        Some(_) => Some(None),
+        None => None,
+    };
+    let (src, dst) = whole(local, remote, p, dir, (full(src), full(dst))).await?;
+    let plan = plan::plan_mailbox(&src, dst.as_ref());
+    Ok(Compared::Full { plan, src })
+}
+
+/// Gives the saves that stand for base records the date, size and POP3
+/// fields of the source's real records (`src` read whole); false when one
+/// of them is no longer there or holds another message.
+fn complete_saves(plan: &mut MailboxPlan, src: &MailboxSnapshot) -> bool {
+    for rec in plan.saves.iter_mut().filter(|r| delta::is_from_base(r)) {
+        let Ok(i) = src.messages.binary_search_by_key(&rec.uid, |m| m.uid) else {
+            return false;
+        };
+        let real = &src.messages[i];
+        if real.guid != rec.guid {
+            return false;
+        }
+        // Flags and keywords as the base has them: the state recorded
+        // after this run says so.
+        *rec = MessageRecord {
+            flags: rec.flags,
+            keywords: std::mem::take(&mut rec.keywords),
+            ..real.clone()
+        };
+    }
+    true
+}
+
+/// The two sides' whole snapshots: `Some(Some(s))` as read, `Some(None)`
+/// read again now, `None` no such mailbox (the destination's only).
+async fn whole(
+    local: &mut Store,
+    remote: &mut Remote,
+    p: &Pairing,
+    dir: Direction,
+    (src, dst): (Option<Option<MailboxSnapshot>>, Option<Option<MailboxSnapshot>>),
+) -> Result<(MailboxSnapshot, Option<MailboxSnapshot>)> {
+    let (local_name, remote_name) = side_names(p, dir);
+    let (local_view, remote_view) = match dir {
+        Direction::Push => (src, dst),
+        Direction::Pull => (dst, src),
+    };
+    let local_snap = match local_view {
+        Some(Some(s)) => Some(s),
+        Some(None) => Some(
+            block_in_place(|| local.snapshot(&local_name))
+                .with_context(|| format!("reading mailbox {local_name}"))?,
+        ),
+        None => None,
+    };
+    let remote_snap = match remote_view {
+        Some(Some(s)) => Some(s),
+        Some(None) => {
+            remote.send(Command::Select(remote_name.clone())).await?;
+            remote.send(Command::Snapshot).await?;
+            remote.flush().await?;
+            Some(remote.read_snapshot().await.with_context(|| {
+                format!("reading mailbox {remote_name} on {}", remote.peer)
+            })?)
+        }
+        None => None,
+    };
+    let (src, dst) = match dir {
+        Direction::Push => (local_snap, remote_snap),
+        Direction::Pull => (remote_snap, local_snap),
+    };
+    Ok((src.expect("the source is always read"), dst))
 }
 
 /// A pairing's mailbox names (local, follower) once the tree ops are done.
@@ -314,8 +617,10 @@ struct MailboxPair<'n> {
     remote: &'n MailboxName,
 }
 
-/// The follower's store ID (its sync-state key for us).
-async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> {
+/// The follower's store ID (its sync-state key for us) and the token of
+/// the state it holds for us, if any. The follower keeps that state for
+/// the `DELTA`s and the `STATE-PUT` update that follow.
+async fn state_get(remote: &mut Remote, local_id: &str) -> Result<(String, Option<String>)> {
     remote
         .send(Command::StateGet {
             peer: local_id.to_string(),
@@ -323,10 +628,8 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
         .await?;
     remote.flush().await?;
     match remote.reply().await? {
-        crate::protocol::Reply::State { store_id, .. } => Ok(store_id),
-        crate::protocol::Reply::Error { kind, text } => {
-            Err(super::remote::RemoteError { kind, text }.into())
-        }
+        Reply::State { store_id, sync_id } => Ok((store_id, sync_id)),
+        Reply::Error { kind, text } => Err(super::remote::RemoteError { kind, text }.into()),
         other => anyhow::bail!(
             "{} answered STATE-GET with {:?}",
             remote.peer,
@@ -335,13 +638,13 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
     }
 }
 
-type Listing = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);
+type ListingPair = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);
 
-fn list(store: &mut Store) -> Result<Listing> {
+fn list(store: &mut Store) -> Result<ListingPair> {
     Ok((store.list_mailboxes()?, store.subscriptions()?))
 }
 
-async fn remote_list(remote: &mut Remote) -> Result<Listing> {
+async fn remote_list(remote: &mut Remote) -> Result<ListingPair> {
     remote.send(Command::List).await?;
     remote.flush().await?;
     remote

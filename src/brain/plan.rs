@@ -2,6 +2,7 @@
 //! destination hold, the changes that make the destination equal to the
 //! source. No I/O here, so every rule is unit-tested directly.
 
+use super::delta;
 use super::names::NameMap;
 use crate::model::{
     Flags, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
@@ -190,6 +191,13 @@ pub struct MailboxPlan {
 }
 
 impl MailboxPlan {
+    /// True when the plan copies a message known only by its base record
+    /// (a delta run's restricted view, see `delta`): its date and size are
+    /// unknown, so the mailbox must be compared from whole snapshots.
+    pub fn needs_full_records(&self) -> bool {
+        self.saves.iter().any(delta::is_from_base)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.header.is_none()
             && self.expunge.is_empty()
@@ -233,11 +241,14 @@ pub fn plan_mailbox(src: &MailboxSnapshot, dst: Option<&MailboxSnapshot>) -> Mai
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) if x.uid == y.uid => {
-                if x.guid == y.guid && x.size == y.size {
+                // A record standing for a base record (a delta run, see
+                // `delta`) has no size or date to compare.
+                let partial = delta::is_from_base(x) || delta::is_from_base(y);
+                if x.guid == y.guid && (partial || x.size == y.size) {
                     if x.flags != y.flags || x.keywords != y.keywords {
                         plan.flags.push((x.uid, x.flags, x.keywords.clone()));
                     }
-                    if x.internal_date != y.internal_date {
+                    if !partial && x.internal_date != y.internal_date {
                         plan.dates.push((x.uid, x.internal_date));
                     }
                 } else {
