@@ -356,7 +356,10 @@ pub async fn run(
     new_state.sync_id = PairState::generate_sync_id()?;
     let mut updated: Vec<(MailboxGuid, BaseUpdate)> = Vec::new();
     for (guid, name, base, update) in new_bases {
-        let same_name = new_state.mailboxes.get(&guid).is_some_and(|(n, _)| *n == name);
+        let same_name = new_state
+            .mailboxes
+            .get(&guid)
+            .is_some_and(|(n, _)| *n == name);
         match update {
             BaseUpdate::Edit(e) if e.is_empty() && same_name => {
                 let old = &new_state.mailboxes[&guid].1;
@@ -514,7 +517,8 @@ async fn compare(
                 let (src, _) = whole(local, remote, p, dir, (Some(None), None)).await?;
                 if !complete_saves(&mut plan, &src) {
                     tracing::info!("{name}: the source changed meanwhile; comparing in full");
-                    let (src, dst) = whole(local, remote, p, dir, (Some(Some(src)), Some(None))).await?;
+                    let (src, dst) =
+                        whole(local, remote, p, dir, (Some(Some(src)), Some(None))).await?;
                     let plan = plan::plan_mailbox(&src, dst.as_ref());
                     return Ok(Compared::Full { plan, src });
                 }
@@ -568,7 +572,10 @@ async fn whole(
     remote: &mut Remote,
     p: &Pairing,
     dir: Direction,
-    (src, dst): (Option<Option<MailboxSnapshot>>, Option<Option<MailboxSnapshot>>),
+    (src, dst): (
+        Option<Option<MailboxSnapshot>>,
+        Option<Option<MailboxSnapshot>>,
+    ),
 ) -> Result<(MailboxSnapshot, Option<MailboxSnapshot>)> {
     let (local_name, remote_name) = side_names(p, dir);
     let (local_view, remote_view) = match dir {
@@ -589,9 +596,12 @@ async fn whole(
             remote.send(Command::Select(remote_name.clone())).await?;
             remote.send(Command::Snapshot).await?;
             remote.flush().await?;
-            Some(remote.read_snapshot().await.with_context(|| {
-                format!("reading mailbox {remote_name} on {}", remote.peer)
-            })?)
+            Some(
+                remote
+                    .read_snapshot()
+                    .await
+                    .with_context(|| format!("reading mailbox {remote_name} on {}", remote.peer))?,
+            )
         }
         None => None,
     };
