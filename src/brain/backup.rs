@@ -13,11 +13,14 @@ use super::transfer;
 use super::Report;
 use crate::model::{MailboxDelta, MailboxGuid, MailboxName, MailboxSnapshot, MessageRecord, Uid};
 use crate::protocol::{self, Command, Reply};
-use crate::state::SyncState as PairState;
+use crate::state::{self, SyncState as PairState};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 use tokio::task::block_in_place;
+
+/// What a backup does without a usable state (for the warnings).
+const WITHOUT_STATE: &str = "comparing every mailbox in full this run";
 
 /// Which way the mail flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +67,7 @@ pub async fn run(
         }
     };
     let local = &mut local;
+    tracing::debug!("phase: both sides listed");
     for name in &filter.0 {
         if !src_boxes.iter().any(|b| &b.name == name) {
             anyhow::bail!("mailbox {name} (given with -m) does not exist in the source");
@@ -107,12 +111,22 @@ pub async fn run(
     // it, each reports only what differs from it (`delta`).
     let local_id = block_in_place(|| local.store_id())?;
     let (remote_id, remote_token) = state_get(remote, &local_id).await?;
-    let mut state = pairstate::agreed(
-        block_in_place(|| local.load_state(&remote_id)),
-        remote_token,
-        "comparing every mailbox in full this run",
-    );
-    let had_state = state.is_some();
+    // The tokens first: the bases are read only if a mailbox is.
+    let local_token =
+        match block_in_place(|| state::peek_sync_id(&local.control_root(), &remote_id)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("ignoring the sync state for this pair: {e:#}; {WITHOUT_STATE}");
+                None
+            }
+        };
+    let tokens_agree = local_token.is_some() && local_token == remote_token;
+    if local_token.is_some() && !tokens_agree {
+        tracing::warn!(
+            "the two sides' sync states disagree (one was restored or lost); {WITHOUT_STATE}"
+        );
+    }
+    tracing::debug!("phase: tree done, state tokens compared");
 
     // Mailboxes neither side touched since the last run are skipped unread.
     let fp_path = fingerprints::path(&local.control_root(), &remote_id);
@@ -132,28 +146,26 @@ pub async fn run(
         .into_iter()
         .filter(|p| !unchanged.contains(&p.src.guid))
         .collect();
+    tracing::debug!("phase: fingerprints compared");
 
-    // The bases of the pairs read by delta, taken out of the state (too
-    // big to copy; the header stays there).
-    let by_delta = |p: &Pairing, base: &BaseMailbox| -> bool {
+    // Nothing read and nothing changed in the tree: the state both sides
+    // hold still describes them; it is neither read nor written.
+    let keep_state = tokens_agree && ops.is_empty() && pairings.is_empty();
+
+    // A pair may be read by delta when both sides hold the state and the
+    // mailbox both sides list is the one the base (keyed by the source's
+    // GUID) describes. The follower is asked at once, before the local
+    // state is read (it reads its own meanwhile); a local base that turns
+    // out to differ makes its answer `Stale`.
+    let may_delta = |p: &Pairing| -> bool {
         let Some(dst) = &p.dst else { return false };
-        !full
+        tokens_agree
+            && !full
             && remote.has_feature(protocol::FEATURE_DELTA)
-            && [&p.src, dst]
-                .iter()
-                .all(|m| m.guid == base.guid && m.uidvalidity == base.uidvalidity)
+            && dst.guid == p.src.guid
+            && dst.uidvalidity == p.src.uidvalidity
     };
-    let mut bases: Vec<Option<BaseMailbox>> = Vec::with_capacity(pairings.len());
-    for p in &pairings {
-        let entry = state
-            .as_mut()
-            .and_then(|st| st.mailboxes.get_mut(&p.src.guid))
-            .filter(|(_, b)| by_delta(p, b));
-        bases.push(entry.map(|(_, b)| {
-            let header = b.header_only();
-            std::mem::replace(b, header)
-        }));
-    }
+    let asked_delta: Vec<bool> = pairings.iter().map(may_delta).collect();
 
     // Ask for every remote mailbox at once (one round trip), then read
     // them all before any body moves, so replies arrive in request order.
@@ -161,15 +173,40 @@ pub async fn run(
         .filter(|&i| dir == Direction::Pull || pairings[i].dst.is_some())
         .collect();
     for &i in &remote_wanted {
-        remote
-            .send(Command::Select(side_names(&pairings[i], dir).1))
-            .await?;
-        match &bases[i] {
-            Some(b) => remote.send(Command::Delta(b.guid)).await?,
-            None => remote.send(Command::Snapshot).await?,
+        let p = &pairings[i];
+        remote.send(Command::Select(side_names(p, dir).1)).await?;
+        if asked_delta[i] {
+            remote.send(Command::Delta(p.src.guid)).await?;
+        } else {
+            remote.send(Command::Snapshot).await?;
         }
     }
     remote.flush().await?;
+
+    let mut state = if tokens_agree && !keep_state {
+        pairstate::agreed(
+            block_in_place(|| local.load_state(&remote_id)),
+            remote_token,
+            WITHOUT_STATE,
+        )
+    } else {
+        None
+    };
+    let had_state = state.is_some();
+    // The bases of the pairs read by delta, taken out of the state (too
+    // big to copy; the header stays there).
+    let mut bases: Vec<Option<BaseMailbox>> = Vec::with_capacity(pairings.len());
+    for (p, &asked) in pairings.iter().zip(&asked_delta) {
+        let entry = state
+            .as_mut()
+            .and_then(|st| st.mailboxes.get_mut(&p.src.guid))
+            .filter(|(_, b)| asked && b.guid == p.src.guid && b.uidvalidity == p.src.uidvalidity);
+        bases.push(entry.map(|(_, b)| {
+            let header = b.header_only();
+            std::mem::replace(b, header)
+        }));
+    }
+    tracing::debug!("phase: local state read");
     // While the follower works on those, read the local side: the two
     // stores are scanned at the same time.
     let mut local_views: Vec<Option<View>> = Vec::with_capacity(pairings.len());
@@ -192,13 +229,20 @@ pub async fn run(
         .with_context(|| format!("reading mailbox {name}"))?;
         local_views.push(Some(view));
     }
+    tracing::debug!("phase: local mailboxes read");
     let mut remote_views: Vec<Option<View>> = (0..pairings.len()).map(|_| None).collect();
     for &i in &remote_wanted {
         let p = &pairings[i];
-        let read = match &bases[i] {
-            Some(base) => remote.read_delta().await.map(|l| match l {
+        let read = match (asked_delta[i], &bases[i]) {
+            (true, base) => remote.read_delta().await.map(|l| match l {
                 Listing::Full(s) => View::Full(s),
-                Listing::Delta(digest, d) if digest == delta::base_digest(base) => View::Delta(d),
+                Listing::Delta(digest, d)
+                    if base
+                        .as_ref()
+                        .is_some_and(|b| digest == delta::base_digest(b)) =>
+                {
+                    View::Delta(d)
+                }
                 Listing::Delta(..) => {
                     tracing::info!(
                         "{}: {} holds another base for it; comparing it in full",
@@ -208,7 +252,7 @@ pub async fn run(
                     View::Stale
                 }
             }),
-            None => remote.read_snapshot().await.map(View::Full),
+            (false, _) => remote.read_snapshot().await.map(View::Full),
         };
         let view = read.with_context(|| {
             format!(
@@ -219,6 +263,7 @@ pub async fn run(
         })?;
         remote_views[i] = Some(view);
     }
+    tracing::debug!("phase: remote mailboxes read");
 
     let mut pending_commits = Vec::new();
     // Each mailbox changed, with the digest both sides must now have.
@@ -280,6 +325,7 @@ pub async fn run(
             .await
             .with_context(|| format!("committing mailbox {name} on {}", remote.peer))?;
     }
+    tracing::debug!("phase: all changes committed");
 
     let subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter, &dst_names);
     let mut current = dst_subs.clone();
@@ -298,33 +344,53 @@ pub async fn run(
     }
 
     // Remember both sides' fingerprints where both now hold exactly the
-    // source's state (each side checks its own against the digest).
-    if report.incomplete.is_empty() && !synced.is_empty() {
-        let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
-        let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
-        // The destination proves its new state against the digest (a
-        // re-read). The source was not written: if its fingerprint is the
-        // one taken before it was read, it still holds what was read, so a
-        // plain fingerprint compared with that one does (no re-read).
-        let src_before = |p: &Pairing| -> Option<String> {
-            let (l, r) = before.get(&p.src.guid)?;
-            match dir {
-                Direction::Push => l.clone(),
-                Direction::Pull => r.clone(),
-            }
-        };
-        let dst_digests: Vec<Option<String>> =
-            synced.iter().map(|(_, d)| Some(d.clone())).collect();
-        let src_digests: Vec<Option<String>> = synced
-            .iter()
-            .map(|(p, d)| src_before(p).is_none().then(|| d.clone()))
-            .collect();
-        let (ld, rd) = match dir {
-            Direction::Push => (&src_digests, &dst_digests),
-            Direction::Pull => (&dst_digests, &src_digests),
-        };
-        let (l, r) = fingerprints::both_sides_with(local, remote, &names, ld, rd).await?;
-        for ((p, l), r) in done.iter().zip(l).zip(r) {
+    // source's state (each side checks its own against the digest). The
+    // follower computes its own while the new state is saved here.
+    let verify = report.incomplete.is_empty() && !synced.is_empty();
+    let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
+    let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
+    // The destination proves its new state against the digest (a
+    // re-read). The source was not written: if its fingerprint is the
+    // one taken before it was read, it still holds what was read, so a
+    // plain fingerprint compared with that one does (no re-read).
+    let src_before = |p: &Pairing| -> Option<String> {
+        let (l, r) = before.get(&p.src.guid)?;
+        match dir {
+            Direction::Push => l.clone(),
+            Direction::Pull => r.clone(),
+        }
+    };
+    let dst_digests: Vec<Option<String>> = synced.iter().map(|(_, d)| Some(d.clone())).collect();
+    let src_digests: Vec<Option<String>> = synced
+        .iter()
+        .map(|(p, d)| src_before(p).is_none().then(|| d.clone()))
+        .collect();
+    let (ld, rd) = match dir {
+        Direction::Push => (&src_digests, &dst_digests),
+        Direction::Pull => (&dst_digests, &src_digests),
+    };
+    let local_fps = if verify {
+        fingerprints::ask_remote(remote, &names, rd).await?;
+        fingerprints::local_side(local, &names, ld)
+    } else {
+        Vec::new()
+    };
+
+    // The new common state: both sides now hold the source's mailboxes.
+    // Written only now that every change is made, under a fresh token.
+    let new_state = if keep_state {
+        None
+    } else {
+        let (new_state, updated, dropped) =
+            next_state(state.unwrap_or_default(), new_bases, &unchanged, filter)?;
+        block_in_place(|| local.save_state(&remote_id, &new_state))?;
+        tracing::debug!("phase: state saved here");
+        Some((new_state, updated, dropped))
+    };
+
+    if verify {
+        let remote_fps = fingerprints::remote_answers(remote, names.len()).await?;
+        for ((p, l), r) in done.iter().zip(local_fps).zip(remote_fps) {
             let (mut l, mut r) = (l, r);
             if let Some(b) = src_before(p) {
                 let src = match dir {
@@ -340,10 +406,39 @@ pub async fn run(
     }
     let live: HashSet<MailboxGuid> = src_boxes.iter().map(|b| b.guid).collect();
     fps.retain(|g| live.contains(g));
+    tracing::debug!("phase: fingerprints taken");
+    if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
+        tracing::warn!(
+            "could not record fingerprints in {}: {e}",
+            fp_path.display()
+        );
+    }
+    if let Some((new_state, updated, dropped)) = new_state {
+        let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
+        pairstate::send(
+            remote,
+            local_id,
+            &new_state,
+            (had_state, can_edit),
+            updated,
+            dropped,
+        )
+        .await?;
+    }
+    Ok(report)
+}
 
-    // The new common state: both sides now hold the source's mailboxes.
-    // Written only now that every change is made, under a fresh token.
-    let mut new_state = state.unwrap_or_default();
+/// The state after a successful run: the old one (or an empty one) with
+/// this run's bases; what the follower's copy needs (the mailboxes whose
+/// base changed, the GUIDs it drops).
+type NextState = (PairState, Vec<(MailboxGuid, BaseUpdate)>, Vec<MailboxGuid>);
+
+fn next_state(
+    mut new_state: PairState,
+    new_bases: Vec<(MailboxGuid, MailboxName, BaseMailbox, BaseUpdate)>,
+    skipped: &HashSet<MailboxGuid>,
+    filter: &Filter,
+) -> Result<NextState> {
     let old_guids: HashSet<MailboxGuid> = new_state.mailboxes.keys().copied().collect();
     if filter.0.is_empty() {
         // Only the mailboxes the destination now holds: skipped ones and
@@ -351,7 +446,7 @@ pub async fn run(
         let read: HashSet<MailboxGuid> = new_bases.iter().map(|(g, ..)| *g).collect();
         new_state
             .mailboxes
-            .retain(|g, _| unchanged.contains(g) || read.contains(g));
+            .retain(|g, _| skipped.contains(g) || read.contains(g));
     }
     new_state.sync_id = PairState::generate_sync_id()?;
     let mut updated: Vec<(MailboxGuid, BaseUpdate)> = Vec::new();
@@ -376,24 +471,7 @@ pub async fn run(
         .filter(|g| !new_state.mailboxes.contains_key(g))
         .copied()
         .collect();
-    block_in_place(|| local.save_state(&remote_id, &new_state))?;
-    if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
-        tracing::warn!(
-            "could not record fingerprints in {}: {e}",
-            fp_path.display()
-        );
-    }
-    let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
-    pairstate::send(
-        remote,
-        local_id,
-        &new_state,
-        (had_state, can_edit),
-        updated,
-        dropped,
-    )
-    .await?;
-    Ok(report)
+    Ok((new_state, updated, dropped))
 }
 
 /// A side of a pair as read.
