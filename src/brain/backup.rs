@@ -266,8 +266,9 @@ pub async fn run(
     tracing::debug!("phase: remote mailboxes read");
 
     let mut pending_commits = Vec::new();
-    // Each mailbox changed, with the digest both sides must now have.
-    let mut synced: Vec<(&Pairing, String)> = Vec::new();
+    // Each mailbox changed, with the digest both sides must now have, and
+    // whether the source was read by delta.
+    let mut synced: Vec<(&Pairing, String, bool)> = Vec::new();
     // The pairs' new bases, and how the follower's copy of each changes.
     let mut new_bases: Vec<(MailboxGuid, MailboxName, BaseMailbox, BaseUpdate)> = Vec::new();
     for (i, p) in pairings.iter().enumerate() {
@@ -288,7 +289,7 @@ pub async fn run(
                 Some((Some(l), Some(r))) => {
                     fps.set(p.src.guid, Some(l.clone()), Some(r.clone()));
                 }
-                _ => synced.push((p, delta::base_digest(&base))),
+                _ => synced.push((p, delta::base_digest(&base), is_edit(&update))),
             }
             new_bases.push((p.src.guid, name.clone(), base, update));
             continue;
@@ -316,7 +317,7 @@ pub async fn run(
             Direction::Pull => pull_mailbox(local, remote, names, plan, &mut report).await?,
         }
         let (base, update) = read.into_base(name);
-        synced.push((p, delta::base_digest(&base)));
+        synced.push((p, delta::base_digest(&base), is_edit(&update)));
         new_bases.push((p.src.guid, name.clone(), base, update));
     }
     for name in pending_commits {
@@ -347,12 +348,15 @@ pub async fn run(
     // source's state (each side checks its own against the digest). The
     // follower computes its own while the new state is saved here.
     let verify = report.incomplete.is_empty() && !synced.is_empty();
-    let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
+    let done: Vec<&Pairing> = synced.iter().map(|(p, ..)| *p).collect();
     let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
     // The destination proves its new state against the digest (a
     // re-read). The source was not written: if its fingerprint is the
     // one taken before it was read, it still holds what was read, so a
-    // plain fingerprint compared with that one does (no re-read).
+    // plain fingerprint compared with that one does (no re-read). A whole
+    // read recorded the source's summary already; after a delta read the
+    // digest records it (it needs no stat, only the listing read), so the
+    // next run lists an unchanged source without reading it.
     let src_before = |p: &Pairing| -> Option<String> {
         let (l, r) = before.get(&p.src.guid)?;
         match dir {
@@ -360,10 +364,10 @@ pub async fn run(
             Direction::Pull => r.clone(),
         }
     };
-    let dst_digests: Vec<Option<String>> = synced.iter().map(|(_, d)| Some(d.clone())).collect();
+    let dst_digests: Vec<Option<String>> = synced.iter().map(|(_, d, _)| Some(d.clone())).collect();
     let src_digests: Vec<Option<String>> = synced
         .iter()
-        .map(|(p, d)| src_before(p).is_none().then(|| d.clone()))
+        .map(|(p, d, by_delta)| (*by_delta || src_before(p).is_none()).then(|| d.clone()))
         .collect();
     let (ld, rd) = match dir {
         Direction::Push => (&src_digests, &dst_digests),
@@ -377,16 +381,26 @@ pub async fn run(
     };
 
     // The new common state: both sides now hold the source's mailboxes.
-    // Written only now that every change is made, under a fresh token.
-    let new_state = if keep_state {
-        None
-    } else {
+    // Written only now that every change is made, under a fresh token; the
+    // follower writes its copy while this side writes its own. If either
+    // write fails, the two tokens differ and the next run reads in full.
+    if !keep_state {
         let (new_state, updated, dropped) =
             next_state(state.unwrap_or_default(), new_bases, &unchanged, filter)?;
+        let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
+        pairstate::send(
+            remote,
+            local_id,
+            &new_state,
+            (had_state, can_edit),
+            updated,
+            dropped,
+        )
+        .await?;
+        remote.flush().await?;
         block_in_place(|| local.save_state(&remote_id, &new_state))?;
-        tracing::debug!("phase: state saved here");
-        Some((new_state, updated, dropped))
-    };
+        tracing::debug!("phase: state saved here, sent");
+    }
 
     if verify {
         let remote_fps = fingerprints::remote_answers(remote, names.len()).await?;
@@ -412,18 +426,6 @@ pub async fn run(
             "could not record fingerprints in {}: {e}",
             fp_path.display()
         );
-    }
-    if let Some((new_state, updated, dropped)) = new_state {
-        let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
-        pairstate::send(
-            remote,
-            local_id,
-            &new_state,
-            (had_state, can_edit),
-            updated,
-            dropped,
-        )
-        .await?;
     }
     Ok(report)
 }
@@ -536,6 +538,10 @@ impl Compared {
             }
         }
     }
+}
+
+fn is_edit(u: &BaseUpdate) -> bool {
+    matches!(u, BaseUpdate::Edit(_))
 }
 
 /// A snapshot as a base (consumed: its strings move, none is copied).
