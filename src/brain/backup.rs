@@ -311,10 +311,13 @@ pub async fn run(
         };
         match dir {
             Direction::Push => {
-                let commits = push_mailbox(local, remote, names, plan, &mut report).await?;
+                let commits =
+                    push_mailbox(local, remote, names, (plan, read.src()), &mut report).await?;
                 pending_commits.extend(std::iter::repeat_n(remote_name.clone(), commits));
             }
-            Direction::Pull => pull_mailbox(local, remote, names, plan, &mut report).await?,
+            Direction::Pull => {
+                pull_mailbox(local, remote, names, (plan, read.src()), &mut report).await?
+            }
         }
         let (base, update) = read.into_base(name);
         synced.push((p, delta::base_digest(&base), is_edit(&update)));
@@ -510,6 +513,13 @@ impl Compared {
         }
     }
 
+    /// The source records the plan's saves index.
+    fn src(&self) -> &[MessageRecord] {
+        match self {
+            Compared::Delta { src, .. } | Compared::Full { src, .. } => &src.messages,
+        }
+    }
+
     /// The new base (the source as read: the destination now holds it
     /// too), and the follower's way to it.
     fn into_base(self, name: &MailboxName) -> (BaseMailbox, BaseUpdate) {
@@ -585,13 +595,13 @@ async fn compare(
             else {
                 unreachable!("matched above")
             };
-            let r = delta::restrict(&base, ds, dd);
-            let mut plan = plan::plan_mailbox(&r.a, Some(&r.b));
+            let mut r = delta::restrict(&base, ds, dd);
+            let plan = plan::plan_mailbox(&r.a, Some(&r.b));
             tracing::info!(
                 "{name}: reading by delta: {} UIDs changed since the last run",
                 r.touched.len()
             );
-            if plan.needs_full_records() {
+            if plan.needs_full_records(&r.a) {
                 // The destination lost messages the source did not change:
                 // the delta names them, their date and size come from the
                 // source read whole.
@@ -599,7 +609,7 @@ async fn compare(
                     "{name}: the destination lost messages the source still holds; reading the source whole for them"
                 );
                 let (src, _) = whole(local, remote, p, dir, (Some(None), None)).await?;
-                if !complete_saves(&mut plan, &src) {
+                if !complete_saves(&plan, &mut r.a, &src) {
                     tracing::info!("{name}: the source changed meanwhile; comparing in full");
                     let (src, dst) =
                         whole(local, remote, p, dir, (Some(Some(src)), Some(None))).await?;
@@ -626,11 +636,16 @@ async fn compare(
     Ok(Compared::Full { plan, src })
 }
 
-/// Gives the saves that stand for base records the date, size and POP3
-/// fields of the source's real records (`src` read whole); false when one
-/// of them is no longer there or holds another message.
-fn complete_saves(plan: &mut MailboxPlan, src: &MailboxSnapshot) -> bool {
-    for rec in plan.saves.iter_mut().filter(|r| delta::is_from_base(r)) {
+/// Gives the saves (of `part`, the restricted source the plan was made
+/// from) that stand for base records the date, size and POP3 fields of
+/// the source's real records (`src` read whole); false when one of them
+/// is no longer there or holds another message.
+fn complete_saves(plan: &MailboxPlan, part: &mut MailboxSnapshot, src: &MailboxSnapshot) -> bool {
+    for &i in &plan.saves {
+        let rec = &mut part.messages[i];
+        if !delta::is_from_base(rec) {
+            continue;
+        }
         let Ok(i) = src.messages.binary_search_by_key(&rec.uid, |m| m.uid) else {
             return false;
         };
@@ -788,7 +803,7 @@ async fn push_mailbox(
     local: &mut Store,
     remote: &mut Remote,
     names: MailboxPair<'_>,
-    plan: &MailboxPlan,
+    (plan, src): (&MailboxPlan, &[MessageRecord]),
     report: &mut super::Report,
 ) -> Result<usize> {
     remote.send(Command::Select(names.remote.clone())).await?;
@@ -808,7 +823,7 @@ async fn push_mailbox(
     for &(uid, secs) in &plan.dates {
         remote.send(Command::Date { uid, secs }).await?;
     }
-    for rec in &plan.saves {
+    for rec in plan.saves.iter().map(|&i| &src[i]) {
         batches.before_save(remote).await?;
         transfer::push_message(local, remote, names.local, rec.uid, rec, report).await?;
     }
@@ -823,7 +838,7 @@ async fn pull_mailbox(
     local: &mut Store,
     remote: &mut Remote,
     names: MailboxPair<'_>,
-    plan: &MailboxPlan,
+    (plan, src): (&MailboxPlan, &[MessageRecord]),
     report: &mut super::Report,
 ) -> Result<()> {
     let name = names.local;
@@ -844,7 +859,8 @@ async fn pull_mailbox(
     if !plan.saves.is_empty() {
         remote.send(Command::Select(names.remote.clone())).await?;
     }
-    let wanted: Vec<(Uid, &MessageRecord)> = plan.saves.iter().map(|r| (r.uid, r)).collect();
+    let wanted: Vec<(Uid, &MessageRecord)> =
+        plan.saves.iter().map(|&i| (src[i].uid, &src[i])).collect();
     transfer::fetch_into(remote, &mut txn, names.remote, &wanted, report).await?;
     block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {name}"))
 }
