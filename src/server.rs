@@ -49,9 +49,13 @@ struct Server {
     /// reported instead of the next reply, so the leader learns of it at
     /// its next synchronisation point.
     deferred: Option<String>,
-    /// The state for the peer named by the last STATE-GET, as read then:
-    /// DELTA answers against its bases, an update STATE-PUT edits it.
+    /// The state for the peer named by the last STATE-GET, read at the
+    /// first DELTA after it: DELTA answers against its bases, an update
+    /// STATE-PUT edits it.
     state: Option<(String, PairState)>,
+    /// The peer and token the last STATE-GET answered with, until its
+    /// state is read (a run that reads no mailbox never reads it).
+    state_token: Option<(String, String)>,
 }
 
 /// Runs the follower until the leader says QUIT or closes the stream.
@@ -74,6 +78,7 @@ pub async fn serve(
         names: HashMap::new(),
         deferred: None,
         state: None,
+        state_token: None,
     };
     s.handshake(&opts).await?;
     loop {
@@ -237,6 +242,9 @@ impl Server {
                 let name = self.selected()?.clone();
                 // DELTA against a base this side holds; otherwise (and for
                 // SNAPSHOT) the whole mailbox.
+                if matches!(cmd, Command::Delta(_)) {
+                    self.load_state();
+                }
                 let base = match cmd {
                     Command::Delta(guid) => self
                         .state
@@ -331,15 +339,17 @@ impl Server {
                 let answer = block_in_place(|| -> Result<Reply> {
                     let store = self.store()?;
                     let store_id = store.store_id()?;
-                    let state = match store.load_state(&peer) {
+                    // Only the token now: the bases are read when a DELTA
+                    // needs them.
+                    let sync_id = match crate::state::peek_sync_id(&store.control_root(), &peer) {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::warn!("ignoring the sync state for {peer}: {e:#}");
                             None
                         }
                     };
-                    let sync_id = state.as_ref().map(|s| s.sync_id.clone());
-                    self.state = state.map(|s| (peer.clone(), s));
+                    self.state = None;
+                    self.state_token = sync_id.clone().map(|t| (peer.clone(), t));
                     Ok(Reply::State { store_id, sync_id })
                 });
                 let reply = answer.unwrap_or_else(fail);
@@ -361,11 +371,27 @@ impl Server {
         Ok(())
     }
 
+    /// Reads the state the last STATE-GET announced, once: kept only if it
+    /// still carries the token announced (else DELTA answers whole
+    /// mailboxes, and an update STATE-PUT fails as for a missing state).
+    fn load_state(&mut self) {
+        let Some((peer, token)) = self.state_token.take() else {
+            return;
+        };
+        let loaded = block_in_place(|| self.store()?.load_state(&peer));
+        match loaded {
+            Ok(Some(st)) if st.sync_id == token => self.state = Some((peer, st)),
+            Ok(_) => tracing::warn!("the sync state for {peer} changed since STATE-GET"),
+            Err(e) => tracing::warn!("ignoring the sync state for {peer}: {e:#}"),
+        }
+    }
+
     /// BASE/B lines until STATE-END are the pair's new common state; in an
     /// update, BASE-EDIT/B/B-DROP lines edit a mailbox's stored base.
     async fn state_put(&mut self, peer: String, sync_id: String, full: bool) -> Result<()> {
         // An update edits the state this side holds for the peer: the one
         // read at STATE-GET (the leader checked its sync ID), else the file.
+        self.state_token = None;
         let old = match self.state.take() {
             Some((p, st)) if p == peer => Some(st),
             _ => None,

@@ -2,19 +2,25 @@
 //! applies the plan to whichever side is the destination, streaming bodies
 //! across the protocol in the right direction.
 
+use super::delta;
 use super::fingerprints::{self, Fingerprints, SideNames};
+use super::merge::{BaseMailbox, BaseMessage};
 use super::names::{self, NameMap};
+use super::pairstate::{self, BaseUpdate};
 use super::plan::{self, Filter, MailboxPlan, Pairing, TreeOp};
-use super::remote::Remote;
+use super::remote::{Listing, Remote};
 use super::transfer;
 use super::Report;
-use crate::model::{Digest, MailboxGuid, MailboxName, MessageRecord, Uid};
-use crate::protocol::Command;
+use crate::model::{MailboxDelta, MailboxGuid, MailboxName, MailboxSnapshot, MessageRecord, Uid};
+use crate::protocol::{self, Command, Reply};
+use crate::state::{self, SyncState as PairState};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
-use std::collections::VecDeque;
 use tokio::task::block_in_place;
+
+/// What a backup does without a usable state (for the warnings).
+const WITHOUT_STATE: &str = "comparing every mailbox in full this run";
 
 /// Which way the mail flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +67,7 @@ pub async fn run(
         }
     };
     let local = &mut local;
+    tracing::debug!("phase: both sides listed");
     for name in &filter.0 {
         if !src_boxes.iter().any(|b| &b.name == name) {
             anyhow::bail!("mailbox {name} (given with -m) does not exist in the source");
@@ -100,9 +107,28 @@ pub async fn run(
         }
     }
 
-    // Mailboxes neither side touched since the last run are skipped unread.
+    // The pair's common state (shared with mirror): where both sides hold
+    // it, each reports only what differs from it (`delta`).
     let local_id = block_in_place(|| local.store_id())?;
-    let remote_id = remote_store_id(remote, &local_id).await?;
+    let (remote_id, remote_token) = state_get(remote, &local_id).await?;
+    // The tokens first: the bases are read only if a mailbox is.
+    let local_token =
+        match block_in_place(|| state::peek_sync_id(&local.control_root(), &remote_id)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("ignoring the sync state for this pair: {e:#}; {WITHOUT_STATE}");
+                None
+            }
+        };
+    let tokens_agree = local_token.is_some() && local_token == remote_token;
+    if local_token.is_some() && !tokens_agree {
+        tracing::warn!(
+            "the two sides' sync states disagree (one was restored or lost); {WITHOUT_STATE}"
+        );
+    }
+    tracing::debug!("phase: tree done, state tokens compared");
+
+    // Mailboxes neither side touched since the last run are skipped unread.
     let fp_path = fingerprints::path(&local.control_root(), &remote_id);
     let mut fps = if full {
         Fingerprints::default()
@@ -120,87 +146,154 @@ pub async fn run(
         .into_iter()
         .filter(|p| !unchanged.contains(&p.src.guid))
         .collect();
+    tracing::debug!("phase: fingerprints compared");
 
-    // Ask for every remote snapshot at once (one round trip), then read
+    // Nothing read and nothing changed in the tree: the state both sides
+    // hold still describes them; it is neither read nor written.
+    let keep_state = tokens_agree && ops.is_empty() && pairings.is_empty();
+
+    // A pair may be read by delta when both sides hold the state and the
+    // mailbox both sides list is the one the base (keyed by the source's
+    // GUID) describes. The follower is asked at once, before the local
+    // state is read (it reads its own meanwhile); a local base that turns
+    // out to differ makes its answer `Stale`.
+    let may_delta = |p: &Pairing| -> bool {
+        let Some(dst) = &p.dst else { return false };
+        tokens_agree
+            && !full
+            && remote.has_feature(protocol::FEATURE_DELTA)
+            && dst.guid == p.src.guid
+            && dst.uidvalidity == p.src.uidvalidity
+    };
+    let asked_delta: Vec<bool> = pairings.iter().map(may_delta).collect();
+
+    // Ask for every remote mailbox at once (one round trip), then read
     // them all before any body moves, so replies arrive in request order.
-    let remote_wanted: Vec<&Pairing> = pairings
-        .iter()
-        .filter(|p| dir == Direction::Pull || p.dst.is_some())
+    let remote_wanted: Vec<usize> = (0..pairings.len())
+        .filter(|&i| dir == Direction::Pull || pairings[i].dst.is_some())
         .collect();
-    for p in &remote_wanted {
+    for &i in &remote_wanted {
+        let p = &pairings[i];
         remote.send(Command::Select(side_names(p, dir).1)).await?;
-        remote.send(Command::Snapshot).await?;
+        if asked_delta[i] {
+            remote.send(Command::Delta(p.src.guid)).await?;
+        } else {
+            remote.send(Command::Snapshot).await?;
+        }
     }
     remote.flush().await?;
+
+    let mut state = if tokens_agree && !keep_state {
+        pairstate::agreed(
+            block_in_place(|| local.load_state(&remote_id)),
+            remote_token,
+            WITHOUT_STATE,
+        )
+    } else {
+        None
+    };
+    let had_state = state.is_some();
+    // The bases of the pairs read by delta, taken out of the state (too
+    // big to copy; the header stays there).
+    let mut bases: Vec<Option<BaseMailbox>> = Vec::with_capacity(pairings.len());
+    for (p, &asked) in pairings.iter().zip(&asked_delta) {
+        let entry = state
+            .as_mut()
+            .and_then(|st| st.mailboxes.get_mut(&p.src.guid))
+            .filter(|(_, b)| asked && b.guid == p.src.guid && b.uidvalidity == p.src.uidvalidity);
+        bases.push(entry.map(|(_, b)| {
+            let header = b.header_only();
+            std::mem::replace(b, header)
+        }));
+    }
+    tracing::debug!("phase: local state read");
     // While the follower works on those, read the local side: the two
     // stores are scanned at the same time.
-    let mut local_snaps = VecDeque::new();
-    for p in &pairings {
+    let mut local_views: Vec<Option<View>> = Vec::with_capacity(pairings.len());
+    for (p, base) in pairings.iter().zip(&bases) {
         let wanted = match dir {
             Direction::Push => true,
             Direction::Pull => p.dst.is_some(),
         };
-        if wanted {
-            let name = &side_names(p, dir).0;
-            let snap = block_in_place(|| local.snapshot(name))
-                .with_context(|| format!("reading mailbox {name}"))?;
-            local_snaps.push_back(snap);
+        if !wanted {
+            local_views.push(None);
+            continue;
         }
+        let name = &side_names(p, dir).0;
+        let view = block_in_place(|| -> Result<View> {
+            Ok(match base {
+                Some(b) => View::Delta(local.snapshot_delta(name, b)?),
+                None => View::Full(local.snapshot(name)?),
+            })
+        })
+        .with_context(|| format!("reading mailbox {name}"))?;
+        local_views.push(Some(view));
     }
-    let mut remote_snaps = VecDeque::new();
-    for p in &remote_wanted {
-        let snap = remote.read_snapshot().await.with_context(|| {
+    tracing::debug!("phase: local mailboxes read");
+    let mut remote_views: Vec<Option<View>> = (0..pairings.len()).map(|_| None).collect();
+    for &i in &remote_wanted {
+        let p = &pairings[i];
+        let read = match (asked_delta[i], &bases[i]) {
+            (true, base) => remote.read_delta().await.map(|l| match l {
+                Listing::Full(s) => View::Full(s),
+                Listing::Delta(digest, d)
+                    if base
+                        .as_ref()
+                        .is_some_and(|b| digest == delta::base_digest(b)) =>
+                {
+                    View::Delta(d)
+                }
+                Listing::Delta(..) => {
+                    tracing::info!(
+                        "{}: {} holds another base for it; comparing it in full",
+                        p.src.name,
+                        remote.peer
+                    );
+                    View::Stale
+                }
+            }),
+            (false, _) => remote.read_snapshot().await.map(View::Full),
+        };
+        let view = read.with_context(|| {
             format!(
                 "reading mailbox {} on {}",
                 side_names(p, dir).1,
                 remote.peer
             )
         })?;
-        remote_snaps.push_back(snap);
+        remote_views[i] = Some(view);
     }
+    tracing::debug!("phase: remote mailboxes read");
 
     let mut pending_commits = Vec::new();
-    // Each mailbox changed, with the digest both sides must now have.
-    let mut synced: Vec<(&Pairing, String)> = Vec::new();
-    for p in &pairings {
+    // Each mailbox changed, with the digest both sides must now have, and
+    // whether the source was read by delta.
+    let mut synced: Vec<(&Pairing, String, bool)> = Vec::new();
+    // The pairs' new bases, and how the follower's copy of each changes.
+    let mut new_bases: Vec<(MailboxGuid, MailboxName, BaseMailbox, BaseUpdate)> = Vec::new();
+    for (i, p) in pairings.iter().enumerate() {
         let name = &p.src.name;
         let (src, dst) = match dir {
-            Direction::Push => {
-                let src = local_snaps
-                    .pop_front()
-                    .expect("one local snapshot per pairing");
-                let dst = if p.dst.is_some() {
-                    remote_snaps.pop_front()
-                } else {
-                    None
-                };
-                (src, dst)
-            }
-            Direction::Pull => {
-                let src = remote_snaps.pop_front().expect("one snapshot per pairing");
-                let dst = if p.dst.is_some() {
-                    local_snaps.pop_front()
-                } else {
-                    None
-                };
-                (src, dst)
-            }
+            Direction::Push => (local_views[i].take(), remote_views[i].take()),
+            Direction::Pull => (remote_views[i].take(), local_views[i].take()),
         };
-        let plan = plan::plan_mailbox(&src, dst.as_ref());
+        let read = compare(local, remote, p, dir, (src, dst), bases[i].take()).await?;
+        let plan = read.plan();
         if plan.is_empty() {
             // Both sides held the same state after the fingerprints taken
             // before reading them; any change since shows in them. A side
             // changed a moment before the run had none to give: it gets
             // one after the run, like a mailbox this run changed.
+            let (base, update) = read.into_base(name);
             match before.get(&p.src.guid) {
                 Some((Some(l), Some(r))) => {
                     fps.set(p.src.guid, Some(l.clone()), Some(r.clone()));
                 }
-                _ => synced.push((p, Digest::of_snapshot(&src))),
+                _ => synced.push((p, delta::base_digest(&base), is_edit(&update))),
             }
+            new_bases.push((p.src.guid, name.clone(), base, update));
             continue;
         }
-        synced.push((p, Digest::of_snapshot(&src)));
         tracing::info!(
             "{name}: {} to copy, {} to expunge, {} flag and {} date changes",
             plan.saves.len(),
@@ -218,11 +311,17 @@ pub async fn run(
         };
         match dir {
             Direction::Push => {
-                let commits = push_mailbox(local, remote, names, &plan, &mut report).await?;
+                let commits =
+                    push_mailbox(local, remote, names, (plan, read.src()), &mut report).await?;
                 pending_commits.extend(std::iter::repeat_n(remote_name.clone(), commits));
             }
-            Direction::Pull => pull_mailbox(local, remote, names, &plan, &mut report).await?,
+            Direction::Pull => {
+                pull_mailbox(local, remote, names, (plan, read.src()), &mut report).await?
+            }
         }
+        let (base, update) = read.into_base(name);
+        synced.push((p, delta::base_digest(&base), is_edit(&update)));
+        new_bases.push((p.src.guid, name.clone(), base, update));
     }
     for name in pending_commits {
         remote
@@ -230,6 +329,7 @@ pub async fn run(
             .await
             .with_context(|| format!("committing mailbox {name} on {}", remote.peer))?;
     }
+    tracing::debug!("phase: all changes committed");
 
     let subs = plan::plan_subscriptions(&src_subs, &dst_subs, filter, &dst_names);
     let mut current = dst_subs.clone();
@@ -248,33 +348,66 @@ pub async fn run(
     }
 
     // Remember both sides' fingerprints where both now hold exactly the
-    // source's state (each side checks its own against the digest).
-    if report.incomplete.is_empty() && !synced.is_empty() {
-        let done: Vec<&Pairing> = synced.iter().map(|(p, _)| *p).collect();
-        let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
-        // The destination proves its new state against the digest (a
-        // re-read). The source was not written: if its fingerprint is the
-        // one taken before it was read, it still holds what was read, so a
-        // plain fingerprint compared with that one does (no re-read).
-        let src_before = |p: &Pairing| -> Option<String> {
-            let (l, r) = before.get(&p.src.guid)?;
-            match dir {
-                Direction::Push => l.clone(),
-                Direction::Pull => r.clone(),
-            }
-        };
-        let dst_digests: Vec<Option<String>> =
-            synced.iter().map(|(_, d)| Some(d.clone())).collect();
-        let src_digests: Vec<Option<String>> = synced
-            .iter()
-            .map(|(p, d)| src_before(p).is_none().then(|| d.clone()))
-            .collect();
-        let (ld, rd) = match dir {
-            Direction::Push => (&src_digests, &dst_digests),
-            Direction::Pull => (&dst_digests, &src_digests),
-        };
-        let (l, r) = fingerprints::both_sides_with(local, remote, &names, ld, rd).await?;
-        for ((p, l), r) in done.iter().zip(l).zip(r) {
+    // source's state (each side checks its own against the digest). The
+    // follower computes its own while the new state is saved here.
+    let verify = report.incomplete.is_empty() && !synced.is_empty();
+    let done: Vec<&Pairing> = synced.iter().map(|(p, ..)| *p).collect();
+    let names: Vec<SideNames> = done.iter().map(|p| side_names(p, dir)).collect();
+    // The destination proves its new state against the digest (a
+    // re-read). The source was not written: if its fingerprint is the
+    // one taken before it was read, it still holds what was read, so a
+    // plain fingerprint compared with that one does (no re-read). A whole
+    // read recorded the source's summary already; after a delta read the
+    // digest records it (it needs no stat, only the listing read), so the
+    // next run lists an unchanged source without reading it.
+    let src_before = |p: &Pairing| -> Option<String> {
+        let (l, r) = before.get(&p.src.guid)?;
+        match dir {
+            Direction::Push => l.clone(),
+            Direction::Pull => r.clone(),
+        }
+    };
+    let dst_digests: Vec<Option<String>> = synced.iter().map(|(_, d, _)| Some(d.clone())).collect();
+    let src_digests: Vec<Option<String>> = synced
+        .iter()
+        .map(|(p, d, by_delta)| (*by_delta || src_before(p).is_none()).then(|| d.clone()))
+        .collect();
+    let (ld, rd) = match dir {
+        Direction::Push => (&src_digests, &dst_digests),
+        Direction::Pull => (&dst_digests, &src_digests),
+    };
+    let local_fps = if verify {
+        fingerprints::ask_remote(remote, &names, rd).await?;
+        fingerprints::local_side(local, &names, ld)
+    } else {
+        Vec::new()
+    };
+
+    // The new common state: both sides now hold the source's mailboxes.
+    // Written only now that every change is made, under a fresh token; the
+    // follower writes its copy while this side writes its own. If either
+    // write fails, the two tokens differ and the next run reads in full.
+    if !keep_state {
+        let (new_state, updated, dropped) =
+            next_state(state.unwrap_or_default(), new_bases, &unchanged, filter)?;
+        let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
+        pairstate::send(
+            remote,
+            local_id,
+            &new_state,
+            (had_state, can_edit),
+            updated,
+            dropped,
+        )
+        .await?;
+        remote.flush().await?;
+        block_in_place(|| local.save_state(&remote_id, &new_state))?;
+        tracing::debug!("phase: state saved here, sent");
+    }
+
+    if verify {
+        let remote_fps = fingerprints::remote_answers(remote, names.len()).await?;
+        for ((p, l), r) in done.iter().zip(local_fps).zip(remote_fps) {
             let (mut l, mut r) = (l, r);
             if let Some(b) = src_before(p) {
                 let src = match dir {
@@ -290,6 +423,7 @@ pub async fn run(
     }
     let live: HashSet<MailboxGuid> = src_boxes.iter().map(|b| b.guid).collect();
     fps.retain(|g| live.contains(g));
+    tracing::debug!("phase: fingerprints taken");
     if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
         tracing::warn!(
             "could not record fingerprints in {}: {e}",
@@ -297,6 +431,284 @@ pub async fn run(
         );
     }
     Ok(report)
+}
+
+/// The state after a successful run: the old one (or an empty one) with
+/// this run's bases; what the follower's copy needs (the mailboxes whose
+/// base changed, the GUIDs it drops).
+type NextState = (PairState, Vec<(MailboxGuid, BaseUpdate)>, Vec<MailboxGuid>);
+
+fn next_state(
+    mut new_state: PairState,
+    new_bases: Vec<(MailboxGuid, MailboxName, BaseMailbox, BaseUpdate)>,
+    skipped: &HashSet<MailboxGuid>,
+    filter: &Filter,
+) -> Result<NextState> {
+    let old_guids: HashSet<MailboxGuid> = new_state.mailboxes.keys().copied().collect();
+    if filter.0.is_empty() {
+        // Only the mailboxes the destination now holds: skipped ones and
+        // this run's (deleted and left-out ones lose their base).
+        let read: HashSet<MailboxGuid> = new_bases.iter().map(|(g, ..)| *g).collect();
+        new_state
+            .mailboxes
+            .retain(|g, _| skipped.contains(g) || read.contains(g));
+    }
+    new_state.sync_id = PairState::generate_sync_id()?;
+    let mut updated: Vec<(MailboxGuid, BaseUpdate)> = Vec::new();
+    for (guid, name, base, update) in new_bases {
+        let same_name = new_state
+            .mailboxes
+            .get(&guid)
+            .is_some_and(|(n, _)| *n == name);
+        match update {
+            BaseUpdate::Edit(e) if e.is_empty() && same_name => {
+                let old = &new_state.mailboxes[&guid].1;
+                if (old.uidvalidity, old.uidnext) != (base.uidvalidity, base.uidnext) {
+                    updated.push((guid, BaseUpdate::Edit(e)));
+                }
+            }
+            u => updated.push((guid, u)),
+        }
+        new_state.mailboxes.insert(guid, (name, base));
+    }
+    let dropped: Vec<MailboxGuid> = old_guids
+        .iter()
+        .filter(|g| !new_state.mailboxes.contains_key(g))
+        .copied()
+        .collect();
+    Ok((new_state, updated, dropped))
+}
+
+/// A side of a pair as read.
+enum View {
+    Full(MailboxSnapshot),
+    /// What differs from the pair's base.
+    Delta(MailboxDelta),
+    /// The follower compared with a base other than ours: read it whole.
+    Stale,
+}
+
+/// One mailbox compared, and what the pair's base becomes once the plan
+/// is carried out.
+enum Compared {
+    /// By delta: the plan covers only the UIDs a side changed.
+    Delta {
+        plan: MailboxPlan,
+        old: BaseMailbox,
+        /// The old base restricted to the touched UIDs, and the source.
+        old_part: BaseMailbox,
+        src: MailboxSnapshot,
+        touched: Vec<Uid>,
+    },
+    Full {
+        plan: MailboxPlan,
+        src: MailboxSnapshot,
+    },
+}
+
+impl Compared {
+    fn plan(&self) -> &MailboxPlan {
+        match self {
+            Compared::Delta { plan, .. } | Compared::Full { plan, .. } => plan,
+        }
+    }
+
+    /// The source records the plan's saves index.
+    fn src(&self) -> &[MessageRecord] {
+        match self {
+            Compared::Delta { src, .. } | Compared::Full { src, .. } => &src.messages,
+        }
+    }
+
+    /// The new base (the source as read: the destination now holds it
+    /// too), and the follower's way to it.
+    fn into_base(self, name: &MailboxName) -> (BaseMailbox, BaseUpdate) {
+        match self {
+            Compared::Delta {
+                plan,
+                old,
+                old_part,
+                src,
+                touched,
+            } => {
+                drop(plan);
+                let part = base_of(src);
+                let edit = delta::edit(&old_part, &part);
+                tracing::debug!(
+                    "{name}: base edited in {} UIDs ({} set, {} dropped)",
+                    touched.len(),
+                    edit.set.len(),
+                    edit.dropped.len()
+                );
+                (delta::splice(old, part, &touched), BaseUpdate::Edit(edit))
+            }
+            Compared::Full { plan, src } => {
+                drop(plan);
+                (base_of(src), BaseUpdate::Whole)
+            }
+        }
+    }
+}
+
+fn is_edit(u: &BaseUpdate) -> bool {
+    matches!(u, BaseUpdate::Edit(_))
+}
+
+/// A snapshot as a base (consumed: its strings move, none is copied).
+fn base_of(s: MailboxSnapshot) -> BaseMailbox {
+    BaseMailbox {
+        guid: s.info.guid,
+        uidvalidity: s.info.uidvalidity,
+        uidnext: s.info.uidnext,
+        messages: s
+            .messages
+            .into_iter()
+            .map(|m| BaseMessage {
+                uid: m.uid,
+                guid: m.guid,
+                flags: m.flags,
+                keywords: m.keywords,
+            })
+            .collect(),
+    }
+}
+
+/// Plans one mailbox: from the two deltas where both sides reported one
+/// against the pair's base, else (or when the plan would copy a message
+/// known only by its base record) from whole snapshots, read again where
+/// a side gave only a delta.
+async fn compare(
+    local: &mut Store,
+    remote: &mut Remote,
+    p: &Pairing,
+    dir: Direction,
+    (src, dst): (Option<View>, Option<View>),
+    base: Option<BaseMailbox>,
+) -> Result<Compared> {
+    let name = &p.src.name;
+    if let (Some(View::Delta(ds)), Some(View::Delta(dd)), Some(b)) = (&src, &dst, &base) {
+        let usable = [&ds.info, &dd.info]
+            .iter()
+            .all(|m| m.guid == b.guid && m.uidvalidity == b.uidvalidity);
+        if usable {
+            let (Some(View::Delta(ds)), Some(View::Delta(dd)), Some(base)) = (src, dst, base)
+            else {
+                unreachable!("matched above")
+            };
+            let mut r = delta::restrict(&base, ds, dd);
+            let plan = plan::plan_mailbox(&r.a, Some(&r.b));
+            tracing::info!(
+                "{name}: reading by delta: {} UIDs changed since the last run",
+                r.touched.len()
+            );
+            if plan.needs_full_records(&r.a) {
+                // The destination lost messages the source did not change:
+                // the delta names them, their date and size come from the
+                // source read whole.
+                tracing::info!(
+                    "{name}: the destination lost messages the source still holds; reading the source whole for them"
+                );
+                let (src, _) = whole(local, remote, p, dir, (Some(None), None)).await?;
+                if !complete_saves(&plan, &mut r.a, &src) {
+                    tracing::info!("{name}: the source changed meanwhile; comparing in full");
+                    let (src, dst) =
+                        whole(local, remote, p, dir, (Some(Some(src)), Some(None))).await?;
+                    let plan = plan::plan_mailbox(&src, dst.as_ref());
+                    return Ok(Compared::Full { plan, src });
+                }
+            }
+            return Ok(Compared::Delta {
+                plan,
+                old: base,
+                old_part: r.base,
+                src: r.a,
+                touched: r.touched,
+            });
+        }
+    }
+    let full = |v: Option<View>| match v {
+        Some(View::Full(s)) => Some(Some(s)),
+        Some(_) => Some(None),
+        None => None,
+    };
+    let (src, dst) = whole(local, remote, p, dir, (full(src), full(dst))).await?;
+    let plan = plan::plan_mailbox(&src, dst.as_ref());
+    Ok(Compared::Full { plan, src })
+}
+
+/// Gives the saves (of `part`, the restricted source the plan was made
+/// from) that stand for base records the date, size and POP3 fields of
+/// the source's real records (`src` read whole); false when one of them
+/// is no longer there or holds another message.
+fn complete_saves(plan: &MailboxPlan, part: &mut MailboxSnapshot, src: &MailboxSnapshot) -> bool {
+    for &i in &plan.saves {
+        let rec = &mut part.messages[i];
+        if !delta::is_from_base(rec) {
+            continue;
+        }
+        let Ok(i) = src.messages.binary_search_by_key(&rec.uid, |m| m.uid) else {
+            return false;
+        };
+        let real = &src.messages[i];
+        if real.guid != rec.guid {
+            return false;
+        }
+        // Flags and keywords as the base has them: the state recorded
+        // after this run says so.
+        *rec = MessageRecord {
+            flags: rec.flags,
+            keywords: std::mem::take(&mut rec.keywords),
+            ..real.clone()
+        };
+    }
+    true
+}
+
+/// The two sides' whole snapshots: `Some(Some(s))` as read, `Some(None)`
+/// read again now, `None` no such mailbox (the destination's only).
+async fn whole(
+    local: &mut Store,
+    remote: &mut Remote,
+    p: &Pairing,
+    dir: Direction,
+    (src, dst): (
+        Option<Option<MailboxSnapshot>>,
+        Option<Option<MailboxSnapshot>>,
+    ),
+) -> Result<(MailboxSnapshot, Option<MailboxSnapshot>)> {
+    let (local_name, remote_name) = side_names(p, dir);
+    let (local_view, remote_view) = match dir {
+        Direction::Push => (src, dst),
+        Direction::Pull => (dst, src),
+    };
+    let local_snap = match local_view {
+        Some(Some(s)) => Some(s),
+        Some(None) => Some(
+            block_in_place(|| local.snapshot(&local_name))
+                .with_context(|| format!("reading mailbox {local_name}"))?,
+        ),
+        None => None,
+    };
+    let remote_snap = match remote_view {
+        Some(Some(s)) => Some(s),
+        Some(None) => {
+            remote.send(Command::Select(remote_name.clone())).await?;
+            remote.send(Command::Snapshot).await?;
+            remote.flush().await?;
+            Some(
+                remote
+                    .read_snapshot()
+                    .await
+                    .with_context(|| format!("reading mailbox {remote_name} on {}", remote.peer))?,
+            )
+        }
+        None => None,
+    };
+    let (src, dst) = match dir {
+        Direction::Push => (local_snap, remote_snap),
+        Direction::Pull => (remote_snap, local_snap),
+    };
+    Ok((src.expect("the source is always read"), dst))
 }
 
 /// A pairing's mailbox names (local, follower) once the tree ops are done.
@@ -314,8 +726,10 @@ struct MailboxPair<'n> {
     remote: &'n MailboxName,
 }
 
-/// The follower's store ID (its sync-state key for us).
-async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> {
+/// The follower's store ID (its sync-state key for us) and the token of
+/// the state it holds for us, if any. The follower keeps that state for
+/// the `DELTA`s and the `STATE-PUT` update that follow.
+async fn state_get(remote: &mut Remote, local_id: &str) -> Result<(String, Option<String>)> {
     remote
         .send(Command::StateGet {
             peer: local_id.to_string(),
@@ -323,10 +737,8 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
         .await?;
     remote.flush().await?;
     match remote.reply().await? {
-        crate::protocol::Reply::State { store_id, .. } => Ok(store_id),
-        crate::protocol::Reply::Error { kind, text } => {
-            Err(super::remote::RemoteError { kind, text }.into())
-        }
+        Reply::State { store_id, sync_id } => Ok((store_id, sync_id)),
+        Reply::Error { kind, text } => Err(super::remote::RemoteError { kind, text }.into()),
         other => anyhow::bail!(
             "{} answered STATE-GET with {:?}",
             remote.peer,
@@ -335,13 +747,13 @@ async fn remote_store_id(remote: &mut Remote, local_id: &str) -> Result<String> 
     }
 }
 
-type Listing = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);
+type ListingPair = (Vec<crate::model::MailboxInfo>, Vec<MailboxName>);
 
-fn list(store: &mut Store) -> Result<Listing> {
+fn list(store: &mut Store) -> Result<ListingPair> {
     Ok((store.list_mailboxes()?, store.subscriptions()?))
 }
 
-async fn remote_list(remote: &mut Remote) -> Result<Listing> {
+async fn remote_list(remote: &mut Remote) -> Result<ListingPair> {
     remote.send(Command::List).await?;
     remote.flush().await?;
     remote
@@ -391,7 +803,7 @@ async fn push_mailbox(
     local: &mut Store,
     remote: &mut Remote,
     names: MailboxPair<'_>,
-    plan: &MailboxPlan,
+    (plan, src): (&MailboxPlan, &[MessageRecord]),
     report: &mut super::Report,
 ) -> Result<usize> {
     remote.send(Command::Select(names.remote.clone())).await?;
@@ -411,7 +823,7 @@ async fn push_mailbox(
     for &(uid, secs) in &plan.dates {
         remote.send(Command::Date { uid, secs }).await?;
     }
-    for rec in &plan.saves {
+    for rec in plan.saves.iter().map(|&i| &src[i]) {
         batches.before_save(remote).await?;
         transfer::push_message(local, remote, names.local, rec.uid, rec, report).await?;
     }
@@ -426,7 +838,7 @@ async fn pull_mailbox(
     local: &mut Store,
     remote: &mut Remote,
     names: MailboxPair<'_>,
-    plan: &MailboxPlan,
+    (plan, src): (&MailboxPlan, &[MessageRecord]),
     report: &mut super::Report,
 ) -> Result<()> {
     let name = names.local;
@@ -447,7 +859,8 @@ async fn pull_mailbox(
     if !plan.saves.is_empty() {
         remote.send(Command::Select(names.remote.clone())).await?;
     }
-    let wanted: Vec<(Uid, &MessageRecord)> = plan.saves.iter().map(|r| (r.uid, r)).collect();
+    let wanted: Vec<(Uid, &MessageRecord)> =
+        plan.saves.iter().map(|&i| (src[i].uid, &src[i])).collect();
     transfer::fetch_into(remote, &mut txn, names.remote, &wanted, report).await?;
     block_in_place(|| txn.commit()).with_context(|| format!("committing mailbox {name}"))
 }

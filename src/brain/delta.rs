@@ -131,6 +131,12 @@ fn find(messages: &[BaseMessage], uid: Uid) -> Option<&BaseMessage> {
         .map(|i| &messages[i])
 }
 
+/// Whether a record of a restricted view stands for a base record (its
+/// date and size unknown), not for one a side reported.
+pub fn is_from_base(r: &MessageRecord) -> bool {
+    r.size == UNREAD_SIZE
+}
+
 fn from_base(o: &BaseMessage) -> MessageRecord {
     MessageRecord {
         uid: o.uid,

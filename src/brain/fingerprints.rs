@@ -104,24 +104,50 @@ pub async fn both_sides_with(
     local_digests: &[Option<String>],
     remote_digests: &[Option<String>],
 ) -> Result<(Vec<Option<String>>, Vec<Option<String>>)> {
-    for ((_, name), digest) in names.iter().zip(remote_digests) {
+    ask_remote(remote, names, remote_digests).await?;
+    let local_fps = local_side(local, names, local_digests);
+    let remote_fps = remote_answers(remote, names.len()).await?;
+    Ok((local_fps, remote_fps))
+}
+
+/// Asks the follower for its fingerprints (answered by [`remote_answers`]):
+/// the caller may do other work while the follower computes them.
+pub async fn ask_remote(
+    remote: &mut Remote,
+    names: &[SideNames],
+    digests: &[Option<String>],
+) -> Result<()> {
+    for ((_, name), digest) in names.iter().zip(digests) {
         remote.send(Command::Select(name.clone())).await?;
         remote.send(Command::Fprint(digest.clone())).await?;
     }
-    remote.flush().await?;
-    let mut local_fps = Vec::with_capacity(names.len());
-    for ((name, _), digest) in names.iter().zip(local_digests) {
+    remote.flush().await
+}
+
+/// The local side's fingerprints (see [`both_sides`]).
+pub fn local_side(
+    local: &mut Store,
+    names: &[SideNames],
+    digests: &[Option<String>],
+) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(names.len());
+    for ((name, _), digest) in names.iter().zip(digests) {
         let fp = block_in_place(|| local.verified_fingerprint(name, digest.as_deref()))
             .unwrap_or_else(|e| {
                 tracing::debug!("no fingerprint for {name}: {e:#}");
                 None
             });
-        local_fps.push(fp);
+        out.push(fp);
     }
-    let mut remote_fps = Vec::with_capacity(names.len());
-    for _ in names {
+    out
+}
+
+/// The follower's answers to the `n` fingerprints [`ask_remote`] asked for.
+pub async fn remote_answers(remote: &mut Remote, n: usize) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
         match remote.reply().await? {
-            Reply::Fp(fp) => remote_fps.push(fp),
+            Reply::Fp(fp) => out.push(fp),
             Reply::Error { kind, text } => {
                 return Err(super::remote::RemoteError { kind, text }.into())
             }
@@ -132,7 +158,7 @@ pub async fn both_sides_with(
             ),
         }
     }
-    Ok((local_fps, remote_fps))
+    Ok(out)
 }
 
 /// Both sides' fingerprints now (taken before anything is read), by

@@ -9,6 +9,7 @@ use super::delta;
 use super::fingerprints::{self, Fingerprints, SideNames};
 use super::merge::{self, BaseMailbox, MergePlan, Origin, SidePlan};
 use super::names::{self, NameMap};
+use super::pairstate::{self, BaseUpdate};
 use super::plan::Filter;
 use super::remote::{Listing, Remote};
 use super::subscriptions;
@@ -93,23 +94,11 @@ pub async fn run(
         .read_list()
         .await
         .context("listing the LOCATION2 mailboxes")?;
-    let stored = match block_in_place(|| local.load_state(&remote_id)) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("ignoring the sync state for this pair: {e:#}; merging without it (nothing will be deleted)");
-            None
-        }
-    };
-    let mut state = match (stored, remote_token) {
-        (Some(s), Some(t)) if s.sync_id == t => Some(s),
-        (Some(_), _) => {
-            tracing::warn!(
-                "the two sides' sync states disagree (one was restored or lost); merging without it, so nothing is deleted this run"
-            );
-            None
-        }
-        _ => None,
-    };
+    let mut state = pairstate::agreed(
+        block_in_place(|| local.load_state(&remote_id)),
+        remote_token,
+        "merging without it, so nothing is deleted this run",
+    );
     if let Some(state) = &state {
         check_mass_delete(
             state,
@@ -629,95 +618,17 @@ pub async fn run(
             fp_path.display()
         );
     }
-    remote
-        .send(Command::StatePut {
-            peer: local_id,
-            sync_id: new_state.sync_id.clone(),
-            full: !had_state,
-        })
-        .await?;
-    let send: Vec<(MailboxGuid, BaseUpdate)> = if had_state {
-        for g in dropped {
-            remote.send(Command::Unbase(g)).await?;
-        }
-        updated
-    } else {
-        new_state
-            .mailboxes
-            .keys()
-            .map(|g| (*g, BaseUpdate::Whole))
-            .collect()
-    };
-    for (guid, update) in send {
-        let Some((name, base)) = new_state.mailboxes.get(&guid) else {
-            continue;
-        };
-        match update {
-            BaseUpdate::Edit(edit) if can_edit => send_base_edit(remote, name, base, edit).await?,
-            _ => send_base(remote, name, base).await?,
-        }
-    }
+    pairstate::send(
+        remote,
+        local_id,
+        &new_state,
+        (had_state, can_edit),
+        updated,
+        dropped,
+    )
+    .await?;
     tracing::debug!("phase: state saved here, sent");
-    remote.send(Command::StateEnd).await?;
     Ok(report)
-}
-
-/// How the follower's copy of a mailbox's base is brought up to date.
-enum BaseUpdate {
-    /// It holds the old base: only the changes (a delta merge, or a rename).
-    Edit(delta::BaseEdit),
-    Whole,
-}
-
-/// A mailbox's whole base, for the follower's copy of the state.
-async fn send_base(remote: &mut Remote, name: &MailboxName, base: &BaseMailbox) -> Result<()> {
-    remote
-        .send(Command::Base {
-            guid: base.guid,
-            uidvalidity: base.uidvalidity,
-            uidnext: base.uidnext,
-            name: name.clone(),
-        })
-        .await?;
-    for m in &base.messages {
-        send_base_message(remote, m).await?;
-    }
-    Ok(())
-}
-
-/// The change to a mailbox's base the follower holds.
-async fn send_base_edit(
-    remote: &mut Remote,
-    name: &MailboxName,
-    base: &BaseMailbox,
-    edit: delta::BaseEdit,
-) -> Result<()> {
-    remote
-        .send(Command::BaseEdit {
-            guid: base.guid,
-            uidvalidity: base.uidvalidity,
-            uidnext: base.uidnext,
-            name: name.clone(),
-        })
-        .await?;
-    for uid in edit.dropped {
-        remote.send(Command::BaseDrop(uid)).await?;
-    }
-    for m in &edit.set {
-        send_base_message(remote, m).await?;
-    }
-    Ok(())
-}
-
-async fn send_base_message(remote: &mut Remote, m: &merge::BaseMessage) -> Result<()> {
-    remote
-        .send(Command::BaseMsg {
-            uid: m.uid,
-            flags: m.flags,
-            guid: m.guid.clone(),
-            keywords: m.keywords.clone(),
-        })
-        .await
 }
 
 /// Refuses to mirror a side that has lost everything the last sync saw:

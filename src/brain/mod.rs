@@ -11,6 +11,7 @@ pub mod fingerprints;
 pub mod merge;
 pub mod mirror;
 pub mod names;
+pub mod pairstate;
 pub mod plan;
 pub mod remote;
 pub mod subscriptions;

@@ -2,10 +2,9 @@
 //! destination hold, the changes that make the destination equal to the
 //! source. No I/O here, so every rule is unit-tested directly.
 
+use super::delta;
 use super::names::NameMap;
-use crate::model::{
-    Flags, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, MessageRecord, Uid,
-};
+use crate::model::{Flags, MailboxGuid, MailboxInfo, MailboxName, MailboxSnapshot, Uid};
 use std::collections::{HashMap, HashSet};
 
 /// A change to the destination's mailbox tree.
@@ -185,11 +184,22 @@ pub struct MailboxPlan {
     pub expunge: Vec<Uid>,
     pub flags: Vec<(Uid, Flags, Vec<String>)>,
     pub dates: Vec<(Uid, i64)>,
-    /// Source records to copy, ascending UID.
-    pub saves: Vec<MessageRecord>,
+    /// The source records to copy, as indexes into the source snapshot's
+    /// messages (ascending UID): the plan holds no copy of them, which in
+    /// a first copy would be every record twice.
+    pub saves: Vec<usize>,
 }
 
 impl MailboxPlan {
+    /// True when the plan copies a message of `src` (the snapshot it was
+    /// made from) known only by its base record (a delta run's restricted
+    /// view, see `delta`): its date and size are still to be read.
+    pub fn needs_full_records(&self, src: &MailboxSnapshot) -> bool {
+        self.saves
+            .iter()
+            .any(|&i| delta::is_from_base(&src.messages[i]))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.header.is_none()
             && self.expunge.is_empty()
@@ -225,7 +235,7 @@ pub fn plan_mailbox(src: &MailboxSnapshot, dst: Option<&MailboxSnapshot>) -> Mai
     if !same_uid_space {
         // The destination's UIDs mean nothing under another UIDVALIDITY.
         plan.expunge = dst_msgs.iter().map(|m| m.uid).collect();
-        plan.saves = src.messages.clone();
+        plan.saves = (0..src.messages.len()).collect();
         return plan;
     }
     let (mut i, mut j) = (0, 0);
@@ -233,26 +243,29 @@ pub fn plan_mailbox(src: &MailboxSnapshot, dst: Option<&MailboxSnapshot>) -> Mai
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) if x.uid == y.uid => {
-                if x.guid == y.guid && x.size == y.size {
+                // A record standing for a base record (a delta run, see
+                // `delta`) has no size or date to compare.
+                let partial = delta::is_from_base(x) || delta::is_from_base(y);
+                if x.guid == y.guid && (partial || x.size == y.size) {
                     if x.flags != y.flags || x.keywords != y.keywords {
                         plan.flags.push((x.uid, x.flags, x.keywords.clone()));
                     }
-                    if x.internal_date != y.internal_date {
+                    if !partial && x.internal_date != y.internal_date {
                         plan.dates.push((x.uid, x.internal_date));
                     }
                 } else {
                     plan.expunge.push(y.uid);
-                    plan.saves.push(x.clone());
+                    plan.saves.push(i);
                 }
                 i += 1;
                 j += 1;
             }
             (Some(x), Some(y)) if x.uid < y.uid => {
-                plan.saves.push(x.clone());
+                plan.saves.push(i);
                 i += 1;
             }
-            (Some(x), None) => {
-                plan.saves.push(x.clone());
+            (Some(_), None) => {
+                plan.saves.push(i);
                 i += 1;
             }
             (_, Some(y)) => {
@@ -292,6 +305,7 @@ pub fn plan_subscriptions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MessageRecord;
 
     fn name(s: &str) -> MailboxName {
         MailboxName::parse(s, '/').unwrap()
@@ -514,9 +528,47 @@ mod tests {
         assert_eq!(plan.flags, vec![(2, Flags::empty(), vec![])]);
         assert_eq!(plan.dates, vec![(2, 100)]);
         assert_eq!(
-            plan.saves.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            plan.saves
+                .iter()
+                .map(|&i| src.messages[i].uid)
+                .collect::<Vec<_>>(),
             vec![4, 5]
         );
+    }
+
+    /// In a delta run a side's record may stand for its base record (no
+    /// size, no date): only GUID, flags and keywords are compared, and a
+    /// copy of such a record is flagged as needing the real one.
+    #[test]
+    fn records_from_the_base_compare_flags_only() {
+        let from_base = |uid, guid, flags| MessageRecord {
+            size: u64::MAX,
+            internal_date: 0,
+            ..msg(uid, guid, flags)
+        };
+        let src = MailboxSnapshot {
+            info: info("INBOX", 1, 7, 6),
+            messages: vec![
+                from_base(1, "a", Flags::SEEN),
+                msg(2, "b", Flags::SEEN),
+                from_base(3, "c", Flags::empty()),
+            ],
+        };
+        let dst = MailboxSnapshot {
+            info: info("INBOX", 1, 7, 6),
+            messages: vec![
+                msg(1, "a", Flags::FLAGGED),
+                from_base(2, "b", Flags::empty()),
+            ],
+        };
+        let plan = plan_mailbox(&src, Some(&dst));
+        assert_eq!(
+            plan.flags,
+            vec![(1, Flags::SEEN, vec![]), (2, Flags::SEEN, vec![])]
+        );
+        assert!(plan.dates.is_empty() && plan.expunge.is_empty());
+        assert_eq!(plan.saves, vec![2]);
+        assert!(plan.needs_full_records(&src));
     }
 
     #[test]
@@ -607,7 +659,7 @@ mod tests {
                 for (uid, d) in &plan.dates {
                     model.get_mut(uid).unwrap().internal_date = *d;
                 }
-                for m in &plan.saves {
+                for m in plan.saves.iter().map(|&i| &src.messages[i]) {
                     prop_assert!(model.insert(m.uid, m.clone()).is_none(), "save over an existing UID");
                 }
                 let mut info = dst.info.clone();
