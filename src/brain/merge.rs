@@ -103,11 +103,43 @@ enum Side {
 }
 
 /// Builds the merge plan. `a` is the leader's side, `b` the follower's.
+/// The snapshots stay as they are: the plan's records are copies (see
+/// [`merge_owned`], which moves them instead).
 pub fn merge_mailbox(
     base: Option<&BaseMailbox>,
     a: &MailboxSnapshot,
     b: &MailboxSnapshot,
 ) -> MergePlan {
+    merge_owned(base, a.clone(), b.clone()).0
+}
+
+/// The records of two merged snapshots that no save took (each side's in
+/// ascending UID order): what a side still holds besides its saves.
+#[derive(Debug, Default)]
+pub struct Leftover {
+    pub a: Vec<MessageRecord>,
+    pub b: Vec<MessageRecord>,
+}
+
+/// [`merge_mailbox`], moving each saved record out of its snapshot into
+/// the plan instead of copying it: a first copy of a large mailbox holds
+/// its records once, not twice. What no save took comes back.
+pub fn merge_owned(
+    base: Option<&BaseMailbox>,
+    a: MailboxSnapshot,
+    b: MailboxSnapshot,
+) -> (MergePlan, Leftover) {
+    let (mut plan, pending) = plan_mailbox(base, &a, &b);
+    let left = materialize(&mut plan, pending, a.messages, b.messages);
+    (plan, left)
+}
+
+/// The plan with its saves still in the snapshots (`Pending`).
+fn plan_mailbox(
+    base: Option<&BaseMailbox>,
+    a: &MailboxSnapshot,
+    b: &MailboxSnapshot,
+) -> (MergePlan, Vec<Pending>) {
     let base = base.filter(|base| {
         base.uidvalidity == a.info.uidvalidity
             && base.uidvalidity == b.info.uidvalidity
@@ -120,8 +152,14 @@ pub fn merge_mailbox(
     let base_map: BTreeMap<Uid, &BaseMessage> = base
         .map(|b| b.messages.iter().map(|m| (m.uid, m)).collect())
         .unwrap_or_default();
-    let mut am: BTreeMap<Uid, &MessageRecord> = a.messages.iter().map(|m| (m.uid, m)).collect();
-    let mut bm: BTreeMap<Uid, &MessageRecord> = b.messages.iter().map(|m| (m.uid, m)).collect();
+    let index = |s: &MailboxSnapshot| -> BTreeMap<Uid, usize> {
+        s.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.uid, i))
+            .collect()
+    };
+    let (mut am, mut bm) = (index(a), index(b));
     // The same message new on both sides under different UIDs (moved into
     // this mailbox on both, say) is one message: it takes one fresh UID on
     // both sides, and no copy is made.
@@ -139,6 +177,7 @@ pub fn merge_mailbox(
         .filter_map(|x| b_new.get(x.guid.as_str()).map(|&ub| (x.uid, ub)))
         .filter(|(ua, ub)| ua != ub)
         .collect();
+    drop(b_new);
     for (ua, ub) in twins {
         let (x, y) = (
             am.remove(&ua).expect("from a"),
@@ -153,15 +192,22 @@ pub fn merge_mailbox(
             bm.get(&uid).copied(),
             base_map.get(&uid).copied(),
         );
+        let (xr, yr) = (x.map(|i| &a.messages[i]), y.map(|i| &b.messages[i]));
         match (x, y, o) {
-            (Some(x), Some(y), _) if x.guid == y.guid => m.keep_both(x, y, o),
+            (Some(x), Some(y), _) if xr.map(|r| &r.guid) == yr.map(|r| &r.guid) => {
+                m.keep_both(x, y, o)
+            }
             (Some(x), Some(y), _) => {
                 // Same UID, different messages: neither may keep it.
                 m.renumber(Side::A, x);
                 m.renumber(Side::B, y);
             }
-            (Some(x), None, Some(o)) if o.guid == x.guid => m.plan_mut(Side::A).expunge.push(uid),
-            (None, Some(y), Some(o)) if o.guid == y.guid => m.plan_mut(Side::B).expunge.push(uid),
+            (Some(_), None, Some(o)) if xr.is_some_and(|r| o.guid == r.guid) => {
+                m.plan_mut(Side::A).expunge.push(uid)
+            }
+            (None, Some(_), Some(o)) if yr.is_some_and(|r| o.guid == r.guid) => {
+                m.plan_mut(Side::B).expunge.push(uid)
+            }
             (Some(x), None, _) => m.new_on(Side::A, x),
             (None, Some(y), _) => m.new_on(Side::B, y),
             (None, None, _) => unreachable!("uid comes from one of the sides"),
@@ -173,7 +219,7 @@ pub fn merge_mailbox(
 /// The two sides have different UIDVALIDITYs (a fresh pair, or one side
 /// lost its index). The side with more messages keeps its UIDs; the other
 /// side's messages are matched by GUID; nothing is expunged.
-fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
+fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pending>) {
     let winner = if b.messages.len() > a.messages.len() {
         Side::B
     } else {
@@ -188,16 +234,17 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
     // The loser's UIDs are meaningless under the winner's UIDVALIDITY, so
     // fresh UIDs for the loser-only messages start above both sides.
     m.next = m.next.max(l.info.uidnext);
-    let mut by_guid: HashMap<&str, Vec<&MessageRecord>> = HashMap::new();
-    for msg in &l.messages {
-        by_guid.entry(msg.guid.as_str()).or_default().push(msg);
+    let mut by_guid: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, msg) in l.messages.iter().enumerate() {
+        by_guid.entry(msg.guid.as_str()).or_default().push(i);
     }
-    for msg in &w.messages {
+    for (wi, msg) in w.messages.iter().enumerate() {
         match by_guid
             .get_mut(msg.guid.as_str())
             .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
         {
-            Some(lm) => {
+            Some(li) => {
+                let lm = &l.messages[li];
                 // Same message on both: the loser's copy takes the winner's
                 // UID; with no base to tell who changed what, the leader's
                 // flags win.
@@ -205,12 +252,12 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
                 let (flags, keywords) = (leader.flags, leader.keywords.clone());
                 if lm.uid != msg.uid {
                     m.plan_mut(loser).expunge.push(lm.uid);
-                    let mut rec = lm.clone();
-                    rec.uid = msg.uid;
-                    rec.flags = flags;
-                    rec.keywords = keywords.clone();
-                    m.plan_mut(loser).saves.push(Save {
-                        record: rec,
+                    m.pending.push(Pending {
+                        to: loser,
+                        from: loser,
+                        idx: li,
+                        uid: msg.uid,
+                        marks: Some((flags, keywords.clone())),
                         origin: Origin::Own(lm.uid),
                     });
                 } else if (lm.flags, &lm.keywords) != (flags, &keywords) {
@@ -224,36 +271,46 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> MergePlan {
                         .push((msg.uid, flags, keywords.clone()));
                 }
                 m.result
-                    .insert(msg.uid, base_of(msg.uid, &msg.guid, flags, &keywords));
+                    .push(base_of(msg.uid, &msg.guid, flags, &keywords));
             }
             None => {
-                m.plan_mut(loser).saves.push(Save {
-                    record: msg.clone(),
+                m.pending.push(Pending {
+                    to: loser,
+                    from: winner,
+                    idx: wi,
+                    uid: msg.uid,
+                    marks: None,
                     origin: Origin::Other(msg.uid),
                 });
-                m.result.insert(
+                m.result.push(base_of(
                     msg.uid,
-                    base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords),
-                );
+                    &msg.guid,
+                    msg.flags,
+                    &msg.keywords,
+                ));
             }
         }
     }
-    for rest in by_guid.into_values().flatten() {
+    // In the loser's order (HashMap order would make runs differ).
+    let mut rest: Vec<usize> = by_guid.into_values().flatten().collect();
+    rest.sort_unstable();
+    for li in rest {
         // Loser-only: renumber on the loser, copy to the winner.
+        let msg = &l.messages[li];
         let uid = m.take_uid();
-        m.plan_mut(loser).expunge.push(rest.uid);
-        let mut rec = rest.clone();
-        rec.uid = uid;
-        m.plan_mut(loser).saves.push(Save {
-            record: rec.clone(),
-            origin: Origin::Own(rest.uid),
-        });
-        m.plan_mut(winner).saves.push(Save {
-            record: rec,
-            origin: Origin::Other(uid),
-        });
+        m.plan_mut(loser).expunge.push(msg.uid);
+        for (to, origin) in [(loser, Origin::Own(msg.uid)), (winner, Origin::Other(uid))] {
+            m.pending.push(Pending {
+                to,
+                from: loser,
+                idx: li,
+                uid,
+                marks: None,
+                origin,
+            });
+        }
         m.result
-            .insert(uid, base_of(uid, &rest.guid, rest.flags, &rest.keywords));
+            .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));
     }
     // Other(uid) for the loser refers to the winner's UID; for the winner
     // it refers to the loser's *new* UID, which exists once the loser's
@@ -277,14 +334,120 @@ fn base_of(uid: Uid, guid: &str, flags: Flags, keywords: &[String]) -> BaseMessa
     }
 }
 
+/// A save planned while its record still sits in a snapshot; the record
+/// is moved (or, for a second save of the same record, copied) into the
+/// plan once planning is done (`materialize`).
+struct Pending {
+    /// The side whose plan gets the save.
+    to: Side,
+    /// The snapshot holding the record, and where.
+    from: Side,
+    idx: usize,
+    /// The UID the saved record takes.
+    uid: Uid,
+    /// Flags and keywords replacing the record's own.
+    marks: Option<(Flags, Vec<String>)>,
+    origin: Origin,
+}
+
+/// Moves the pending saves' records out of the snapshots into the plans;
+/// returns what no save took. A record that feeds two saves (a message
+/// renumbered on its side and copied to the other) is planned back to
+/// back: the first save gets a copy, the second the record itself.
+fn materialize(
+    plan: &mut MergePlan,
+    pending: Vec<Pending>,
+    mut a: Vec<MessageRecord>,
+    mut b: Vec<MessageRecord>,
+) -> Leftover {
+    let to_a = pending.iter().filter(|p| p.to == Side::A).count();
+    plan.a.saves.reserve_exact(to_a);
+    plan.b.saves.reserve_exact(pending.len() - to_a);
+    let (mut taken_a, mut taken_b) = (vec![false; a.len()], vec![false; b.len()]);
+    let mut it = pending.into_iter().peekable();
+    while let Some(p) = it.next() {
+        let again = it
+            .peek()
+            .is_some_and(|n| (n.from, n.idx) == (p.from, p.idx));
+        let (msgs, taken) = match p.from {
+            Side::A => (&mut a, &mut taken_a),
+            Side::B => (&mut b, &mut taken_b),
+        };
+        assert!(
+            !taken[p.idx],
+            "merge: a record taken by a save is planned again, not back to back"
+        );
+        let mut record = if again {
+            msgs[p.idx].clone()
+        } else {
+            taken[p.idx] = true;
+            std::mem::replace(&mut msgs[p.idx], hollow())
+        };
+        record.uid = p.uid;
+        if let Some((flags, keywords)) = p.marks {
+            record.flags = flags;
+            record.keywords = keywords;
+        }
+        plan.plan_mut(p.to).saves.push(Save {
+            record,
+            origin: p.origin,
+        });
+    }
+    for side in [&mut plan.a, &mut plan.b] {
+        // A side's saves have distinct UIDs: an unstable sort is the same
+        // order, without a scratch copy of the records.
+        side.saves.sort_unstable_by_key(|s| s.record.uid);
+    }
+    let keep = |mut v: Vec<MessageRecord>, taken: &[bool]| {
+        let mut i = 0;
+        v.retain(|_| {
+            i += 1;
+            !taken[i - 1]
+        });
+        v.shrink_to_fit();
+        v
+    };
+    Leftover {
+        a: keep(a, &taken_a),
+        b: keep(b, &taken_b),
+    }
+}
+
+/// What a moved-out record leaves in its snapshot until the snapshot is
+/// compacted: nothing on the heap.
+fn hollow() -> MessageRecord {
+    MessageRecord {
+        uid: 0,
+        guid: String::new(),
+        flags: Flags::empty(),
+        keywords: Vec::new(),
+        internal_date: 0,
+        size: 0,
+        pop3_uidl: None,
+        pop3_order: None,
+        in_new: false,
+    }
+}
+
+impl MergePlan {
+    fn plan_mut(&mut self, s: Side) -> &mut SidePlan {
+        match s {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+}
+
 struct Merger<'s> {
     a_snap: &'s MailboxSnapshot,
     b_snap: &'s MailboxSnapshot,
     a: SidePlan,
     b: SidePlan,
+    pending: Vec<Pending>,
     /// Next fresh UID: above everything either side ever handed out.
     next: Uid,
-    result: BTreeMap<Uid, BaseMessage>,
+    /// The new base's messages, in no particular order until `finish`.
+    result: Vec<BaseMessage>,
 }
 
 impl<'s> Merger<'s> {
@@ -301,9 +464,23 @@ impl<'s> Merger<'s> {
             b_snap: b,
             a: SidePlan::default(),
             b: SidePlan::default(),
+            pending: Vec::new(),
             next: a.info.uidnext.max(b.info.uidnext).max(max_uid + 1),
-            result: BTreeMap::new(),
+            // At most one entry per message of either side; pages never
+            // written cost no memory, and `finish` gives the rest back.
+            result: Vec::with_capacity(a.messages.len() + b.messages.len()),
         }
+    }
+
+    fn snap(&self, s: Side) -> &'s MailboxSnapshot {
+        match s {
+            Side::A => self.a_snap,
+            Side::B => self.b_snap,
+        }
+    }
+
+    fn rec(&self, s: Side, idx: usize) -> &'s MessageRecord {
+        &self.snap(s).messages[idx]
     }
 
     fn plan_mut(&mut self, s: Side) -> &mut SidePlan {
@@ -314,10 +491,7 @@ impl<'s> Merger<'s> {
     }
 
     fn uidnext_of(&self, s: Side) -> Uid {
-        match s {
-            Side::A => self.a_snap.info.uidnext,
-            Side::B => self.b_snap.info.uidnext,
-        }
+        self.snap(s).info.uidnext
     }
 
     fn take_uid(&mut self) -> Uid {
@@ -327,7 +501,8 @@ impl<'s> Merger<'s> {
     }
 
     /// The same message under the same UID on both sides: merge its flags.
-    fn keep_both(&mut self, x: &MessageRecord, y: &MessageRecord, o: Option<&BaseMessage>) {
+    fn keep_both(&mut self, xi: usize, yi: usize, o: Option<&BaseMessage>) {
+        let (x, y) = (self.rec(Side::A, xi), self.rec(Side::B, yi));
         let o = o.filter(|o| o.guid == x.guid);
         let flags = merge_flags(x.flags, y.flags, o.map(|o| o.flags));
         let keywords = merge_keywords(&x.keywords, &y.keywords, o.map(|o| o.keywords.as_slice()));
@@ -337,86 +512,97 @@ impl<'s> Merger<'s> {
         if (y.flags, &y.keywords) != (flags, &keywords) {
             self.b.flags.push((y.uid, flags, keywords.clone()));
         }
-        self.result
-            .insert(x.uid, base_of(x.uid, &x.guid, flags, &keywords));
+        self.result.push(BaseMessage {
+            uid: x.uid,
+            guid: x.guid.clone(),
+            flags,
+            keywords,
+        });
     }
 
     /// A message only `side` has and the base does not: new there.
-    fn new_on(&mut self, side: Side, msg: &MessageRecord) {
+    fn new_on(&mut self, side: Side, idx: usize) {
+        let msg = self.rec(side, idx);
         if msg.uid >= self.uidnext_of(other(side)) {
-            self.plan_mut(other(side)).saves.push(Save {
-                record: msg.clone(),
+            self.pending.push(Pending {
+                to: other(side),
+                from: side,
+                idx,
+                uid: msg.uid,
+                marks: None,
                 origin: Origin::Other(msg.uid),
             });
-            self.result.insert(
-                msg.uid,
-                base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords),
-            );
+            self.result
+                .push(base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
         } else {
-            self.renumber(side, msg);
+            self.renumber(side, idx);
         }
     }
 
     /// One message that both sides hold under different UIDs: a fresh UID
     /// on both, each side renumbering its own copy.
-    fn relabel_both(&mut self, x: &MessageRecord, y: &MessageRecord) {
+    fn relabel_both(&mut self, xi: usize, yi: usize) {
         let uid = self.take_uid();
-        for (side, own) in [(Side::A, x), (Side::B, y)] {
-            let mut rec = own.clone();
-            rec.uid = uid;
-            rec.flags = x.flags;
-            rec.keywords = x.keywords.clone();
-            let plan = self.plan_mut(side);
-            plan.expunge.push(own.uid);
-            plan.saves.push(Save {
-                record: rec,
-                origin: Origin::Own(own.uid),
+        let x = self.rec(Side::A, xi);
+        for (side, idx) in [(Side::A, xi), (Side::B, yi)] {
+            let own = self.rec(side, idx).uid;
+            self.plan_mut(side).expunge.push(own);
+            self.pending.push(Pending {
+                to: side,
+                from: side,
+                idx,
+                uid,
+                marks: Some((x.flags, x.keywords.clone())),
+                origin: Origin::Own(own),
             });
         }
         self.result
-            .insert(uid, base_of(uid, &x.guid, x.flags, &x.keywords));
+            .push(base_of(uid, &x.guid, x.flags, &x.keywords));
     }
 
     /// Gives `side`'s message a fresh UID on both sides.
-    fn renumber(&mut self, side: Side, msg: &MessageRecord) {
+    fn renumber(&mut self, side: Side, idx: usize) {
         let uid = self.take_uid();
-        let mut rec = msg.clone();
-        rec.uid = uid;
-        let own = self.plan_mut(side);
-        own.expunge.push(msg.uid);
-        own.saves.push(Save {
-            record: rec.clone(),
-            origin: Origin::Own(msg.uid),
-        });
-        self.plan_mut(other(side)).saves.push(Save {
-            record: rec,
-            origin: Origin::Other(uid),
-        });
+        let msg = self.rec(side, idx);
+        self.plan_mut(side).expunge.push(msg.uid);
+        for (to, origin) in [(side, Origin::Own(msg.uid)), (other(side), Origin::Other(uid))] {
+            self.pending.push(Pending {
+                to,
+                from: side,
+                idx,
+                uid,
+                marks: None,
+                origin,
+            });
+        }
         self.result
-            .insert(uid, base_of(uid, &msg.guid, msg.flags, &msg.keywords));
+            .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));
     }
 
-    fn finish(mut self, guid: MailboxGuid, uidvalidity: u32) -> MergePlan {
+    fn finish(mut self, guid: MailboxGuid, uidvalidity: u32) -> (MergePlan, Vec<Pending>) {
         let uidnext = self.next;
         for (side, snap) in [(Side::A, self.a_snap), (Side::B, self.b_snap)] {
             let i = &snap.info;
             if (i.guid, i.uidvalidity, i.uidnext) != (guid, uidvalidity, uidnext) {
                 self.plan_mut(side).header = Some((guid, uidvalidity, uidnext));
             }
-            let plan = self.plan_mut(side);
-            plan.expunge.sort_unstable();
-            plan.saves.sort_by_key(|s| s.record.uid);
+            self.plan_mut(side).expunge.sort_unstable();
         }
-        MergePlan {
+        let mut messages = self.result;
+        messages.sort_unstable_by_key(|m| m.uid);
+        debug_assert!(messages.windows(2).all(|w| w[0].uid < w[1].uid));
+        messages.shrink_to_fit();
+        let plan = MergePlan {
             a: self.a,
             b: self.b,
             base: BaseMailbox {
                 guid,
                 uidvalidity,
                 uidnext,
-                messages: self.result.into_values().collect(),
+                messages,
             },
-        }
+        };
+        (plan, self.pending)
     }
 }
 
