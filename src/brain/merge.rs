@@ -252,14 +252,10 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
                 let (flags, keywords) = (leader.flags, leader.keywords.clone());
                 if lm.uid != msg.uid {
                     m.plan_mut(loser).expunge.push(lm.uid);
-                    m.pending.push(Pending {
-                        to: loser,
-                        from: loser,
-                        idx: li,
-                        uid: msg.uid,
-                        marks: Some((flags, keywords.clone())),
-                        origin: Origin::Own(lm.uid),
-                    });
+                    m.pending.push(
+                        Pending::new(loser, (loser, li), msg.uid, Origin::Own(lm.uid))
+                            .marked(flags, keywords.clone()),
+                    );
                 } else if (lm.flags, &lm.keywords) != (flags, &keywords) {
                     m.plan_mut(loser)
                         .flags
@@ -274,14 +270,12 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
                     .push(base_of(msg.uid, &msg.guid, flags, &keywords));
             }
             None => {
-                m.pending.push(Pending {
-                    to: loser,
-                    from: winner,
-                    idx: wi,
-                    uid: msg.uid,
-                    marks: None,
-                    origin: Origin::Other(msg.uid),
-                });
+                m.pending.push(Pending::new(
+                    loser,
+                    (winner, wi),
+                    msg.uid,
+                    Origin::Other(msg.uid),
+                ));
                 m.result.push(base_of(
                     msg.uid,
                     &msg.guid,
@@ -300,14 +294,7 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
         let uid = m.take_uid();
         m.plan_mut(loser).expunge.push(msg.uid);
         for (to, origin) in [(loser, Origin::Own(msg.uid)), (winner, Origin::Other(uid))] {
-            m.pending.push(Pending {
-                to,
-                from: loser,
-                idx: li,
-                uid,
-                marks: None,
-                origin,
-            });
+            m.pending.push(Pending::new(to, (loser, li), uid, origin));
         }
         m.result
             .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));
@@ -342,18 +329,41 @@ struct Pending {
     to: Side,
     /// The snapshot holding the record, and where.
     from: Side,
-    idx: usize,
+    idx: u32,
     /// The UID the saved record takes.
     uid: Uid,
-    /// Flags and keywords replacing the record's own.
-    marks: Option<(Flags, Vec<String>)>,
+    /// Flags and keywords replacing the record's own (rare: boxed, so
+    /// that the common entry stays small).
+    marks: Option<Box<(Flags, Vec<String>)>>,
     origin: Origin,
+}
+
+impl Pending {
+    fn new(to: Side, (from, idx): (Side, usize), uid: Uid, origin: Origin) -> Pending {
+        Pending {
+            to,
+            from,
+            idx: u32::try_from(idx).expect("a mailbox holds fewer than 2^32 messages"),
+            uid,
+            marks: None,
+            origin,
+        }
+    }
+
+    fn marked(mut self, flags: Flags, keywords: Vec<String>) -> Pending {
+        self.marks = Some(Box::new((flags, keywords)));
+        self
+    }
 }
 
 /// Moves the pending saves' records out of the snapshots into the plans;
 /// returns what no save took. A record that feeds two saves (a message
 /// renumbered on its side and copied to the other) is planned back to
-/// back: the first save gets a copy, the second the record itself.
+/// back: one save gets a copy, the other the record itself.
+///
+/// Saves are taken last to first and a snapshot's taken tail is cut off
+/// as it grows, so a copy of a whole mailbox (saves in snapshot order)
+/// holds the records once, not once in the snapshot and once in the plan.
 fn materialize(
     plan: &mut MergePlan,
     pending: Vec<Pending>,
@@ -364,27 +374,40 @@ fn materialize(
     plan.a.saves.reserve_exact(to_a);
     plan.b.saves.reserve_exact(pending.len() - to_a);
     let (mut taken_a, mut taken_b) = (vec![false; a.len()], vec![false; b.len()]);
-    let mut it = pending.into_iter().peekable();
+    let mut it = pending.into_iter().rev().peekable();
+    let mut cut = 0usize;
     while let Some(p) = it.next() {
         let again = it
             .peek()
             .is_some_and(|n| (n.from, n.idx) == (p.from, p.idx));
+        let idx = p.idx as usize;
         let (msgs, taken) = match p.from {
             Side::A => (&mut a, &mut taken_a),
             Side::B => (&mut b, &mut taken_b),
         };
         assert!(
-            !taken[p.idx],
+            !taken[idx],
             "merge: a record taken by a save is planned again, not back to back"
         );
         let mut record = if again {
-            msgs[p.idx].clone()
+            msgs[idx].clone()
         } else {
-            taken[p.idx] = true;
-            std::mem::replace(&mut msgs[p.idx], hollow())
+            taken[idx] = true;
+            std::mem::replace(&mut msgs[idx], hollow())
         };
+        // Taken records at the end are gone for good: every index still
+        // to be taken lies below them.
+        while msgs.last().is_some() && taken[msgs.len() - 1] {
+            msgs.pop();
+            cut += 1;
+        }
+        if cut >= 16_384 {
+            msgs.shrink_to_fit();
+            cut = 0;
+        }
         record.uid = p.uid;
-        if let Some((flags, keywords)) = p.marks {
+        if let Some(marks) = p.marks {
+            let (flags, keywords) = *marks;
             record.flags = flags;
             record.keywords = keywords;
         }
@@ -524,14 +547,12 @@ impl<'s> Merger<'s> {
     fn new_on(&mut self, side: Side, idx: usize) {
         let msg = self.rec(side, idx);
         if msg.uid >= self.uidnext_of(other(side)) {
-            self.pending.push(Pending {
-                to: other(side),
-                from: side,
-                idx,
-                uid: msg.uid,
-                marks: None,
-                origin: Origin::Other(msg.uid),
-            });
+            self.pending.push(Pending::new(
+                other(side),
+                (side, idx),
+                msg.uid,
+                Origin::Other(msg.uid),
+            ));
             self.result
                 .push(base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
         } else {
@@ -547,14 +568,10 @@ impl<'s> Merger<'s> {
         for (side, idx) in [(Side::A, xi), (Side::B, yi)] {
             let own = self.rec(side, idx).uid;
             self.plan_mut(side).expunge.push(own);
-            self.pending.push(Pending {
-                to: side,
-                from: side,
-                idx,
-                uid,
-                marks: Some((x.flags, x.keywords.clone())),
-                origin: Origin::Own(own),
-            });
+            self.pending.push(
+                Pending::new(side, (side, idx), uid, Origin::Own(own))
+                    .marked(x.flags, x.keywords.clone()),
+            );
         }
         self.result
             .push(base_of(uid, &x.guid, x.flags, &x.keywords));
@@ -566,14 +583,7 @@ impl<'s> Merger<'s> {
         let msg = self.rec(side, idx);
         self.plan_mut(side).expunge.push(msg.uid);
         for (to, origin) in [(side, Origin::Own(msg.uid)), (other(side), Origin::Other(uid))] {
-            self.pending.push(Pending {
-                to,
-                from: side,
-                idx,
-                uid,
-                marks: None,
-                origin,
-            });
+            self.pending.push(Pending::new(to, (side, idx), uid, origin));
         }
         self.result
             .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));
