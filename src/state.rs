@@ -557,7 +557,9 @@ pub fn store_id(root: &Path) -> Result<String> {
         return Ok(id);
     }
     let id = random_hex()?;
-    let tmp = write_temp(root, STORE_ID_FILE, |f| Ok(f.write_all(format!("{id}\n").as_bytes())?))?;
+    let tmp = write_temp(root, STORE_ID_FILE, |f| {
+        Ok(f.write_all(format!("{id}\n").as_bytes())?)
+    })?;
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {

@@ -266,8 +266,7 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
                         .flags
                         .push((msg.uid, flags, keywords.clone()));
                 }
-                m.result
-                    .push(base_of(msg.uid, &msg.guid, flags, &keywords));
+                m.result.push(base_of(msg.uid, &msg.guid, flags, &keywords));
             }
             None => {
                 m.pending.push(Pending::new(
@@ -276,12 +275,8 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
                     msg.uid,
                     Origin::Other(msg.uid),
                 ));
-                m.result.push(base_of(
-                    msg.uid,
-                    &msg.guid,
-                    msg.flags,
-                    &msg.keywords,
-                ));
+                m.result
+                    .push(base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
             }
         }
     }
@@ -582,8 +577,12 @@ impl<'s> Merger<'s> {
         let uid = self.take_uid();
         let msg = self.rec(side, idx);
         self.plan_mut(side).expunge.push(msg.uid);
-        for (to, origin) in [(side, Origin::Own(msg.uid)), (other(side), Origin::Other(uid))] {
-            self.pending.push(Pending::new(to, (side, idx), uid, origin));
+        for (to, origin) in [
+            (side, Origin::Own(msg.uid)),
+            (other(side), Origin::Other(uid)),
+        ] {
+            self.pending
+                .push(Pending::new(to, (side, idx), uid, origin));
         }
         self.result
             .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));

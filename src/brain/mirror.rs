@@ -280,8 +280,8 @@ pub async fn run(
     // What the merges left of the snapshots they used (whole, or
     // restricted to the UIDs a side changed, with `touched` and the old
     // base restricted to them): the records no save took.
-    let mut a_snaps: HashMap<usize, Vec<MessageRecord>> = HashMap::new();
-    let mut b_snaps: HashMap<usize, Vec<MessageRecord>> = HashMap::new();
+    let mut a_snaps: Left = HashMap::new();
+    let mut b_snaps: Left = HashMap::new();
     let mut restricted: HashMap<usize, (Vec<Uid>, BaseMailbox)> = HashMap::new();
     let mut plans: Vec<(usize, MergePlan)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
@@ -434,8 +434,7 @@ pub async fn run(
         let (a_now, b_now) = (&plan.a, &plan.b);
         if a_now.is_empty() {
             if !b_now.is_empty() {
-                pending +=
-                    push_side(&*local, remote, &held, p, b_now, a_now, &mut report).await?;
+                pending += push_side(&*local, remote, &held, p, b_now, a_now, &mut report).await?;
             }
         } else {
             let progress = Progress {
@@ -784,6 +783,10 @@ struct Read<'r> {
     bases: &'r HashMap<usize, BaseMailbox>,
 }
 
+/// Per pair index: the records of one side's snapshot that its merge
+/// left (no save took them).
+type Left = HashMap<usize, Vec<MessageRecord>>;
+
 /// One side of the pair, for `locate`.
 #[derive(Clone, Copy)]
 enum SideOf {
@@ -798,7 +801,7 @@ enum SideOf {
 /// base's untouched messages.
 fn locate(
     pairs: &[Pair],
-    (plans, left): (&[(usize, MergePlan)], &HashMap<usize, Vec<MessageRecord>>),
+    (plans, left): (&[(usize, MergePlan)], &Left),
     read: Read<'_>,
     wanted: &HashSet<&str>,
     side: SideOf,
@@ -872,11 +875,7 @@ async fn remote_snapshot(remote: &mut Remote, name: &MailboxName) -> Result<Mail
 fn merge_full(
     p: &Pair,
     (a, b): (Option<MailboxSnapshot>, Option<MailboxSnapshot>),
-    (i, a_snaps, b_snaps): (
-        usize,
-        &mut HashMap<usize, Vec<MessageRecord>>,
-        &mut HashMap<usize, Vec<MessageRecord>>,
-    ),
+    (i, a_snaps, b_snaps): (usize, &mut Left, &mut Left),
     report: &mut Report,
 ) -> MergePlan {
     let a = a.unwrap_or_else(|| empty_like(b.as_ref()));
