@@ -142,7 +142,7 @@ impl SyncState {
                 }
                 line.push(b' ');
                 push_token(&mut line, &m.guid);
-                for k in &m.keywords {
+                for k in m.keywords.iter() {
                     line.push(b' ');
                     push_token(&mut line, k);
                 }
@@ -463,7 +463,7 @@ impl<'a> Parser<'a> {
                 uid,
                 guid,
                 flags,
-                keywords,
+                keywords: keywords.into(),
             });
         }
         Ok((
@@ -629,7 +629,7 @@ mod tests {
             uid,
             guid: guid.into(),
             flags,
-            keywords: kw.iter().map(|k| k.to_string()).collect(),
+            keywords: kw.iter().map(|k| k.to_string()).collect::<Vec<_>>().into(),
         }
     }
 
@@ -830,10 +830,11 @@ mod tests {
                 guid: format!("17{uid:08}.M{uid}P12345.mail.example.org,S=4321,W=4400"),
                 flags: Flags::SEEN,
                 keywords: if uid % 10 == 0 {
-                    vec!["$Label1".into()]
+                    vec!["$Label1".to_string()]
                 } else {
                     vec![]
-                },
+                }
+                .into(),
             })
             .collect();
         st.insert(
@@ -900,7 +901,7 @@ mod tests {
                             uid,
                             guid,
                             flags: Flags::from_bits(f).unwrap(),
-                            keywords,
+                            keywords: keywords.into(),
                         })
                         .collect(),
                 };
