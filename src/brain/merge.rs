@@ -413,7 +413,7 @@ impl Pending {
 /// holds the records once, not once in the snapshot and once in the plan.
 fn materialize(
     plan: &mut MergePlan,
-    pending: Vec<Pending>,
+    mut pending: Vec<Pending>,
     mut a: Vec<MessageRecord>,
     mut b: Vec<MessageRecord>,
 ) -> Leftover {
@@ -421,12 +421,17 @@ fn materialize(
     plan.a.saves.reserve_exact(to_a);
     plan.b.saves.reserve_exact(pending.len() - to_a);
     let (mut taken_a, mut taken_b) = (vec![false; a.len()], vec![false; b.len()]);
-    let mut it = pending.into_iter().rev().peekable();
-    let mut cut = 0usize;
-    while let Some(p) = it.next() {
-        let again = it
-            .peek()
+    let (mut cut, mut popped) = (0usize, 0usize);
+    while let Some(p) = pending.pop() {
+        let again = pending
+            .last()
             .is_some_and(|n| (n.from, n.idx) == (p.from, p.idx));
+        // The list of pending saves shrinks as the saves fill up.
+        popped += 1;
+        if popped >= 16_384 {
+            pending.shrink_to_fit();
+            popped = 0;
+        }
         let idx = p.idx as usize;
         let (msgs, taken) = match p.from {
             Side::A => (&mut a, &mut taken_a),
