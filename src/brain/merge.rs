@@ -162,7 +162,35 @@ pub fn merge_mailbox(
     a: &MailboxSnapshot,
     b: &MailboxSnapshot,
 ) -> MergePlan {
-    merge_owned(base, a.clone(), b.clone()).0
+    merge_owned(base, a.clone(), b.clone(), BaseGuids::Copied).0
+}
+
+/// Whether the new base gets its own copy of the GUID of each message a
+/// save creates (`Copied`), or an empty GUID until the caller, done with
+/// the saves, gives it theirs with [`MergePlan::reclaim_guids`] (`Lent`):
+/// in a first copy of a large mailbox every message is both a save and a
+/// base message, and its GUID is then held once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BaseGuids {
+    Copied,
+    Lent,
+}
+
+impl MergePlan {
+    /// Moves the GUIDs the base lent to the saves back into it (see
+    /// [`BaseGuids::Lent`]); the saves' records are left without GUIDs.
+    pub fn reclaim_guids(&mut self) {
+        let MergePlan { a, b, base } = self;
+        for s in a.saves.iter_mut().chain(b.saves.iter_mut()) {
+            let at = base.messages.binary_search_by_key(&s.record.uid, |m| m.uid);
+            if let Ok(i) = at {
+                let m = &mut base.messages[i];
+                if m.guid.is_empty() {
+                    m.guid = std::mem::take(&mut s.record.guid);
+                }
+            }
+        }
+    }
 }
 
 /// The records of two merged snapshots that no save took (each side's in
@@ -180,8 +208,9 @@ pub fn merge_owned(
     base: Option<&BaseMailbox>,
     a: MailboxSnapshot,
     b: MailboxSnapshot,
+    guids: BaseGuids,
 ) -> (MergePlan, Leftover) {
-    let (mut plan, pending) = plan_mailbox(base, &a, &b);
+    let (mut plan, pending) = plan_mailbox(base, &a, &b, guids);
     let left = materialize(&mut plan, pending, a.messages, b.messages);
     (plan, left)
 }
@@ -191,6 +220,7 @@ fn plan_mailbox(
     base: Option<&BaseMailbox>,
     a: &MailboxSnapshot,
     b: &MailboxSnapshot,
+    guids: BaseGuids,
 ) -> (MergePlan, Vec<Pending>) {
     let base = base.filter(|base| {
         base.uidvalidity == a.info.uidvalidity
@@ -198,9 +228,9 @@ fn plan_mailbox(
             && base.guid == a.info.guid
     });
     if a.info.uidvalidity != b.info.uidvalidity {
-        return merge_by_guid(a, b);
+        return merge_by_guid(a, b, guids);
     }
-    let mut m = Merger::new(a, b);
+    let mut m = Merger::new(a, b, guids);
     let base_map: BTreeMap<Uid, &BaseMessage> = base
         .map(|b| b.messages.iter().map(|m| (m.uid, m)).collect())
         .unwrap_or_default();
@@ -271,7 +301,11 @@ fn plan_mailbox(
 /// The two sides have different UIDVALIDITYs (a fresh pair, or one side
 /// lost its index). The side with more messages keeps its UIDs; the other
 /// side's messages are matched by GUID; nothing is expunged.
-fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pending>) {
+fn merge_by_guid(
+    a: &MailboxSnapshot,
+    b: &MailboxSnapshot,
+    guids: BaseGuids,
+) -> (MergePlan, Vec<Pending>) {
     let winner = if b.messages.len() > a.messages.len() {
         Side::B
     } else {
@@ -282,7 +316,7 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
         Side::B => (b, a),
     };
     let loser = other(winner);
-    let mut m = Merger::new(a, b);
+    let mut m = Merger::new(a, b, guids);
     // The loser's UIDs are meaningless under the winner's UIDVALIDITY, so
     // fresh UIDs for the loser-only messages start above both sides.
     m.next = m.next.max(l.info.uidnext);
@@ -327,8 +361,7 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
                     msg.uid,
                     Origin::Other(msg.uid),
                 ));
-                m.result
-                    .push(base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
+                m.saved_base(msg.uid, msg);
             }
         }
     }
@@ -343,8 +376,7 @@ fn merge_by_guid(a: &MailboxSnapshot, b: &MailboxSnapshot) -> (MergePlan, Vec<Pe
         for (to, origin) in [(loser, Origin::Own(msg.uid)), (winner, Origin::Other(uid))] {
             m.pending.push(Pending::new(to, (loser, li), uid, origin));
         }
-        m.result
-            .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));
+        m.saved_base(uid, msg);
     }
     // Other(uid) for the loser refers to the winner's UID; for the winner
     // it refers to the loser's *new* UID, which exists once the loser's
@@ -519,6 +551,7 @@ struct Merger<'s> {
     a: SidePlan,
     b: SidePlan,
     pending: Vec<Pending>,
+    guids: BaseGuids,
     /// Next fresh UID: above everything either side ever handed out.
     next: Uid,
     /// The new base's messages, in no particular order until `finish`.
@@ -526,7 +559,7 @@ struct Merger<'s> {
 }
 
 impl<'s> Merger<'s> {
-    fn new(a: &'s MailboxSnapshot, b: &'s MailboxSnapshot) -> Self {
+    fn new(a: &'s MailboxSnapshot, b: &'s MailboxSnapshot, guids: BaseGuids) -> Self {
         let max_uid = a
             .messages
             .iter()
@@ -540,6 +573,7 @@ impl<'s> Merger<'s> {
             a: SidePlan::default(),
             b: SidePlan::default(),
             pending: Vec::new(),
+            guids,
             next: a.info.uidnext.max(b.info.uidnext).max(max_uid + 1),
             // At most one entry per message of either side; pages never
             // written cost no memory, and `finish` gives the rest back.
@@ -605,8 +639,7 @@ impl<'s> Merger<'s> {
                 msg.uid,
                 Origin::Other(msg.uid),
             ));
-            self.result
-                .push(base_of(msg.uid, &msg.guid, msg.flags, &msg.keywords));
+            self.saved_base(msg.uid, msg);
         } else {
             self.renumber(side, idx);
         }
@@ -625,8 +658,7 @@ impl<'s> Merger<'s> {
                     .marked(x.flags, x.keywords.clone()),
             );
         }
-        self.result
-            .push(base_of(uid, &x.guid, x.flags, &x.keywords));
+        self.saved_base(uid, x);
     }
 
     /// Gives `side`'s message a fresh UID on both sides.
@@ -641,8 +673,18 @@ impl<'s> Merger<'s> {
             self.pending
                 .push(Pending::new(to, (side, idx), uid, origin));
         }
+        self.saved_base(uid, msg);
+    }
+
+    /// The new base's record of a message a save creates under `uid`
+    /// (its GUID lent to the save when asked: `BaseGuids`).
+    fn saved_base(&mut self, uid: Uid, msg: &MessageRecord) {
+        let guid = match self.guids {
+            BaseGuids::Copied => msg.guid.as_str(),
+            BaseGuids::Lent => "",
+        };
         self.result
-            .push(base_of(uid, &msg.guid, msg.flags, &msg.keywords));
+            .push(base_of(uid, guid, msg.flags, &msg.keywords));
     }
 
     fn finish(mut self, guid: MailboxGuid, uidvalidity: u32) -> (MergePlan, Vec<Pending>) {
@@ -849,7 +891,7 @@ mod tests {
             ],
         );
         let want = merge_mailbox(Some(&o), &a, &b);
-        let (plan, left) = merge_owned(Some(&o), a, b);
+        let (plan, left) = merge_owned(Some(&o), a, b, BaseGuids::Copied);
         assert_eq!(plan, want);
         let uids = |v: &[MessageRecord]| v.iter().map(|m| m.uid).collect::<Vec<_>>();
         assert_eq!(uids(&left.a), vec![1, 2]);
@@ -869,8 +911,14 @@ mod tests {
             vec![rec(1, "a", Flags::empty()), rec(2, "b", Flags::SEEN)],
         );
         let empty = snap(6, 1, vec![]);
-        let (plan, left) = merge_owned(None, full.clone(), empty.clone());
-        assert_eq!(plan, merge_mailbox(None, &full, &empty));
+        let (mut plan, left) = merge_owned(None, full.clone(), empty.clone(), BaseGuids::Lent);
+        assert!(plan.base.messages.iter().all(|m| m.guid.is_empty()));
+        plan.reclaim_guids();
+        let mut want = merge_mailbox(None, &full, &empty);
+        for s in &mut want.b.saves {
+            s.record.guid.clear();
+        }
+        assert_eq!(plan, want);
         assert!(left.a.is_empty() && left.b.is_empty());
         assert_eq!(plan.b.saves.len(), 2);
     }

@@ -297,7 +297,10 @@ pub async fn run(
                     unreachable!("matched above")
                 };
                 let r = delta::restrict(base, da, db);
-                let (plan, left) = merge::merge_owned(Some(&r.base), r.a, r.b);
+                // Small: the base keeps its own GUIDs (the edits below
+                // compare it before the saves are made).
+                let (plan, left) =
+                    merge::merge_owned(Some(&r.base), r.a, r.b, merge::BaseGuids::Copied);
                 if !delta::needs_full_records(&plan) {
                     report_plan(&p.name, &plan, &mut report);
                     a_snaps.insert(i, left.a);
@@ -450,6 +453,7 @@ pub async fn run(
                 .with_context(|| format!("committing mailbox {}", p.a_name))?;
         }
         // Done with: only the new base is needed from here on.
+        plan.reclaim_guids();
         plan.a = SidePlan::default();
         plan.b = SidePlan::default();
     }
@@ -880,7 +884,8 @@ fn merge_full(
 ) -> MergePlan {
     let a = a.unwrap_or_else(|| empty_like(b.as_ref()));
     let b = b.unwrap_or_else(|| empty_like(Some(&a)));
-    let (plan, left) = merge::merge_owned(p.base.as_ref(), a, b);
+    // The base's GUIDs come back from the saves once they are made.
+    let (plan, left) = merge::merge_owned(p.base.as_ref(), a, b, merge::BaseGuids::Lent);
     report_plan(&p.name, &plan, report);
     if p.a.is_some() {
         a_snaps.insert(i, left.a);
