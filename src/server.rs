@@ -461,7 +461,7 @@ impl Server {
                         uid,
                         flags,
                         guid,
-                        keywords,
+                        keywords: keywords.into(),
                     };
                     match current.as_mut() {
                         Some(Pending::Whole(_, b)) => b.messages.push(m),

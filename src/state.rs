@@ -89,29 +89,37 @@ impl SyncState {
     /// The file's bytes; fails on a state that could not be read back
     /// (bad sync_id, messages not strictly ascending or not below UIDNEXT).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// Writes the file's bytes to `out` as they are made (a large state is
+    /// never held twice); checks everything before the first byte.
+    pub fn write_to(&self, out: &mut impl Write) -> Result<()> {
         if !valid_token(&self.sync_id) {
             bail!(
                 "sync state: sync_id {:?} must be 1 to 128 letters, digits, '-' or '_'",
                 self.sync_id
             );
         }
-        let n: usize = self.mailboxes.values().map(|m| m.1.messages.len()).sum();
-        // Generous: a Maildir GUID line takes ~64 bytes, and growing the
-        // buffer past its capacity would copy it (both copies resident);
-        // capacity never written to costs no resident memory.
-        let mut out = Vec::with_capacity(64 + self.mailboxes.len() * 96 + n * 96);
-        let _ = writeln!(out, "{MAGIC} {VERSION} {}", self.sync_id);
         // Sorted, so that equal states are equal files.
         let mut keys: Vec<&MailboxGuid> = self.mailboxes.keys().collect();
         keys.sort_unstable();
-        for key in keys {
-            let (name, mb) = &self.mailboxes[key];
-            if *key != mb.guid {
+        for key in &keys {
+            let (_, mb) = &self.mailboxes[*key];
+            if **key != mb.guid {
                 bail!("sync state: mailbox {} is filed under GUID {key}", mb.guid);
             }
             check_messages(mb).map_err(|e| anyhow!("sync state: mailbox {}: {e}", mb.guid))?;
+        }
+        writeln!(out, "{MAGIC} {VERSION} {}", self.sync_id)?;
+        let mut line = Vec::with_capacity(256);
+        for key in keys {
+            let (name, mb) = &self.mailboxes[key];
+            line.clear();
             let _ = write!(
-                out,
+                line,
                 "M {} {} {} {}",
                 mb.guid.to_hex(),
                 mb.uidvalidity,
@@ -119,28 +127,31 @@ impl SyncState {
                 mb.messages.len()
             );
             for part in name.parts() {
-                out.push(b' ');
-                push_token(&mut out, part);
+                line.push(b' ');
+                push_token(&mut line, part);
             }
-            out.push(b'\n');
+            line.push(b'\n');
+            out.write_all(&line)?;
             for m in &mb.messages {
-                let _ = write!(out, "{} ", m.uid);
+                line.clear();
+                let _ = write!(line, "{} ", m.uid);
                 if m.flags.bits() == 0 {
-                    out.push(b'-');
+                    line.push(b'-');
                 } else {
-                    out.extend_from_slice(m.flags.to_letters().as_bytes());
+                    line.extend_from_slice(m.flags.to_letters().as_bytes());
                 }
-                out.push(b' ');
-                push_token(&mut out, &m.guid);
-                for k in &m.keywords {
-                    out.push(b' ');
-                    push_token(&mut out, k);
+                line.push(b' ');
+                push_token(&mut line, &m.guid);
+                for k in m.keywords.iter() {
+                    line.push(b' ');
+                    push_token(&mut line, k);
                 }
-                out.push(b'\n');
+                line.push(b'\n');
+                out.write_all(&line)?;
             }
         }
-        let _ = writeln!(out, "E {}", self.mailboxes.len());
-        Ok(out)
+        writeln!(out, "E {}", self.mailboxes.len())?;
+        Ok(())
     }
 
     /// Parses a whole state file.
@@ -452,7 +463,7 @@ impl<'a> Parser<'a> {
                 uid,
                 guid,
                 flags,
-                keywords,
+                keywords: keywords.into(),
             });
         }
         Ok((
@@ -483,9 +494,14 @@ fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("fsync of directory {}", dir.display()))
 }
 
-/// Writes `data` to a new temporary file beside `dir/<name>` and flushes
-/// it; returns its path.
-fn write_temp(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf> {
+/// Writes a new temporary file beside `dir/<name>` with `fill` and
+/// flushes it; returns its path. On any failure it is removed.
+fn write_temp(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut File) -> Result<()>,
+) -> Result<PathBuf> {
+    let mut fill = Some(fill);
     let mut n = 0u32;
     loop {
         let tmp = dir.join(format!("{name}.tmp.{}.{n}", std::process::id()));
@@ -496,7 +512,8 @@ fn write_temp(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf> {
             .open(&tmp)
         {
             Ok(mut f) => {
-                let r = f.write_all(data).and_then(|_| f.sync_all());
+                let fill = fill.take().expect("the file is filled once");
+                let r = fill(&mut f).and_then(|_| Ok(f.sync_all()?));
                 if let Err(e) = r {
                     let _ = fs::remove_file(&tmp);
                     return Err(e).with_context(|| format!("writing {}", tmp.display()));
@@ -540,7 +557,9 @@ pub fn store_id(root: &Path) -> Result<String> {
         return Ok(id);
     }
     let id = random_hex()?;
-    let tmp = write_temp(root, STORE_ID_FILE, format!("{id}\n").as_bytes())?;
+    let tmp = write_temp(root, STORE_ID_FILE, |f| {
+        Ok(f.write_all(format!("{id}\n").as_bytes())?)
+    })?;
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {
@@ -622,11 +641,15 @@ pub fn peek_sync_id(control_root: &Path, peer: &str) -> Result<Option<String>> {
 /// rename, fsync of the directory.
 pub fn save(control_root: &Path, peer: &str, state: &SyncState) -> Result<()> {
     let path = state_path(control_root, peer)?;
-    let data = state.to_bytes()?;
     fs::create_dir_all(control_root)
         .with_context(|| format!("creating directory {}", control_root.display()))?;
     let name = format!("{STATE_PREFIX}{peer}");
-    let tmp = write_temp(control_root, &name, &data)?;
+    let tmp = write_temp(control_root, &name, |f| {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        state.write_to(&mut w)?;
+        w.flush()?;
+        Ok(())
+    })?;
     if let Err(e) = fs::rename(&tmp, &path) {
         let _ = fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()));
@@ -659,7 +682,7 @@ mod tests {
             uid,
             guid: guid.into(),
             flags,
-            keywords: kw.iter().map(|k| k.to_string()).collect(),
+            keywords: kw.iter().map(|k| k.to_string()).collect::<Vec<_>>().into(),
         }
     }
 
@@ -860,10 +883,11 @@ mod tests {
                 guid: format!("17{uid:08}.M{uid}P12345.mail.example.org,S=4321,W=4400"),
                 flags: Flags::SEEN,
                 keywords: if uid % 10 == 0 {
-                    vec!["$Label1".into()]
+                    vec!["$Label1".to_string()]
                 } else {
                     vec![]
-                },
+                }
+                .into(),
             })
             .collect();
         st.insert(
@@ -930,7 +954,7 @@ mod tests {
                             uid,
                             guid,
                             flags: Flags::from_bits(f).unwrap(),
-                            keywords,
+                            keywords: keywords.into(),
                         })
                         .collect(),
                 };

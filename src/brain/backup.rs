@@ -567,7 +567,7 @@ fn base_of(s: MailboxSnapshot) -> BaseMailbox {
                 uid: m.uid,
                 guid: m.guid,
                 flags: m.flags,
-                keywords: m.keywords,
+                keywords: m.keywords.into(),
             })
             .collect(),
     }

@@ -35,7 +35,7 @@ pub fn differs(
     flags: crate::model::Flags,
     keywords: &[String],
 ) -> bool {
-    o.guid != guid || o.flags != flags || o.keywords != keywords
+    o.guid != guid || o.flags != flags || o.keywords.as_slice() != keywords
 }
 
 /// The difference between a full snapshot and the base (for stores that
@@ -142,7 +142,7 @@ fn from_base(o: &BaseMessage) -> MessageRecord {
         uid: o.uid,
         guid: o.guid.clone(),
         flags: o.flags,
-        keywords: o.keywords.clone(),
+        keywords: o.keywords.to_vec(),
         internal_date: 0,
         size: UNREAD_SIZE,
         pop3_uidl: None,
@@ -289,7 +289,7 @@ mod tests {
                     uid: m.uid,
                     guid: m.guid.clone(),
                     flags: m.flags,
-                    keywords: m.keywords.clone(),
+                    keywords: m.keywords.clone().into(),
                 })
                 .collect(),
         }

@@ -266,10 +266,11 @@ pub async fn run(
         b_views.insert(i, view);
     }
     tracing::debug!("phase: remote mailboxes read");
-    // Snapshots the merges used: whole, or restricted to the UIDs a side
-    // changed (with `touched`, and the old base restricted to them).
-    let mut a_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
-    let mut b_snaps: HashMap<usize, MailboxSnapshot> = HashMap::new();
+    // What the merges left of the snapshots they used (whole, or
+    // restricted to the UIDs a side changed, with `touched` and the old
+    // base restricted to them): the records no save took.
+    let mut a_snaps: Left = HashMap::new();
+    let mut b_snaps: Left = HashMap::new();
     let mut restricted: HashMap<usize, (Vec<Uid>, BaseMailbox)> = HashMap::new();
     let mut plans: Vec<(usize, MergePlan)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
@@ -285,11 +286,14 @@ pub async fn run(
                     unreachable!("matched above")
                 };
                 let r = delta::restrict(base, da, db);
-                let plan = merge::merge_mailbox(Some(&r.base), &r.a, &r.b);
+                // Small: the base keeps its own GUIDs (the edits below
+                // compare it before the saves are made).
+                let (plan, left) =
+                    merge::merge_owned(Some(&r.base), r.a, r.b, merge::BaseGuids::Copied);
                 if !delta::needs_full_records(&plan) {
                     report_plan(&p.name, &plan, &mut report);
-                    a_snaps.insert(i, r.a);
-                    b_snaps.insert(i, r.b);
+                    a_snaps.insert(i, left.a);
+                    b_snaps.insert(i, left.b);
                     restricted.insert(i, (r.touched, r.base));
                     plans.push((i, plan));
                     continue;
@@ -347,8 +351,8 @@ pub async fn run(
         bases: &old_bases,
     };
     let held = Holdings {
-        a: locate(&pairs, &a_snaps, read, &wanted_a, |p| p.a.as_ref()),
-        b: locate(&pairs, &b_snaps, read, &wanted_b, |p| p.b.as_ref()),
+        a: locate(&pairs, (&plans, &a_snaps), read, &wanted_a, SideOf::A),
+        b: locate(&pairs, (&plans, &b_snaps), read, &wanted_b, SideOf::B),
         pairs: &pairs,
     };
     drop((wanted_a, wanted_b));
@@ -387,18 +391,23 @@ pub async fn run(
             }
         }
     }
-    let split = |plan: &SidePlan, i: usize, later: &HashSet<(usize, Uid)>| {
+    // A plan's expunges become those made now (a relabelled message's old
+    // UID goes with its relabel); the ones that wait are returned. The
+    // plan is edited in place: a copy of a large copy's saves is too big.
+    let split = |plan: &mut SidePlan, i: usize, later: &HashSet<(usize, Uid)>| {
         let (wait, now): (Vec<Uid>, Vec<Uid>) = real_expunges(plan)
             .into_iter()
             .partition(|u| later.contains(&(i, *u)));
-        (
-            SidePlan {
-                expunge: now,
-                ..plan.clone()
-            },
-            wait,
-        )
+        plan.expunge = now;
+        wait
     };
+    // Which plans change nothing (for the fingerprints below), before
+    // their expunges are split.
+    let unchanged: HashSet<usize> = plans
+        .iter()
+        .filter(|(_, p)| p.a.is_empty() && p.b.is_empty())
+        .map(|(i, _)| *i)
+        .collect();
     block_in_place(super::pause_for_tests);
     // Pass 1. Per mailbox: the local side fetches the bodies it needs, the
     // follower gets its changes and COMMIT, and the local side commits
@@ -407,31 +416,35 @@ pub async fn run(
     // the local commit, so every local path they name is still valid.
     let mut pass2: Vec<(usize, Vec<Uid>, Vec<Uid>)> = Vec::new();
     let mut pending = 0usize;
-    for (i, plan) in &plans {
-        let (b_now, b_wait) = split(&plan.b, *i, &later_b);
-        let (a_now, a_wait) = split(&plan.a, *i, &later_a);
+    for (i, plan) in plans.iter_mut() {
+        let b_wait = split(&mut plan.b, *i, &later_b);
+        let a_wait = split(&mut plan.a, *i, &later_a);
         if !a_wait.is_empty() || !b_wait.is_empty() {
             pass2.push((*i, a_wait, b_wait));
         }
         let p = &pairs[*i];
+        let (a_now, b_now) = (&plan.a, &plan.b);
         if a_now.is_empty() {
             if !b_now.is_empty() {
-                pending +=
-                    push_side(&*local, remote, &held, p, &b_now, &plan.a, &mut report).await?;
+                pending += push_side(&*local, remote, &held, p, b_now, a_now, &mut report).await?;
             }
-            continue;
+        } else {
+            let progress = Progress {
+                pending: &mut pending,
+                report: &mut report,
+            };
+            let txn = pull_side(local, remote, &held, p, (a_now, b_now), progress).await?;
+            if !b_now.is_empty() {
+                pending += push_side(&txn, remote, &held, p, b_now, a_now, &mut report).await?;
+            }
+            remote.flush().await?;
+            block_in_place(|| txn.commit())
+                .with_context(|| format!("committing mailbox {}", p.a_name))?;
         }
-        let progress = Progress {
-            pending: &mut pending,
-            report: &mut report,
-        };
-        let txn = pull_side(local, remote, &held, p, (&a_now, &plan.b), progress).await?;
-        if !b_now.is_empty() {
-            pending += push_side(&txn, remote, &held, p, &b_now, &plan.a, &mut report).await?;
-        }
-        remote.flush().await?;
-        block_in_place(|| txn.commit())
-            .with_context(|| format!("committing mailbox {}", p.a_name))?;
+        // Done with: only the new base is needed from here on.
+        plan.reclaim_guids();
+        plan.a = SidePlan::default();
+        plan.b = SidePlan::default();
     }
     // Pass 2: the expunges of messages moved to other folders.
     for (i, a_exp, b_exp) in pass2 {
@@ -539,7 +552,7 @@ pub async fn run(
     let mut changed: Vec<(MailboxGuid, SideNames, Option<String>)> = Vec::new();
     for (i, plan) in &plans {
         let guid = plan.base.guid;
-        if plan.a.is_empty() && plan.b.is_empty() {
+        if unchanged.contains(i) {
             // A side changed a moment before the run had no fingerprint to
             // give: it gets one now, like a mailbox this run changed.
             if let Some((Some(l), Some(r))) = before.get(&guid) {
@@ -685,13 +698,28 @@ struct Read<'r> {
     bases: &'r HashMap<usize, BaseMailbox>,
 }
 
-/// Message GUID → (mailbox index, UID) on one side.
-fn locate<'p>(
-    pairs: &'p [Pair],
-    snaps: &HashMap<usize, MailboxSnapshot>,
+/// Per pair index: the records of one side's snapshot that its merge
+/// left (no save took them).
+type Left = HashMap<usize, Vec<MessageRecord>>;
+
+/// One side of the pair, for `locate`.
+#[derive(Clone, Copy)]
+enum SideOf {
+    A,
+    B,
+}
+
+/// Message GUID → (mailbox index, UID) on one side, as the side held its
+/// messages when it was read: what the merges left of its snapshots,
+/// the records they moved into the plans (this side's renumberings and
+/// the other side's copies from here) and, for delta merges, the old
+/// base's untouched messages.
+fn locate(
+    pairs: &[Pair],
+    (plans, left): (&[(usize, MergePlan)], &Left),
     read: Read<'_>,
     wanted: &HashSet<&str>,
-    side: impl Fn(&'p Pair) -> Option<&'p MailboxInfo>,
+    side: SideOf,
 ) -> HashMap<String, (usize, Uid)> {
     let mut out = HashMap::new();
     if wanted.is_empty() {
@@ -702,13 +730,28 @@ fn locate<'p>(
             out.insert(guid.to_string(), at);
         }
     };
-    for (i, p) in pairs.iter().enumerate() {
-        if side(p).is_none() {
+    for (i, plan) in plans {
+        let i = *i;
+        let p = &pairs[i];
+        let (present, mine, theirs) = match side {
+            SideOf::A => (p.a.is_some(), &plan.a, &plan.b),
+            SideOf::B => (p.b.is_some(), &plan.b, &plan.a),
+        };
+        if !present {
             continue;
         }
-        if let Some(s) = snaps.get(&i) {
-            for m in &s.messages {
-                found(&m.guid, (i, m.uid));
+        for m in left.get(&i).into_iter().flatten() {
+            found(&m.guid, (i, m.uid));
+        }
+        for s in &mine.saves {
+            if let Origin::Own(old) = s.origin {
+                found(&s.record.guid, (i, old));
+            }
+        }
+        let disk = on_disk_uids(mine);
+        for s in &theirs.saves {
+            if let Origin::Other(uid) = s.origin {
+                found(&s.record.guid, (i, disk.get(&uid).copied().unwrap_or(uid)));
             }
         }
         if let (Some((touched, _)), Some(base)) = (read.restricted.get(&i), read.bases.get(&i)) {
@@ -743,26 +786,23 @@ async fn remote_snapshot(remote: &mut Remote, name: &MailboxName) -> Result<Mail
 }
 
 /// Merges a pair from whole snapshots (a missing side is an empty
-/// mailbox), keeping the snapshots for `locate`.
+/// mailbox), keeping what the merge left of them for `locate`.
 fn merge_full(
     p: &Pair,
     (a, b): (Option<MailboxSnapshot>, Option<MailboxSnapshot>),
-    (i, a_snaps, b_snaps): (
-        usize,
-        &mut HashMap<usize, MailboxSnapshot>,
-        &mut HashMap<usize, MailboxSnapshot>,
-    ),
+    (i, a_snaps, b_snaps): (usize, &mut Left, &mut Left),
     report: &mut Report,
 ) -> MergePlan {
     let a = a.unwrap_or_else(|| empty_like(b.as_ref()));
     let b = b.unwrap_or_else(|| empty_like(Some(&a)));
-    let plan = merge::merge_mailbox(p.base.as_ref(), &a, &b);
+    // The base's GUIDs come back from the saves once they are made.
+    let (plan, left) = merge::merge_owned(p.base.as_ref(), a, b, merge::BaseGuids::Lent);
     report_plan(&p.name, &plan, report);
     if p.a.is_some() {
-        a_snaps.insert(i, a);
+        a_snaps.insert(i, left.a);
     }
     if p.b.is_some() {
-        b_snaps.insert(i, b);
+        b_snaps.insert(i, left.b);
     }
     plan
 }

@@ -138,7 +138,7 @@ async fn send_base_message(remote: &mut Remote, m: &BaseMessage) -> Result<()> {
             uid: m.uid,
             flags: m.flags,
             guid: m.guid.clone(),
-            keywords: m.keywords.clone(),
+            keywords: m.keywords.to_vec(),
         })
         .await
 }
