@@ -234,6 +234,40 @@ impl Stamp {
         self
     }
 
+    /// The stamp of a folder this process just committed to, for its next
+    /// commit: `uidlist` is the version that commit left (a later writer's
+    /// must not pass for ours). Our own renames just moved the
+    /// directories' mtimes, and a stamp taken within a clock tick of a
+    /// change is never trusted, so it is taken again once they settle if
+    /// that takes at most `max_wait`. A change another program made while
+    /// we committed hides in this stamp: commits tolerate that (they find
+    /// a moved file again, and a file without a record gets its UID at the
+    /// next full read); reads confirm the folder with a listing instead.
+    pub fn after_commit(mail_dir: &Path, uidlist: Option<FileId>, max_wait: Duration) -> Stamp {
+        let take = || Stamp {
+            taken: SystemTime::now(),
+            cur: dir_mtime(&mail_dir.join("cur")),
+            new: dir_mtime(&mail_dir.join("new")),
+            uidlist,
+        };
+        let s = take();
+        let wait = [s.cur, s.new]
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (t + settle_time(t) + Duration::from_millis(1))
+                    .duration_since(s.taken)
+                    .unwrap_or(Duration::ZERO)
+            })
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if wait.is_zero() || wait > max_wait {
+            return s;
+        }
+        std::thread::sleep(wait);
+        take()
+    }
+
     /// Whether `now` shows the same folder as `self` did. A directory
     /// changed within a clock tick of the earlier look might have changed
     /// again without a visible mtime step, so such a stamp is not trusted.

@@ -9,7 +9,7 @@ use super::filename::{flags_of, fs_dir_to_name, maildirpp_dir_to_name, size_fiel
 use super::fsutil::{self, DotLock};
 use super::keywords::{self, Keywords};
 use super::options::MaildirOptions;
-use super::scan::{self, FileMap};
+use super::scan;
 use super::subscriptions::{self, Subscriptions};
 use super::uidlist::{self, Uidlist};
 use super::ChangedMeanwhile;
@@ -33,41 +33,64 @@ pub(crate) struct Folder {
     /// `locs[i]` is where `list.records[i]`'s file is (the base name is
     /// the record's, not stored twice).
     pub locs: Vec<scan::FileLoc>,
+    /// Every keyword letter some file carries (after expunges possibly a
+    /// few more): a new keyword avoids letters no name stands for.
+    pub letters: u32,
     /// Taken before the read; `None` after our own writes.
     pub stamp: Option<scan::Stamp>,
+    /// Taken right after our own commit (see [`scan::Stamp::after_commit`]):
+    /// the next commit, which finds again any file that moved, may trust
+    /// it; reads confirm the folder with a listing first.
+    pub commit_stamp: Option<scan::Stamp>,
     /// After our own commit: the uidlist it left, which is `list` exactly,
     /// so a later read that finds this version on disk need not parse it.
     pub own_uidlist: Option<scan::FileId>,
+    /// Hashes of every record's base name (and maybe of a few names gone
+    /// since), built by the first commit that saves: a new file's name is
+    /// checked against them without a map of a million names.
+    pub names: Option<crate::fasthash::FastSet<u64>>,
+}
+
+/// The keyword letters the files in `locs` carry.
+pub(crate) fn letters_of(locs: &[scan::FileLoc]) -> u32 {
+    locs.iter()
+        .map(|loc| flags_of(&loc.info).1)
+        .fold(0u32, |m, k| m | k)
 }
 
 impl Folder {
-    /// `None` when some record has no file in `files`.
-    pub fn try_new(
+    pub fn new(list: Uidlist, locs: Vec<scan::FileLoc>, stamp: Option<scan::Stamp>) -> Folder {
+        let letters = letters_of(&locs);
+        Folder::new_with_letters(list, locs, letters, stamp)
+    }
+
+    /// With the keyword letters already known (see [`Folder::letters`]).
+    pub fn new_with_letters(
         list: Uidlist,
-        mut files: FileMap,
+        locs: Vec<scan::FileLoc>,
+        letters: u32,
         stamp: Option<scan::Stamp>,
-    ) -> Option<Folder> {
-        let locs = list
-            .records
-            .iter()
-            .map(|r| files.remove(&r.filename))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Folder {
+    ) -> Folder {
+        Folder {
+            letters,
             list,
             locs,
             stamp,
+            commit_stamp: None,
             own_uidlist: None,
-        })
+            names: None,
+        }
     }
 
-    /// The list and its files by base name (the names are copied once;
-    /// cheaper than reading the folder again).
-    pub fn into_parts(self) -> (Uidlist, FileMap) {
-        let mut files = FileMap::with_capacity_and_hasher(self.locs.len(), Default::default());
-        for (r, loc) in self.list.records.iter().zip(self.locs) {
-            files.insert(r.filename.clone(), loc);
-        }
-        (self.list, files)
+    /// `None` when some record has no file in `files`.
+    #[cfg(test)]
+    pub fn try_new(
+        list: Uidlist,
+        files: scan::FileMap,
+        stamp: Option<scan::Stamp>,
+    ) -> Option<Folder> {
+        let locs = scan::take_locs(&list, files).ok()?;
+        Some(Folder::new(list, locs, stamp))
     }
 }
 
@@ -78,6 +101,15 @@ pub struct MaildirStore {
     pub(crate) skipped: Vec<String>,
     /// Stat every message instead of trusting `dsync-dates` (`-f`).
     pub(crate) full_scan: bool,
+    /// From this many messages on, a commit waits for a stamp the next
+    /// commit can trust (tests lower it).
+    pub(crate) stamp_wait_from: usize,
+    /// Whether a commit may work on the cached folder (tests compare with
+    /// commits that read the folder again).
+    pub(crate) commit_on_cache: bool,
+    /// Commits that worked on the cached folder, for the debug log and
+    /// tests.
+    pub(crate) commits_on_cache: u64,
 }
 
 /// Dovecot's per-folder index files: removed when our uidlist would
@@ -141,6 +173,9 @@ impl MaildirStore {
             folders: HashMap::new(),
             skipped: Vec::new(),
             full_scan: false,
+            stamp_wait_from: super::update::STAMP_WAIT_FROM,
+            commit_on_cache: true,
+            commits_on_cache: 0,
         };
         if create {
             store.ensure_inbox_dirs()?;
@@ -378,6 +413,12 @@ impl MaildirStore {
                 return Ok(&self.folders[name]);
             }
         }
+        // After our own commit, one listing that finds exactly the cached
+        // files confirms the cache: no parse, no map of names.
+        if self.confirm_own_commit(name)? {
+            tracing::debug!("{name}: on disk as our commit left it");
+            return Ok(&self.folders[name]);
+        }
         tracing::debug!("reading folder {name}");
         // The uidlist our own commit left is the cached list: no parse.
         let existing = match self.folders.remove(name) {
@@ -393,12 +434,7 @@ impl MaildirStore {
             match scan::take_locs(l, files) {
                 Ok(locs) => {
                     let list = existing.expect("checked above");
-                    let folder = Folder {
-                        list,
-                        locs,
-                        stamp: Some(stamp),
-                        own_uidlist: None,
-                    };
+                    let folder = Folder::new(list, locs, Some(stamp));
                     self.folders.insert(name.clone(), folder);
                     return Ok(&self.folders[name]);
                 }
@@ -469,12 +505,7 @@ impl MaildirStore {
         // After our own rewrite the folder is what we read under the lock;
         // the new uidlist is ours, so the stamp taken there still holds.
         let stamp = Some(locked_stamp.unwrap_or(stamp));
-        let folder = Folder {
-            list,
-            locs,
-            stamp,
-            own_uidlist: None,
-        };
+        let folder = Folder::new(list, locs, stamp);
         self.folders.insert(name.clone(), folder);
         Ok(&self.folders[name])
     }
@@ -712,9 +743,6 @@ impl MaildirStore {
     /// commit, proving the new state costs a directory listing.
     pub fn digest(&mut self, name: &MailboxName) -> Result<String> {
         let (kw, _) = self.read_keywords(name)?;
-        if self.confirm_own_commit(name)? {
-            tracing::debug!("{name}: on disk as our commit left it");
-        }
         let folder = self.sync_folder(name)?;
         let info = info_of(name, &folder.list);
         let mut d = crate::model::Digest::new(&info.guid, info.uidvalidity, info.uidnext);
