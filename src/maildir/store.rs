@@ -54,7 +54,7 @@ pub(crate) struct Folder {
 /// The keyword letters the files in `locs` carry.
 pub(crate) fn letters_of(locs: &[scan::FileLoc]) -> u32 {
     locs.iter()
-        .map(|loc| flags_of(&loc.info).1)
+        .map(|loc| flags_of(loc.info()).1)
         .fold(0u32, |m, k| m | k)
 }
 
@@ -80,17 +80,6 @@ impl Folder {
             own_uidlist: None,
             names: None,
         }
-    }
-
-    /// `None` when some record has no file in `files`.
-    #[cfg(test)]
-    pub fn try_new(
-        list: Uidlist,
-        files: scan::FileMap,
-        stamp: Option<scan::Stamp>,
-    ) -> Option<Folder> {
-        let locs = scan::take_locs(&list, files).ok()?;
-        Some(Folder::new(list, locs, stamp))
     }
 }
 
@@ -425,20 +414,23 @@ impl MaildirStore {
             Some(f) if f.own_uidlist.is_some_and(|id| stamp.uidlist() == Some(&id)) => Some(f.list),
             _ => Self::read_uidlist(&path)?,
         };
-        let expected = existing.as_ref().map_or(0, |l| l.records.len());
-        let mut files = scan::scan_folder(&mail_dir, expected)?;
-        if let Some(l) = existing
+        let no_records: &[uidlist::UidlistRecord] = &[];
+        let mut listing = scan::list_folder(
+            &mail_dir,
+            existing.as_ref().map_or(no_records, |l| &l.records),
+        )?;
+        if existing
             .as_ref()
-            .filter(|l| l.version == 3 && l.guid.is_some())
+            .is_some_and(|l| l.version == 3 && l.guid.is_some())
         {
-            match scan::take_locs(l, files) {
+            match listing.exact() {
                 Ok(locs) => {
                     let list = existing.expect("checked above");
                     let folder = Folder::new(list, locs, Some(stamp));
                     self.folders.insert(name.clone(), folder);
                     return Ok(&self.folders[name]);
                 }
-                Err(back) => files = back,
+                Err(back) => listing = back,
             }
         }
         let mut locked_stamp: Option<scan::Stamp>;
@@ -454,9 +446,13 @@ impl MaildirStore {
                 existing
             } else {
                 locked_stamp = Some(now);
-                files = scan::scan_folder(&mail_dir, files.len())?;
                 tracing::debug!("reading folder {name} again under its lock");
-                Self::read_uidlist(&path)?
+                let fresh = Self::read_uidlist(&path)?;
+                listing = scan::list_folder(
+                    &mail_dir,
+                    fresh.as_ref().map_or(no_records, |l| &l.records),
+                )?;
+                fresh
             };
             let created = fresh.is_none();
             let mut list = match fresh {
@@ -472,7 +468,7 @@ impl MaildirStore {
             }
             list.version = 3;
             let header_next = list.header_next_uid;
-            let (r, locs) = scan::reconcile_into(&mut list, files, 1);
+            let (r, locs) = scan::reconcile_listing(&mut list, listing, 1);
             // The uidlist as written here (stat'ed before the lock goes, so
             // no later writer's version is taken for ours).
             let written = if created || !complete || r.dropped > 0 {
@@ -586,7 +582,7 @@ impl MaildirStore {
                 gone.push(o.uid);
             }
             let same = old.next_if(|o| o.uid == rec.uid).is_some_and(|o| {
-                let (flags, mask) = flags_of(&loc.info);
+                let (flags, mask) = flags_of(loc.info());
                 // Most messages carry no keywords: no names to build.
                 let keywords_same = if mask == 0 {
                     o.keywords.is_empty()
@@ -631,7 +627,7 @@ impl MaildirStore {
             folder
                 .locs
                 .iter()
-                .map(|loc| flags_of(&loc.info).1)
+                .map(|loc| flags_of(loc.info()).1)
                 .fold(0u32, |m, k| m | k)
                 & !kw.assigned_mask()
         };
@@ -747,7 +743,7 @@ impl MaildirStore {
         let info = info_of(name, &folder.list);
         let mut d = crate::model::Digest::new(&info.guid, info.uidvalidity, info.uidnext);
         for (rec, loc) in folder.list.records.iter().zip(&folder.locs) {
-            let (flags, mask) = flags_of(&loc.info);
+            let (flags, mask) = flags_of(loc.info());
             let (keywords, _) = kw.names_of_mask(mask);
             d.message(rec.uid, rec.guid(), flags, &keywords);
         }
@@ -773,11 +769,7 @@ impl MaildirStore {
             return Ok(false);
         }
         let records = &folder.list.records;
-        let mut index: crate::fasthash::FastMap<&str, u32> =
-            crate::fasthash::FastMap::with_capacity_and_hasher(records.len(), Default::default());
-        for (i, r) in records.iter().enumerate() {
-            index.insert(r.filename.as_str(), i as u32);
-        }
+        let index = scan::NameIndex::new(records);
         let mut seen = vec![false; records.len()];
         let mut found = 0usize;
         for (sub, in_new) in [("new", true), ("cur", false)] {
@@ -797,11 +789,11 @@ impl MaildirStore {
                     continue;
                 }
                 let base_len = file.find(':').unwrap_or(file.len());
-                let Some(&i) = index.get(&file[..base_len]) else {
+                let Some(i) = index.get(records, &file[..base_len]) else {
                     return Ok(false);
                 };
-                let (i, loc) = (i as usize, &folder.locs[i as usize]);
-                if seen[i] || loc.in_new != in_new || *loc.info != file[base_len..] {
+                let loc = &folder.locs[i];
+                if seen[i] || loc.in_new != in_new || loc.info() != &file[base_len..] {
                     return Ok(false);
                 }
                 seen[i] = true;
@@ -843,7 +835,8 @@ impl MaildirStore {
                 return Ok(p);
             }
         }
-        if let Some(loc) = scan::scan_folder(&mail_dir, 0)?.get(&base) {
+        let probe = [uidlist::UidlistRecord::new(uid, base.clone())];
+        if let Some(loc) = &scan::list_folder(&mail_dir, &probe)?.locs[0] {
             return Ok(path_of(loc));
         }
         Err(ChangedMeanwhile(format!(
@@ -1164,7 +1157,7 @@ fn record_of(
     mtime: i64,
     len: u64,
 ) -> MessageRecord {
-    let (flags, mask) = flags_of(&loc.info);
+    let (flags, mask) = flags_of(loc.info());
     let (keywords, _) = kw.names_of_mask(mask);
     MessageRecord {
         uid: rec.uid,

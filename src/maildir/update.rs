@@ -601,11 +601,13 @@ impl<'a> MailboxUpdate<'a> {
         let on_cache = cached.is_some();
         let (old, listing, rest) = match cached {
             Some(f) => (Some(f.list), None, Some((f.locs, f.letters, f.names))),
-            None => (
-                MaildirStore::read_uidlist(&uidlist_path)?,
-                Some(scan::scan_folder(&self.mail_dir, 0)?),
-                None,
-            ),
+            None => {
+                let list = MaildirStore::read_uidlist(&uidlist_path)?;
+                let no_records: &[UidlistRecord] = &[];
+                let records = list.as_ref().map_or(no_records, |l| &l.records);
+                let listing = scan::list_folder(&self.mail_dir, records)?;
+                (list, Some(listing), None)
+            }
         };
         let t_read = t0.elapsed();
         let existed = old.is_some();
@@ -644,7 +646,8 @@ impl<'a> MailboxUpdate<'a> {
         // cached folder was reconciled when it was read, and nothing moved
         // since.
         if let Some(listing) = listing {
-            let (r, locs) = scan::reconcile_into(&mut list, listing, max_saved.saturating_add(1));
+            let (r, locs) =
+                scan::reconcile_listing(&mut list, listing, max_saved.saturating_add(1));
             rewrite |= r.changed();
             letters = super::store::letters_of(&locs);
             files.locs = locs;
@@ -801,7 +804,7 @@ impl<'a> MailboxUpdate<'a> {
                         touched_cur = true;
                         touched_new |= loc.in_new;
                         let loc = FileLoc::new(&new_name, base.len(), false);
-                        letters |= filename::flags_of(&loc.info).1;
+                        letters |= filename::flags_of(loc.info()).1;
                         files.locs[i] = loc;
                         renamed = true;
                         break;
@@ -901,7 +904,7 @@ impl<'a> MailboxUpdate<'a> {
             // A hash seen before counts as taken: a rare false alarm only
             // costs a fresh name (the GUID is then kept in G).
             let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| {
-                names_set.contains(&name_hash(b)) || files.relisted_has(b)
+                names_set.contains(&scan::name_hash(b)) || files.relisted_has(b)
             });
             if g.is_none() && base != s.rec.guid && !s.rec.guid.is_empty() {
                 skipped.push(format!(
@@ -926,7 +929,7 @@ impl<'a> MailboxUpdate<'a> {
             } else {
                 touched_cur = true;
             }
-            names_set.insert(name_hash(&base));
+            names_set.insert(scan::name_hash(&base));
             letters |= mask;
             files
                 .locs
@@ -1103,10 +1106,10 @@ impl CommitFiles {
     /// Lists the folder again (a file moved under us) and finds each
     /// record's file anew. Rare: costs a listing of the folder.
     fn relist(&mut self, list: &Uidlist, mail_dir: &Path) -> Result<()> {
-        let mut files = scan::scan_folder(mail_dir, self.locs.len())?;
+        let listing = scan::list_folder(mail_dir, &list.records)?;
         let mut vanished = HashSet::new();
-        for (r, loc) in list.records.iter().zip(&mut self.locs) {
-            match files.remove(&r.filename) {
+        for ((r, loc), now) in list.records.iter().zip(&mut self.locs).zip(listing.locs) {
+            match now {
                 Some(l) => *loc = l,
                 None => {
                     vanished.insert(r.filename.clone());
@@ -1115,7 +1118,7 @@ impl CommitFiles {
         }
         self.relisted = Some(Relisted {
             vanished,
-            unknown: files.into_keys().collect(),
+            unknown: listing.unknown.into_iter().map(|(b, _)| b).collect(),
         });
         Ok(())
     }
@@ -1160,17 +1163,10 @@ fn sort_tail(records: &mut Vec<UidlistRecord>, locs: &mut Vec<FileLoc>, kept: us
     }
 }
 
-fn name_hash(base: &str) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = crate::fasthash::FastBuild::default().build_hasher();
-    h.write(base.as_bytes());
-    h.finish()
-}
-
 fn name_hashes(list: &Uidlist) -> crate::fasthash::FastSet<u64> {
     let mut set =
         crate::fasthash::FastSet::with_capacity_and_hasher(list.records.len(), Default::default());
-    set.extend(list.records.iter().map(|r| name_hash(&r.filename)));
+    set.extend(list.records.iter().map(|r| scan::name_hash(&r.filename)));
     set
 }
 
