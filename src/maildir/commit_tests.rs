@@ -302,5 +302,8 @@ fn batches_commit_on_the_cache_and_append() {
     check_cache(&s, &root).unwrap();
     let f = &s.folders[&MailboxName::inbox()];
     assert_eq!(f.list.records.len(), 204);
-    assert_eq!(f.list.records.last().unwrap().filename, "9.M1P99.elsewhere");
+    assert_eq!(
+        f.list.records.last().unwrap().filename(),
+        "9.M1P99.elsewhere"
+    );
 }

@@ -202,14 +202,14 @@ impl NameIndex {
             mask: size - 1,
         };
         for (i, r) in records.iter().enumerate() {
-            let mut s = name_hash(&r.filename) as usize & idx.mask;
+            let mut s = name_hash(r.filename()) as usize & idx.mask;
             loop {
                 match idx.slots[s] {
                     EMPTY => {
                         idx.slots[s] = i as u32;
                         break;
                     }
-                    j if records[j as usize].filename == r.filename => {
+                    j if records[j as usize].filename() == r.filename() => {
                         idx.slots[s] = i as u32;
                         break;
                     }
@@ -226,7 +226,7 @@ impl NameIndex {
         loop {
             match self.slots[s] {
                 EMPTY => return None,
-                j if records[j as usize].filename == base => return Some(j as usize),
+                j if records[j as usize].filename() == base => return Some(j as usize),
                 _ => s = (s + 1) & self.mask,
             }
         }
@@ -465,13 +465,13 @@ pub fn take_locs(list: &Uidlist, mut files: FileMap) -> Result<Vec<FileLoc>, Fil
     }
     let mut locs = Vec::with_capacity(list.records.len());
     for (i, r) in list.records.iter().enumerate() {
-        match files.remove(&r.filename) {
+        match files.remove(r.filename()) {
             Some(loc) => locs.push(loc),
             None => {
                 // A file gone, or a second record for one file: put back
                 // what was taken.
                 for (r, loc) in list.records[..i].iter().zip(locs) {
-                    files.insert(r.filename.clone(), loc);
+                    files.insert(r.filename().to_string(), loc);
                 }
                 return Err(files);
             }
@@ -622,14 +622,14 @@ pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconc
     let mut last_idx: crate::fasthash::FastMap<&str, usize> =
         crate::fasthash::FastMap::with_capacity_and_hasher(list.records.len(), Default::default());
     for (i, rec) in list.records.iter().enumerate() {
-        last_idx.insert(rec.filename.as_str(), i);
+        last_idx.insert(rec.filename(), i);
     }
     let keep: Vec<bool> = list
         .records
         .iter()
         .enumerate()
         .map(|(i, rec)| {
-            files.contains_key(&rec.filename) && last_idx.get(rec.filename.as_str()) == Some(&i)
+            files.contains_key(rec.filename()) && last_idx.get(rec.filename()) == Some(&i)
         })
         .collect();
     let mut new_files: Vec<&String> = files
@@ -673,7 +673,7 @@ pub fn reconcile_into(
     let mut found: Vec<Option<FileLoc>> = list
         .records
         .iter()
-        .map(|r| files.remove(&r.filename))
+        .map(|r| files.remove(r.filename()))
         .collect();
     // A record whose file an earlier record took is a duplicate; like
     // Dovecot, the last record for a file keeps it. Records without a file
@@ -682,11 +682,11 @@ pub fn reconcile_into(
         .iter()
         .enumerate()
         .filter(|(_, f)| f.is_none())
-        .map(|(i, _)| (list.records[i].filename.as_str(), i))
+        .map(|(i, _)| (list.records[i].filename(), i))
         .collect();
     if !missed.is_empty() {
         for (i, r) in list.records.iter().enumerate() {
-            if let Some(&last) = missed.get(r.filename.as_str()) {
+            if let Some(&last) = missed.get(r.filename()) {
                 if last > i && found[i].is_some() {
                     found[last] = found[i].take();
                 }
@@ -761,11 +761,7 @@ mod tests {
                 added: 3
             }
         );
-        let got: Vec<(Uid, &str)> = l
-            .records
-            .iter()
-            .map(|r| (r.uid, r.filename.as_str()))
-            .collect();
+        let got: Vec<(Uid, &str)> = l.records.iter().map(|r| (r.uid, r.filename())).collect();
         assert_eq!(
             got,
             vec![
@@ -823,7 +819,7 @@ mod tests {
             proptest::prop_assert_eq!(a.next_uid(), b.next_uid());
             proptest::prop_assert_eq!(locs.len(), b.records.len());
             for (r, loc) in b.records.iter().zip(&locs) {
-                proptest::prop_assert_eq!(Some(loc), f.get(&r.filename));
+                proptest::prop_assert_eq!(Some(loc), f.get(r.filename()));
             }
         }
     }
@@ -904,7 +900,7 @@ mod tests {
         let back = take_locs(&l, files(&[("a", false), ("c", false)])).unwrap_err();
         assert_eq!(back.len(), 2);
         assert!(back.contains_key("a") && back.contains_key("c"));
-        l.records[1].filename = "a".into();
+        l.records[1] = UidlistRecord::new(2, "a".into());
         let back = take_locs(&l, files(&[("a", false), ("b", false)])).unwrap_err();
         assert_eq!(back.len(), 2);
     }

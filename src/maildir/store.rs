@@ -599,7 +599,7 @@ impl MaildirStore {
         let mut changed = Vec::with_capacity(changed_at.len());
         for i in changed_at {
             let (rec, loc) = (&folder.list.records[i], &folder.locs[i]);
-            let path = loc.path(&mail_dir, &rec.filename);
+            let path = loc.path(&mail_dir, rec.filename());
             let m = match fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -671,10 +671,10 @@ impl MaildirStore {
         let stat_chunk = |range: std::ops::Range<usize>| -> Vec<Stat> {
             range
                 .map(|i| {
-                    if let Some(v) = cached.get(records[i].uid, &records[i].filename) {
+                    if let Some(v) = cached.get(records[i].uid, records[i].filename()) {
                         return Ok(v);
                     }
-                    let path = locs[i].path(&mail_dir, &records[i].filename);
+                    let path = locs[i].path(&mail_dir, records[i].filename());
                     match fs::metadata(&path) {
                         Ok(m) => Ok((m.mtime(), m.len())),
                         Err(e) => Err((path, e)),
@@ -703,7 +703,7 @@ impl MaildirStore {
         for ((rec, loc), st) in records.iter().zip(locs).zip(stats) {
             let (mtime, len) = match st {
                 Ok(v) => {
-                    dates.insert(rec.uid, &rec.filename, v.0, v.1);
+                    dates.insert(rec.uid, rec.filename(), v.0, v.1);
                     v
                 }
                 Err((path, e)) if e.kind() == ErrorKind::NotFound => {
@@ -816,14 +816,17 @@ impl MaildirStore {
         let mail_dir = self.opts.mail_dir(name)?;
         let (base, cached) = match self.folders.get(name) {
             Some(f) => match f.list.find_uid(uid) {
-                Some(i) => (f.list.records[i].filename.clone(), f.locs.get(i).cloned()),
+                Some(i) => (
+                    f.list.records[i].filename().to_string(),
+                    f.locs.get(i).cloned(),
+                ),
                 None => bail!("mailbox {name} has no message with UID {uid}"),
             },
             None => {
                 let list = Self::read_uidlist(&self.uidlist_path(name)?)?
                     .ok_or_else(|| anyhow!("mailbox {name} has no {}", uidlist::FILE_NAME))?;
                 match list.find_uid(uid) {
-                    Some(i) => (list.records[i].filename.clone(), None),
+                    Some(i) => (list.records[i].filename().to_string(), None),
                     None => bail!("mailbox {name} has no message with UID {uid}"),
                 }
             }
@@ -1165,7 +1168,7 @@ fn record_of(
         flags,
         keywords,
         internal_date: mtime,
-        size: size_field(&rec.filename, 'S').unwrap_or(len),
+        size: size_field(rec.filename(), 'S').unwrap_or(len),
         pop3_uidl: rec.get(b'P').map(str::to_string),
         pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
         in_new: loc.in_new,

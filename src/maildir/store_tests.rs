@@ -532,15 +532,19 @@ fn memory_per_message() {
             1_600_000_000 + i,
             100_000 + i % 900_000
         );
-        l.records.push(UidlistRecord::new(i + 1, base));
+        // Allocated exactly, as the parser does (format! reserves more).
+        let mut exact = String::with_capacity(base.len());
+        exact.push_str(&base);
+        drop(base);
+        l.records.push(UidlistRecord::new(i + 1, exact));
     }
     let records = rss_kb();
     let index = NameIndex::new(&l.records);
     let mut found: Vec<Option<FileLoc>> = vec![None; N];
     for (i, r) in l.records.iter().enumerate() {
-        let full = format!("{}:2,S", r.filename);
-        found[i] = Some(FileLoc::new(&full, r.filename.len(), false));
-        assert_eq!(index.get(&l.records, &r.filename), Some(i));
+        let full = format!("{}:2,S", r.filename());
+        found[i] = Some(FileLoc::new(&full, r.filename().len(), false));
+        assert_eq!(index.get(&l.records, r.filename()), Some(i));
     }
     let locs: Vec<FileLoc> = found.into_iter().map(Option::unwrap).collect();
     let peak = rss_kb();

@@ -16,24 +16,55 @@ use std::fmt;
 
 pub const FILE_NAME: &str = "dovecot-uidlist";
 
-/// One message line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message line, in 24 bytes and one allocation (a folder keeps one
+/// per message): the extension fields as written, each followed by a
+/// space, then the file name.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UidlistRecord {
     pub uid: Uid,
-    /// The Maildir file name up to (not including) `:`.
-    pub filename: String,
-    /// Extension fields (`S`, `W`, `P`, `O`, `G`, or any other `A`–`Z`) in
-    /// file order. Empty (and unallocated) for most records.
-    pub ext: Vec<(u8, String)>,
+    /// Where the file name starts in `data`.
+    name_at: u16,
+    data: Box<str>,
+}
+
+impl std::fmt::Debug for UidlistRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ext: Vec<(char, &str)> = self.ext().map(|(k, v)| (k as char, v)).collect();
+        f.debug_struct("UidlistRecord")
+            .field("uid", &self.uid)
+            .field("filename", &self.filename())
+            .field("ext", &ext)
+            .finish()
+    }
 }
 
 impl UidlistRecord {
     pub fn new(uid: Uid, filename: String) -> Self {
         UidlistRecord {
             uid,
-            filename,
-            ext: Vec::new(),
+            name_at: 0,
+            data: filename.into_boxed_str(),
         }
+    }
+
+    /// The Maildir file name up to (not including) `:`.
+    pub fn filename(&self) -> &str {
+        &self.data[self.name_at as usize..]
+    }
+
+    /// Extension fields (`S`, `W`, `P`, `O`, `G`, or any other `A`–`Z`) in
+    /// file order.
+    pub fn ext(&self) -> impl Iterator<Item = (u8, &str)> {
+        self.data[..self.name_at as usize]
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| (t.as_bytes()[0], &t[1..]))
+    }
+
+    /// The same message under another UID.
+    pub fn with_uid(mut self, uid: Uid) -> Self {
+        self.uid = uid;
+        self
     }
 
     /// The message GUID: the `G` field, or the file's base name (what
@@ -41,15 +72,35 @@ impl UidlistRecord {
     pub fn guid(&self) -> &str {
         match self.get(b'G') {
             Some(g) if !g.is_empty() => g,
-            _ => &self.filename,
+            _ => self.filename(),
         }
     }
 
     pub fn get(&self, key: u8) -> Option<&str> {
-        self.ext
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+        self.ext().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Builds a record from its fields; `None` when they are too long for
+    /// one line (64 KB).
+    fn from_parts<'a>(
+        uid: Uid,
+        ext: impl Iterator<Item = (u8, &'a str)> + Clone,
+        filename: &str,
+    ) -> Option<Self> {
+        let ext_len: usize = ext.clone().map(|(_, v)| 2 + v.len()).sum();
+        let name_at = u16::try_from(ext_len).ok()?;
+        let mut data = String::with_capacity(ext_len + filename.len());
+        for (k, v) in ext {
+            data.push(k as char);
+            data.push_str(v);
+            data.push(' ');
+        }
+        data.push_str(filename);
+        Some(UidlistRecord {
+            uid,
+            name_at,
+            data: data.into_boxed_str(),
+        })
     }
 
     /// Sets or replaces a field; `key` must be `A`–`Z` and `value` must hold
@@ -57,14 +108,21 @@ impl UidlistRecord {
     /// outside, see [`valid_ext_value`]).
     pub fn set(&mut self, key: u8, value: String) {
         debug_assert!(key.is_ascii_uppercase() && valid_ext_value(&value));
-        match self.ext.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.ext.push((key, value)),
+        let mut fields: Vec<(u8, &str)> = self.ext().collect();
+        match fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = &value,
+            None => fields.push((key, &value)),
         }
+        let r = Self::from_parts(self.uid, fields.into_iter(), self.filename())
+            .expect("extension fields of a record fit in 64 KB");
+        *self = r;
     }
 
     pub fn remove(&mut self, key: u8) {
-        self.ext.retain(|(k, _)| *k != key);
+        let fields: Vec<(u8, &str)> = self.ext().filter(|(k, _)| *k != key).collect();
+        let r = Self::from_parts(self.uid, fields.into_iter(), self.filename())
+            .expect("fewer fields than before");
+        *self = r;
     }
 }
 
@@ -217,11 +275,7 @@ impl Uidlist {
     pub fn write(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         // Exact, so a huge list is not serialised into twice its size.
-        let len: usize = self
-            .records
-            .iter()
-            .map(|r| 14 + r.filename.len() + r.ext.iter().map(|(_, v)| 2 + v.len()).sum::<usize>())
-            .sum();
+        let len: usize = self.records.iter().map(|r| 14 + r.data.len()).sum();
         out.reserve(128 + len);
         let _ = write!(out, "3 V{} N{}", self.uidvalidity, self.header_next_uid);
         if let Some(g) = &self.guid {
@@ -241,13 +295,11 @@ impl Uidlist {
         let mut num = itoa_buf();
         for r in records {
             out.extend_from_slice(fmt_u32(&mut num, r.uid));
-            for (k, v) in &r.ext {
-                out.push(b' ');
-                out.push(*k);
-                out.extend_from_slice(v.as_bytes());
-            }
-            out.extend_from_slice(b" :");
-            out.extend_from_slice(r.filename.as_bytes());
+            out.push(b' ');
+            // The fields, each with its space, then ':' and the name.
+            out.extend_from_slice(r.data[..r.name_at as usize].as_bytes());
+            out.push(b':');
+            out.extend_from_slice(r.filename().as_bytes());
             out.push(b'\n');
         }
     }
@@ -354,7 +406,7 @@ fn parse_record(line: &[u8], version: u8, n: usize) -> Result<UidlistRecord, Uid
     while rest.first() == Some(&b' ') {
         rest = &rest[1..];
     }
-    let mut ext = Vec::new();
+    let mut ext: Vec<(u8, &str)> = Vec::new();
     if version == 3 {
         loop {
             match rest.first() {
@@ -371,7 +423,7 @@ fn parse_record(line: &[u8], version: u8, n: usize) -> Result<UidlistRecord, Uid
                     let Ok(v) = std::str::from_utf8(&rest[1..end]) else {
                         return perr(n, "extension field is not UTF-8");
                     };
-                    ext.push((k, v.to_string()));
+                    ext.push((k, v));
                     rest = &rest[end..];
                     while rest.first() == Some(&b' ') {
                         rest = &rest[1..];
@@ -394,10 +446,9 @@ fn parse_record(line: &[u8], version: u8, n: usize) -> Result<UidlistRecord, Uid
     let Ok(filename) = std::str::from_utf8(rest) else {
         return perr(n, format!("file name is not UTF-8: {}", show(rest)));
     };
-    Ok(UidlistRecord {
-        uid,
-        filename: filename.to_string(),
-        ext,
+    UidlistRecord::from_parts(uid, ext.into_iter(), filename).ok_or_else(|| UidlistError {
+        line: n,
+        msg: "extension fields longer than 64 KB".into(),
     })
 }
 
@@ -418,10 +469,41 @@ mod tests {
         assert_eq!(l.next_uid(), 3);
         assert_eq!(l.guid.unwrap().to_hex(), "882c870f20170b6b1a1f000083ecc375");
         assert_eq!(l.records.len(), 2);
-        assert_eq!(l.records[0].filename, "1795888928.M260517P7962.vm,S=5,W=5");
+        assert_eq!(
+            l.records[0].filename(),
+            "1795888928.M260517P7962.vm,S=5,W=5"
+        );
         assert_eq!(l.records[1].get(b'G'), Some("0123"));
         assert_eq!(l.records[1].get(b'O'), Some("7"));
         assert_eq!(l.to_bytes(), SAMPLE.as_bytes());
+    }
+
+    #[test]
+    fn record_fields_set_and_removed() {
+        assert_eq!(std::mem::size_of::<UidlistRecord>(), 24);
+        let mut r = UidlistRecord::new(5, "a,S=3".into());
+        assert_eq!(
+            (r.filename(), r.guid(), r.get(b'G')),
+            ("a,S=3", "a,S=3", None)
+        );
+        r.set(b'G', "g1".into());
+        r.set(b'P', "p:1".into());
+        r.set(b'G', "g2".into());
+        assert_eq!(
+            r.ext().collect::<Vec<_>>(),
+            vec![(b'G', "g2"), (b'P', "p:1")]
+        );
+        assert_eq!((r.filename(), r.guid()), ("a,S=3", "g2"));
+        let mut out = Vec::new();
+        Uidlist::write_records(std::slice::from_ref(&r), &mut out);
+        assert_eq!(out, b"5 Gg2 Pp:1 :a,S=3\n");
+        r.remove(b'G');
+        assert_eq!(r.ext().collect::<Vec<_>>(), vec![(b'P', "p:1")]);
+        let r = r.with_uid(9);
+        assert_eq!(
+            (r.uid, r.filename(), r.get(b'P')),
+            (9, "a,S=3", Some("p:1"))
+        );
     }
 
     #[test]
@@ -447,7 +529,7 @@ mod tests {
         assert_eq!(l.version, 1);
         assert_eq!(l.uidvalidity, 100);
         assert_eq!(l.guid, None);
-        assert_eq!(l.records[0].filename, "a");
+        assert_eq!(l.records[0].filename(), "a");
         assert_eq!(l.records[1].uid, 4);
         let e = Uidlist::parse(b"1 100 5\n5 a\n").unwrap_err();
         assert_eq!(e.line, 2);
@@ -505,11 +587,9 @@ mod tests {
                     .into_iter()
                     .map(|(step, (f, ext))| {
                         uid += step;
-                        UidlistRecord {
-                            uid,
-                            filename: f,
-                            ext,
-                        }
+                        let ext: Vec<(u8, &str)> =
+                            ext.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        UidlistRecord::from_parts(uid, ext.into_iter(), &f).unwrap()
                     })
                     .collect();
                 Uidlist {

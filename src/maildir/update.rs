@@ -741,7 +741,7 @@ impl<'a> MailboxUpdate<'a> {
                 let Some(loc) = files.get(&list, i) else {
                     break;
                 };
-                let p = loc.path(&self.mail_dir, &list.records[i].filename);
+                let p = loc.path(&self.mail_dir, list.records[i].filename());
                 match fs::remove_file(&p) {
                     Ok(()) => {
                         if loc.in_new {
@@ -783,7 +783,7 @@ impl<'a> MailboxUpdate<'a> {
                 let Some(loc) = files.get(&list, i) else {
                     break;
                 };
-                let base = &list.records[i].filename;
+                let base = &list.records[i].filename();
                 let cur_name = loc.file_name(base);
                 let old_name = MaildirFileName::parse(&cur_name);
                 // Letters with no keyword behind them are someone else's.
@@ -841,7 +841,7 @@ impl<'a> MailboxUpdate<'a> {
                 continue;
             };
             if let Some(loc) = files.get(&list, i) {
-                let p = loc.path(&self.mail_dir, &list.records[i].filename);
+                let p = loc.path(&self.mail_dir, list.records[i].filename());
                 match OpenOptions::new().write(true).open(&p) {
                     Ok(f) => set_times(&f, *secs, &p)?,
                     Err(e) if e.kind() == ErrorKind::NotFound => skipped.push(format!(
@@ -872,9 +872,8 @@ impl<'a> MailboxUpdate<'a> {
                 let mut locs = Vec::with_capacity(moved.len());
                 for (i, new) in &moved {
                     let r = &mut list.records[*i];
-                    let mut r2 = UidlistRecord::new(*new, std::mem::take(&mut r.filename));
-                    r2.ext = std::mem::take(&mut r.ext);
-                    recs.push(r2);
+                    let r = std::mem::replace(r, UidlistRecord::new(0, String::new()));
+                    recs.push(r.with_uid(*new));
                     locs.push(files.locs[*i].clone());
                 }
                 let at: Vec<usize> = moved.iter().map(|(i, _)| *i).collect();
@@ -952,7 +951,12 @@ impl<'a> MailboxUpdate<'a> {
                 r.set(b'O', o.to_string());
             }
             inserted_low |= s.rec.uid < old_next;
-            new_dates.push((r.uid, r.filename.clone(), s.rec.internal_date, s.rec.size));
+            new_dates.push((
+                r.uid,
+                r.filename().to_string(),
+                s.rec.internal_date,
+                s.rec.size,
+            ));
             list.records.push(r);
         }
         super::dates::append(
@@ -1083,7 +1087,7 @@ impl CommitFiles {
     /// Where record `i`'s file is, unless it is known to be gone.
     fn get(&self, list: &Uidlist, i: usize) -> Option<FileLoc> {
         match &self.relisted {
-            Some(r) if r.vanished.contains(&list.records[i].filename) => None,
+            Some(r) if r.vanished.contains(list.records[i].filename()) => None,
             _ => Some(self.locs[i].clone()),
         }
     }
@@ -1091,7 +1095,7 @@ impl CommitFiles {
     /// Record `i`'s file was removed.
     fn forget(&mut self, list: &Uidlist, i: usize) {
         if let Some(r) = &mut self.relisted {
-            r.vanished.insert(list.records[i].filename.clone());
+            r.vanished.insert(list.records[i].filename().to_string());
         }
     }
 
@@ -1112,7 +1116,7 @@ impl CommitFiles {
             match now {
                 Some(l) => *loc = l,
                 None => {
-                    vanished.insert(r.filename.clone());
+                    vanished.insert(r.filename().to_string());
                 }
             }
         }
@@ -1166,7 +1170,7 @@ fn sort_tail(records: &mut Vec<UidlistRecord>, locs: &mut Vec<FileLoc>, kept: us
 fn name_hashes(list: &Uidlist) -> crate::fasthash::FastSet<u64> {
     let mut set =
         crate::fasthash::FastSet::with_capacity_and_hasher(list.records.len(), Default::default());
-    set.extend(list.records.iter().map(|r| scan::name_hash(&r.filename)));
+    set.extend(list.records.iter().map(|r| scan::name_hash(r.filename())));
     set
 }
 
