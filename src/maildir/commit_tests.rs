@@ -306,4 +306,13 @@ fn batches_commit_on_the_cache_and_append() {
         f.list.records.last().unwrap().filename(),
         "9.M1P99.elsewhere"
     );
+    // Reads never take a commit's stamp on trust: a listing confirms the
+    // cache, and a file delivered since makes them read the folder.
+    let inbox = MailboxName::inbox();
+    assert_eq!(s.snapshot(&inbox).unwrap().messages.len(), 204);
+    apply(&mut s, &saves[..1], &mut counter);
+    fs::write(root.join("new/10.M1P99.elsewhere"), "x\n").unwrap();
+    let snap = s.snapshot(&inbox).unwrap();
+    assert_eq!(snap.messages.len(), 206);
+    assert_eq!(snap.messages.last().unwrap().guid, "10.M1P99.elsewhere");
 }

@@ -258,7 +258,7 @@ impl Listing {
 /// (d_type saves a stat on the filesystems that give it). `Ok(false)` when
 /// `dir` does not exist. Names come from readdir's buffer: no allocation
 /// per entry, which a listing of a million files notices.
-fn for_each_entry(dir: &Path, mut f: impl FnMut(&[u8], bool)) -> Result<bool> {
+pub(crate) fn for_each_entry(dir: &Path, mut f: impl FnMut(&[u8], bool)) -> Result<bool> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .with_context(|| format!("directory name {} holds a NUL", dir.display()))?;

@@ -772,32 +772,32 @@ impl MaildirStore {
         let index = scan::NameIndex::new(records);
         let mut seen = vec![false; records.len()];
         let mut found = 0usize;
+        let mut same = true;
         for (sub, in_new) in [("new", true), ("cur", false)] {
             let dir = mail_dir.join(sub);
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound && in_new => continue,
-                Err(e) => return Err(e).with_context(|| io_ctx("reading directory", &dir)),
-            };
-            for entry in rd {
-                let entry = entry.with_context(|| io_ctx("reading directory", &dir))?;
-                let os = entry.file_name();
-                let Some(file) = os.to_str() else {
-                    return Ok(false);
-                };
-                if file.starts_with('.') || entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
+            let exists = scan::for_each_entry(&dir, |file, is_dir| {
+                if !same || is_dir || file.first() == Some(&b'.') {
+                    return;
                 }
+                let Ok(file) = std::str::from_utf8(file) else {
+                    same = false;
+                    return;
+                };
                 let base_len = file.find(':').unwrap_or(file.len());
                 let Some(i) = index.get(records, &file[..base_len]) else {
-                    return Ok(false);
+                    same = false;
+                    return;
                 };
                 let loc = &folder.locs[i];
                 if seen[i] || loc.in_new != in_new || loc.info() != &file[base_len..] {
-                    return Ok(false);
+                    same = false;
+                    return;
                 }
                 seen[i] = true;
                 found += 1;
+            })?;
+            if !same || (!exists && !in_new) {
+                return Ok(false);
             }
         }
         if found != records.len() || !stamp.unchanged(&scan::Stamp::take(&mail_dir, &path)) {
