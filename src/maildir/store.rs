@@ -437,7 +437,7 @@ impl MaildirStore {
         let (list, locs) = {
             let ctl = self.opts.control_dir(name)?;
             mkdir_p(&ctl)?;
-            let lock = DotLock::acquire(&path)?;
+            let mut lock = DotLock::acquire(&path)?;
             // Someone may have changed the folder before we got the lock;
             // if nothing moved since the first look, that read stands.
             let now = scan::Stamp::take(&mail_dir, &path);
@@ -472,7 +472,9 @@ impl MaildirStore {
             // The uidlist as written here (stat'ed before the lock goes, so
             // no later writer's version is taken for ours).
             let written = if created || !complete || r.dropped > 0 {
-                let meta = lock.replace_and_stat(&list.to_bytes(), None)?;
+                list.write_to(lock.file_mut())
+                    .with_context(|| io_ctx("writing the new", &path))?;
+                let meta = lock.replace_and_stat(&[], None)?;
                 fsutil::fsync_dir(&ctl)?;
                 scan::file_id(&meta)
             } else if r.added > 0 {

@@ -273,10 +273,31 @@ impl Uidlist {
 
     /// Serialises in Dovecot's version 3 format.
     pub fn write(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
         // Exact, so a huge list is not serialised into twice its size.
         let len: usize = self.records.iter().map(|r| 14 + r.data.len()).sum();
         out.reserve(128 + len);
+        self.write_header(out);
+        Self::write_records(&self.records, out);
+    }
+
+    /// Serialises into `w` a piece at a time: a million records are 65 MB
+    /// as one buffer.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        const PIECE: usize = 256 * 1024;
+        let mut buf = Vec::with_capacity(PIECE + 64 * 1024);
+        self.write_header(&mut buf);
+        for part in self.records.chunks(1024) {
+            Self::write_records(part, &mut buf);
+            if buf.len() >= PIECE {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf)
+    }
+
+    fn write_header(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
         let _ = write!(out, "3 V{} N{}", self.uidvalidity, self.header_next_uid);
         if let Some(g) = &self.guid {
             out.extend_from_slice(b" G");
@@ -287,7 +308,6 @@ impl Uidlist {
             out.extend_from_slice(e.as_bytes());
         }
         out.push(b'\n');
-        Self::write_records(&self.records, out);
     }
 
     /// Record lines only, as appended after an existing file.
@@ -607,6 +627,9 @@ mod tests {
         #[test]
         fn write_parse_roundtrip(l in arb_list()) {
             let bytes = l.to_bytes();
+            let mut streamed = Vec::new();
+            l.write_to(&mut streamed).unwrap();
+            prop_assert_eq!(&streamed, &bytes);
             prop_assert_eq!(Uidlist::parse(&bytes).unwrap(), l);
         }
 

@@ -1000,7 +1000,9 @@ impl<'a> MailboxUpdate<'a> {
             || (list.uidvalidity, list.guid) != (disk_header.0, disk_header.1)
             || list.next_uid() != disk_next.max(list.records.last().map_or(1, |r| r.uid + 1));
         let written = if rewrite {
-            let meta = lock.replace_and_stat(&list.to_bytes(), None)?;
+            list.write_to(lock.file_mut())
+                .with_context(|| io_ctx("writing the new", &uidlist_path))?;
+            let meta = lock.replace_and_stat(&[], None)?;
             fsutil::fsync_dir(&ctl)?;
             Some(meta)
         } else {
