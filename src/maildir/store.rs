@@ -359,16 +359,23 @@ impl MaildirStore {
     }
 
     pub(crate) fn read_uidlist(path: &Path) -> Result<Option<Uidlist>> {
-        match fsutil::read_optional(path)? {
-            None => Ok(None),
-            Some(data) => Uidlist::parse(&data)
-                .map(Some)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))
-                .context(
-                    "the folder's UID list is damaged; dsync will not guess UIDs \
-                     (repair or remove the file; removing it makes every client re-download the folder)",
-                ),
-        }
+        let file = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| io_ctx("reading", path)),
+        };
+        let size = file.metadata().map_or(0, |m| m.len() as usize);
+        // Large reads, one line at a time out of them: the file is never
+        // in memory whole.
+        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+        let parsed = Uidlist::read_from(&mut r, size).with_context(|| io_ctx("reading", path))?;
+        parsed
+            .map(Some)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))
+            .context(
+                "the folder's UID list is damaged; dsync will not guess UIDs \
+                 (repair or remove the file; removing it makes every client re-download the folder)",
+            )
     }
 
     pub(crate) fn read_keywords(

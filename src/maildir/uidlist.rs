@@ -223,52 +223,78 @@ impl Uidlist {
     }
 
     pub fn parse(data: &[u8]) -> Result<Uidlist, UidlistError> {
-        let mut lines = data.split(|b| *b == b'\n').enumerate();
-        let header = match lines.next() {
-            Some((_, h)) if !h.is_empty() => h,
-            _ => return perr(0, "empty file"),
+        let mut r = data;
+        Self::read_from(&mut r, data.len()).expect("reading a slice cannot fail")
+    }
+
+    /// [`Uidlist::parse`] reading a line at a time, so a file of a million
+    /// records (65 MB) is never in memory whole beside its records.
+    /// `size`: about how many bytes there are (records are reserved for
+    /// them). The outer error is the reader's.
+    pub fn read_from(
+        r: &mut impl std::io::BufRead,
+        size: usize,
+    ) -> std::io::Result<Result<Uidlist, UidlistError>> {
+        let mut line = Vec::with_capacity(256);
+        if r.read_until(b'\n', &mut line)? == 0 || line[0] == b'\n' {
+            return Ok(perr(0, "empty file"));
+        }
+        let mut ends_line = line.last() == Some(&b'\n');
+        let header = line.strip_suffix(b"\n").unwrap_or(&line);
+        let mut list = match parse_header(header) {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(e)),
         };
-        let mut list = parse_header(header)?;
-        list.records.reserve(data.len() / 64);
+        list.records.reserve(size / 64);
         let mut prev: Uid = 0;
-        let total = data.split(|b| *b == b'\n').count();
-        for (idx, line) in lines {
-            let n = idx + 1;
-            if line.is_empty() {
-                // Only the final newline may leave an empty piece.
-                if idx + 1 == total {
-                    break;
-                }
-                return perr(n, "empty line");
+        let mut n = 1;
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                break;
             }
-            if line.contains(&b'\r') {
+            n += 1;
+            ends_line = line.last() == Some(&b'\n');
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            // Only the final newline may leave an empty piece, and that
+            // one is never read as a line.
+            if text.is_empty() {
+                return Ok(perr(n, "empty line"));
+            }
+            if text.contains(&b'\r') {
                 // CRLF line ends (an edited file) would turn every file
                 // name into one that matches nothing.
-                return perr(n, "carriage return in line (edited with CRLF line ends?)");
+                return Ok(perr(
+                    n,
+                    "carriage return in line (edited with CRLF line ends?)",
+                ));
             }
-            let rec = parse_record(line, list.version, n)?;
+            let rec = match parse_record(text, list.version, n) {
+                Ok(rec) => rec,
+                Err(e) => return Ok(Err(e)),
+            };
             if rec.uid <= prev {
-                return perr(
+                return Ok(perr(
                     n,
                     format!("UIDs not ascending ({} after {})", rec.uid, prev),
-                );
+                ));
             }
             if list.version == 1 && rec.uid >= list.header_next_uid {
-                return perr(
+                return Ok(perr(
                     n,
                     format!(
                         "UID {} is not below the header's next UID {}",
                         rec.uid, list.header_next_uid
                     ),
-                );
+                ));
             }
             prev = rec.uid;
             list.records.push(rec);
         }
-        if data.last() != Some(&b'\n') {
-            return perr(total, "last line has no newline (file truncated?)");
+        if !ends_line {
+            return Ok(perr(n, "last line has no newline (file truncated?)"));
         }
-        Ok(list)
+        Ok(Ok(list))
     }
 
     /// Serialises in Dovecot's version 3 format.
@@ -583,6 +609,51 @@ mod tests {
         }
     }
 
+    /// The old whole-file framing (split on every newline): which line a
+    /// file fails at, for the framing rules the line reader reimplements.
+    fn split_parse(data: &[u8]) -> Result<(), usize> {
+        let total = data.split(|b| *b == b'\n').count();
+        let mut lines = data.split(|b| *b == b'\n').enumerate();
+        match lines.next() {
+            Some((_, h)) if !h.is_empty() => {
+                if let Err(e) = parse_header(h) {
+                    return Err(e.line);
+                }
+            }
+            _ => return Err(0),
+        }
+        let version = parse_header(data.split(|b| *b == b'\n').next().unwrap())
+            .unwrap()
+            .version;
+        let (mut prev, next) = (
+            0,
+            parse_header(data.split(|b| *b == b'\n').next().unwrap())
+                .unwrap()
+                .header_next_uid,
+        );
+        for (idx, line) in lines {
+            let n = idx + 1;
+            if line.is_empty() {
+                if idx + 1 == total {
+                    break;
+                }
+                return Err(n);
+            }
+            if line.contains(&b'\r') {
+                return Err(n);
+            }
+            let rec = parse_record(line, version, n).map_err(|e| e.line)?;
+            if rec.uid <= prev || (version == 1 && rec.uid >= next) {
+                return Err(n);
+            }
+            prev = rec.uid;
+        }
+        if data.last() != Some(&b'\n') {
+            return Err(total);
+        }
+        Ok(())
+    }
+
     fn arb_list() -> impl Strategy<Value = Uidlist> {
         let rec = (
             "[A-Za-z0-9.,=_-]{1,40}",
@@ -645,8 +716,19 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics_texty(s in "[0-9 VNG:a-f\n]{0,80}") {
+        fn parse_never_panics_texty(s in "[0-9 VNG:a-f\n\r]{0,80}") {
             let _ = Uidlist::parse(s.as_bytes());
+        }
+
+        /// Reading through a small buffer (lines split over refills) gives
+        /// what the whole-file parse of the old splitting code gave.
+        #[test]
+        fn reading_in_pieces_agrees(s in "(3 V1 N9 G882c870f20170b6b1a1f000083ecc375|1 5 9|)(\n|\n\n)([0-9]{1,2}( G[a-z]{0,3})? :?[a-c]{0,3}(\r)?\n{0,2}){0,6}") {
+            let whole = Uidlist::parse(s.as_bytes());
+            let mut r = std::io::BufReader::with_capacity(3, s.as_bytes());
+            let pieces = Uidlist::read_from(&mut r, 0).unwrap();
+            prop_assert_eq!(&whole, &pieces);
+            prop_assert_eq!(split_parse(s.as_bytes()), whole.map(|_| ()).map_err(|e| e.line));
         }
     }
 }
