@@ -36,6 +36,8 @@ pub mod uidlist;
 pub mod update;
 
 #[cfg(test)]
+mod commit_tests;
+#[cfg(test)]
 mod dovecot_tests;
 #[cfg(test)]
 mod relabel_tests;

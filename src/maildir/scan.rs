@@ -13,26 +13,74 @@ use std::time::{Duration, SystemTime};
 
 /// Where a message file currently is. The base name is kept once, by
 /// whoever holds this (the map key or the uidlist record); only the rest of
-/// the name is stored here.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// the name is stored here. 16 bytes, no allocation of its own: a folder
+/// keeps one per message.
+#[derive(Clone, PartialEq, Eq)]
 pub struct FileLoc {
-    /// The file name after the base name (`:2,S`, often empty in new/).
-    pub info: Box<str>,
+    /// Length of the inline info, or [`SHARED`]: `buf` then holds the
+    /// index of an interned one.
+    len: u8,
     pub in_new: bool,
+    buf: [u8; INLINE],
+}
+
+/// Infos up to this long (`:2,` and 11 letters) are kept inline.
+const INLINE: usize = 14;
+const SHARED: u8 = u8::MAX;
+
+/// Longer infos (many keywords, or a foreign suffix), each kept once for
+/// the life of the process: a mailbox uses few distinct ones.
+static LONG_INFOS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+fn intern(info: &str) -> u32 {
+    let mut v = LONG_INFOS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = v.iter().position(|s| *s == info) {
+        return i as u32;
+    }
+    v.push(Box::leak(info.to_string().into_boxed_str()));
+    (v.len() - 1) as u32
+}
+
+impl std::fmt::Debug for FileLoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLoc")
+            .field("info", &self.info())
+            .field("in_new", &self.in_new)
+            .finish()
+    }
 }
 
 impl FileLoc {
     pub fn new(full_name: &str, base_len: usize, in_new: bool) -> FileLoc {
-        FileLoc {
-            info: full_name[base_len..].into(),
-            in_new,
+        let info = &full_name[base_len..];
+        let mut buf = [0u8; INLINE];
+        let len = if info.len() <= INLINE {
+            buf[..info.len()].copy_from_slice(info.as_bytes());
+            info.len() as u8
+        } else {
+            buf[..4].copy_from_slice(&intern(info).to_le_bytes());
+            SHARED
+        };
+        FileLoc { len, in_new, buf }
+    }
+
+    /// The file name after the base name (`:2,S`, often empty in new/).
+    pub fn info(&self) -> &str {
+        if self.len == SHARED {
+            let i = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+            let v = LONG_INFOS.lock().unwrap_or_else(|e| e.into_inner());
+            return v[i];
         }
+        // Copied from a &str, cut at a char boundary (`len` is the whole
+        // info), so this cannot fail.
+        std::str::from_utf8(&self.buf[..self.len as usize]).expect("inline info is UTF-8")
     }
 
     pub fn file_name(&self, base: &str) -> String {
-        let mut s = String::with_capacity(base.len() + self.info.len());
+        let info = self.info();
+        let mut s = String::with_capacity(base.len() + info.len());
         s.push_str(base);
-        s.push_str(&self.info);
+        s.push_str(info);
         s
     }
 
@@ -44,13 +92,16 @@ impl FileLoc {
     }
 }
 
-/// Base name → file, for one folder.
+/// Base name → file, for one folder: the listing as a map, kept as the
+/// reference [`list_folder`] is tested against.
+#[cfg(test)]
 pub type FileMap = crate::fasthash::FastMap<String, FileLoc>;
 
 fn dir_mtime(p: &Path) -> Option<SystemTime> {
     fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+#[cfg(test)]
 fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -91,6 +142,7 @@ fn read_one(dir: &Path, in_new: bool, out: &mut FileMap) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
 /// Lists a folder's messages. new/ is read before cur/ so a file moving
 /// from new/ to cur/ meanwhile is seen at least once; a scan during which
 /// either directory changed is repeated, since a rename in progress can
@@ -123,6 +175,263 @@ pub fn scan_folder(mail_dir: &Path, expected: usize) -> Result<FileMap> {
     Ok(last)
 }
 
+/// The hash a folder's base names are indexed and compared by.
+pub fn name_hash(base: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = crate::fasthash::FastBuild::default().build_hasher();
+    h.write(base.as_bytes());
+    h.finish()
+}
+
+/// Record indices by base name, in 4 bytes a slot (a map of names would
+/// copy or point to every name): open addressing, names compared in the
+/// records themselves. A name given twice finds its last record, the one
+/// Dovecot keeps.
+pub struct NameIndex {
+    slots: Vec<u32>,
+    mask: usize,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl NameIndex {
+    pub fn new(records: &[UidlistRecord]) -> NameIndex {
+        let size = (records.len() * 2).next_power_of_two().max(16);
+        let mut idx = NameIndex {
+            slots: vec![EMPTY; size],
+            mask: size - 1,
+        };
+        for (i, r) in records.iter().enumerate() {
+            let mut s = name_hash(r.filename()) as usize & idx.mask;
+            loop {
+                match idx.slots[s] {
+                    EMPTY => {
+                        idx.slots[s] = i as u32;
+                        break;
+                    }
+                    j if records[j as usize].filename() == r.filename() => {
+                        idx.slots[s] = i as u32;
+                        break;
+                    }
+                    _ => s = (s + 1) & idx.mask,
+                }
+            }
+        }
+        idx
+    }
+
+    /// The (last) record with this base name.
+    pub fn get(&self, records: &[UidlistRecord], base: &str) -> Option<usize> {
+        let mut s = name_hash(base) as usize & self.mask;
+        loop {
+            match self.slots[s] {
+                EMPTY => return None,
+                j if records[j as usize].filename() == base => return Some(j as usize),
+                _ => s = (s + 1) & self.mask,
+            }
+        }
+    }
+}
+
+/// A folder's files as found against its uidlist records.
+#[derive(Debug)]
+pub struct Listing {
+    /// In step with the records: where each one's file is; `None` when it
+    /// has none (or an earlier duplicate record lost it to a later one).
+    pub locs: Vec<Option<FileLoc>>,
+    /// Files no record names: base name and place.
+    pub unknown: Vec<(String, FileLoc)>,
+}
+
+impl Listing {
+    /// Every record has its file and every file its record: the places,
+    /// in record order. Otherwise the listing comes back.
+    pub fn exact(self) -> Result<Vec<FileLoc>, Listing> {
+        if !self.unknown.is_empty() || self.locs.iter().any(Option::is_none) {
+            return Err(self);
+        }
+        Ok(self.locs.into_iter().map(|l| l.expect("checked")).collect())
+    }
+}
+
+/// Calls `f(name, is_dir)` for every entry of `dir` but `.` and `..`
+/// (d_type saves a stat on the filesystems that give it). `Ok(false)` when
+/// `dir` does not exist. Names come from readdir's buffer: no allocation
+/// per entry, which a listing of a million files notices.
+pub(crate) fn for_each_entry(dir: &Path, mut f: impl FnMut(&[u8], bool)) -> Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("directory name {} holds a NUL", dir.display()))?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let d = unsafe { libc::opendir(c.as_ptr()) };
+    if d.is_null() {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == ErrorKind::NotFound {
+            return Ok(false);
+        }
+        return Err(e).with_context(|| format!("reading directory {}", dir.display()));
+    }
+    struct Dir(*mut libc::DIR);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            // SAFETY: opened above, closed once.
+            unsafe { libc::closedir(self.0) };
+        }
+    }
+    let d = Dir(d);
+    loop {
+        // errno tells the end of the directory from an error.
+        // SAFETY: errno is thread-local.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: d.0 is an open DIR stream used by this thread only.
+        let ent = unsafe { libc::readdir64(d.0) };
+        if ent.is_null() {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error().unwrap_or(0) != 0 {
+                return Err(e).with_context(|| format!("reading directory {}", dir.display()));
+            }
+            return Ok(true);
+        }
+        // SAFETY: readdir returned a valid entry with a NUL-terminated name,
+        // valid until the next readdir on this stream.
+        let (name, d_type) = unsafe {
+            (
+                std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes(),
+                (*ent).d_type,
+            )
+        };
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match d_type {
+            libc::DT_DIR => true,
+            libc::DT_UNKNOWN => {
+                fs::metadata(dir.join(std::ffi::OsStr::from_bytes(name))).is_ok_and(|m| m.is_dir())
+            }
+            _ => false,
+        };
+        f(name, is_dir);
+    }
+}
+
+fn list_one(
+    dir: &Path,
+    in_new: bool,
+    records: &[UidlistRecord],
+    index: &NameIndex,
+    out: &mut Listing,
+) -> Result<()> {
+    let found = for_each_entry(dir, |name, is_dir| {
+        if is_dir || name.first() == Some(&b'.') {
+            return;
+        }
+        let Ok(name) = std::str::from_utf8(name) else {
+            tracing::warn!(
+                "{}: skipping file with a non-UTF-8 name {:?}",
+                dir.display(),
+                String::from_utf8_lossy(name)
+            );
+            return;
+        };
+        // The base name ends at the first ':' (MaildirFileName::base).
+        let base_len = name.find(':').unwrap_or(name.len());
+        let loc = FileLoc::new(name, base_len, in_new);
+        match index.get(records, &name[..base_len]) {
+            // A file seen in both (Dovecot moving new/ → cur/ meanwhile)
+            // is where it ends up: cur/ is read last and wins.
+            Some(i) => out.locs[i] = Some(loc),
+            None => out.unknown.push((name[..base_len].to_string(), loc)),
+        }
+    })?;
+    if !found && !in_new {
+        bail!("reading directory {}: it does not exist", dir.display());
+    }
+    Ok(())
+}
+
+/// Lists a folder's messages against its uidlist records (see
+/// [`scan_folder`] for the order and the repeats).
+pub fn list_folder(mail_dir: &Path, records: &[UidlistRecord]) -> Result<Listing> {
+    let cur = mail_dir.join("cur");
+    let new = mail_dir.join("new");
+    let index = NameIndex::new(records);
+    let mut last = None;
+    for _ in 0..5 {
+        let before = (dir_mtime(&cur), dir_mtime(&new));
+        if before.0.is_none() {
+            bail!(
+                "{} is not a Maildir folder (it has no cur/ directory)",
+                mail_dir.display()
+            );
+        }
+        let mut out = Listing {
+            locs: vec![None; records.len()],
+            unknown: Vec::new(),
+        };
+        list_one(&new, true, records, &index, &mut out)?;
+        list_one(&cur, false, records, &index, &mut out)?;
+        // A file both in new/ and cur/ unknown to the records: cur/ wins.
+        if out.unknown.len() > 1 {
+            let mut seen = crate::fasthash::FastSet::default();
+            let mut keep: Vec<bool> = out
+                .unknown
+                .iter()
+                .rev()
+                .map(|(b, _)| seen.insert(b.as_str()))
+                .collect();
+            keep.reverse();
+            let mut it = keep.into_iter();
+            drop(seen);
+            out.unknown.retain(|_| it.next().unwrap_or(true));
+        }
+        let after = (dir_mtime(&cur), dir_mtime(&new));
+        last = Some(out);
+        if before == after {
+            break;
+        }
+    }
+    Ok(last.expect("listed at least once"))
+}
+
+/// [`reconcile_into`] for a [`Listing`] made against `list`'s records.
+pub fn reconcile_listing(
+    list: &mut Uidlist,
+    listing: Listing,
+    first_free: Uid,
+) -> (Reconciled, Vec<FileLoc>) {
+    let before = list.records.len();
+    let next = list.next_uid();
+    let mut locs = Vec::with_capacity(before + listing.unknown.len());
+    let mut it = listing.locs.into_iter();
+    list.records.retain(|_| match it.next().flatten() {
+        Some(loc) => {
+            locs.push(loc);
+            true
+        }
+        None => false,
+    });
+    let mut r = Reconciled {
+        dropped: before - list.records.len(),
+        added: 0,
+    };
+    // Dropping records never lowers the next UID.
+    list.header_next_uid = list.header_next_uid.max(next);
+    if !listing.unknown.is_empty() {
+        let mut new_files = listing.unknown;
+        // The order never looks past the base name, so bases suffice.
+        new_files.sort_by(|a, b| dovecot_sort_cmp(&a.0, &b.0));
+        let mut uid = list.next_uid().max(first_free);
+        r.added = new_files.len();
+        for (base, loc) in new_files {
+            list.records.push(UidlistRecord::new(uid, base));
+            locs.push(loc);
+            uid += 1;
+        }
+        list.header_next_uid = uid;
+    }
+    (r, locs)
+}
+
 /// Where the message file `path` (in some folder's cur/ or new/) is now,
 /// if it was renamed since it was named: a client changed its flags, or it
 /// moved from new/ to cur/. Same base name, same folder.
@@ -145,6 +454,7 @@ pub fn find_renamed(path: &Path) -> Option<std::path::PathBuf> {
     None
 }
 
+#[cfg(test)]
 /// When `list` already describes exactly `files` (reconciling would
 /// change nothing): where each record's file is, in record order.
 /// Otherwise `files` comes back as it was. One map operation per record,
@@ -155,13 +465,13 @@ pub fn take_locs(list: &Uidlist, mut files: FileMap) -> Result<Vec<FileLoc>, Fil
     }
     let mut locs = Vec::with_capacity(list.records.len());
     for (i, r) in list.records.iter().enumerate() {
-        match files.remove(&r.filename) {
+        match files.remove(r.filename()) {
             Some(loc) => locs.push(loc),
             None => {
                 // A file gone, or a second record for one file: put back
                 // what was taken.
                 for (r, loc) in list.records[..i].iter().zip(locs) {
-                    files.insert(r.filename.clone(), loc);
+                    files.insert(r.filename().to_string(), loc);
                 }
                 return Err(files);
             }
@@ -234,6 +544,40 @@ impl Stamp {
         self
     }
 
+    /// The stamp of a folder this process just committed to, for its next
+    /// commit: `uidlist` is the version that commit left (a later writer's
+    /// must not pass for ours). Our own renames just moved the
+    /// directories' mtimes, and a stamp taken within a clock tick of a
+    /// change is never trusted, so it is taken again once they settle if
+    /// that takes at most `max_wait`. A change another program made while
+    /// we committed hides in this stamp: commits tolerate that (they find
+    /// a moved file again, and a file without a record gets its UID at the
+    /// next full read); reads confirm the folder with a listing instead.
+    pub fn after_commit(mail_dir: &Path, uidlist: Option<FileId>, max_wait: Duration) -> Stamp {
+        let take = || Stamp {
+            taken: SystemTime::now(),
+            cur: dir_mtime(&mail_dir.join("cur")),
+            new: dir_mtime(&mail_dir.join("new")),
+            uidlist,
+        };
+        let s = take();
+        let wait = [s.cur, s.new]
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (t + settle_time(t) + Duration::from_millis(1))
+                    .duration_since(s.taken)
+                    .unwrap_or(Duration::ZERO)
+            })
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if wait.is_zero() || wait > max_wait {
+            return s;
+        }
+        std::thread::sleep(wait);
+        take()
+    }
+
     /// Whether `now` shows the same folder as `self` did. A directory
     /// changed within a clock tick of the earlier look might have changed
     /// again without a visible mtime step, so such a stamp is not trusted.
@@ -268,6 +612,7 @@ impl Reconciled {
     }
 }
 
+#[cfg(test)]
 /// Brings `list` in line with `files`: drops records whose file is gone
 /// (and all but the last of duplicate records for one file, as Dovecot
 /// does), then gives unknown files UIDs from `max(next_uid, first_free)`
@@ -277,14 +622,14 @@ pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconc
     let mut last_idx: crate::fasthash::FastMap<&str, usize> =
         crate::fasthash::FastMap::with_capacity_and_hasher(list.records.len(), Default::default());
     for (i, rec) in list.records.iter().enumerate() {
-        last_idx.insert(rec.filename.as_str(), i);
+        last_idx.insert(rec.filename(), i);
     }
     let keep: Vec<bool> = list
         .records
         .iter()
         .enumerate()
         .map(|(i, rec)| {
-            files.contains_key(&rec.filename) && last_idx.get(rec.filename.as_str()) == Some(&i)
+            files.contains_key(rec.filename()) && last_idx.get(rec.filename()) == Some(&i)
         })
         .collect();
     let mut new_files: Vec<&String> = files
@@ -314,6 +659,7 @@ pub fn reconcile(list: &mut Uidlist, files: &FileMap, first_free: Uid) -> Reconc
     r
 }
 
+#[cfg(test)]
 /// [`reconcile`], consuming the listing: also gives where each record's
 /// file is, in record order. One map operation per record (a read of a
 /// changed 200,000-message folder does this).
@@ -327,7 +673,7 @@ pub fn reconcile_into(
     let mut found: Vec<Option<FileLoc>> = list
         .records
         .iter()
-        .map(|r| files.remove(&r.filename))
+        .map(|r| files.remove(r.filename()))
         .collect();
     // A record whose file an earlier record took is a duplicate; like
     // Dovecot, the last record for a file keeps it. Records without a file
@@ -336,11 +682,11 @@ pub fn reconcile_into(
         .iter()
         .enumerate()
         .filter(|(_, f)| f.is_none())
-        .map(|(i, _)| (list.records[i].filename.as_str(), i))
+        .map(|(i, _)| (list.records[i].filename(), i))
         .collect();
     if !missed.is_empty() {
         for (i, r) in list.records.iter().enumerate() {
-            if let Some(&last) = missed.get(r.filename.as_str()) {
+            if let Some(&last) = missed.get(r.filename()) {
                 if last > i && found[i].is_some() {
                     found[last] = found[i].take();
                 }
@@ -415,11 +761,7 @@ mod tests {
                 added: 3
             }
         );
-        let got: Vec<(Uid, &str)> = l
-            .records
-            .iter()
-            .map(|r| (r.uid, r.filename.as_str()))
-            .collect();
+        let got: Vec<(Uid, &str)> = l.records.iter().map(|r| (r.uid, r.filename())).collect();
         assert_eq!(
             got,
             vec![
@@ -477,9 +819,62 @@ mod tests {
             proptest::prop_assert_eq!(a.next_uid(), b.next_uid());
             proptest::prop_assert_eq!(locs.len(), b.records.len());
             for (r, loc) in b.records.iter().zip(&locs) {
-                proptest::prop_assert_eq!(Some(loc), f.get(&r.filename));
+                proptest::prop_assert_eq!(Some(loc), f.get(r.filename()));
             }
         }
+    }
+
+    proptest::proptest! {
+        /// Listing a folder against its records and reconciling that
+        /// does what listing it into a map of names and reconciling does.
+        #[test]
+        fn listing_agrees_with_the_map(
+            recs in proptest::collection::vec((1u32..40, 0u8..12), 0..20),
+            present in proptest::collection::vec((0u8..16, 0u8..3, 0u8..3), 0..20),
+            first_free in 1u32..60,
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            for s in ["cur", "new", "cur/sub.dir"] {
+                fs::create_dir(d.path().join(s)).unwrap();
+            }
+            let mut l = Uidlist::new(7, MailboxGuid([1; 16]));
+            let mut uids: Vec<u32> = recs.iter().map(|(u, _)| *u).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            for (u, (_, n)) in uids.iter().zip(&recs) {
+                l.records.push(UidlistRecord::new(*u, format!("{n}.M1P1.h")));
+            }
+            let infos = ["", ":2,S", ":2,FSabcdefghijklmnopq"];
+            for (n, info, place) in &present {
+                let sub = if *place == 0 { "new" } else { "cur" };
+                let name = format!("{n}.M1P1.h{}", infos[*info as usize]);
+                fs::write(d.path().join(sub).join(name), "x").unwrap();
+            }
+            let mut a = l.clone();
+            let (ra, la) = reconcile_into(&mut a, scan_folder(d.path(), 0).unwrap(), first_free);
+            let mut b = l.clone();
+            let listing = list_folder(d.path(), &b.records).unwrap();
+            let (rb, lb) = reconcile_listing(&mut b, listing, first_free);
+            proptest::prop_assert_eq!(ra, rb);
+            proptest::prop_assert_eq!(&a.records, &b.records);
+            proptest::prop_assert_eq!(a.next_uid(), b.next_uid());
+            // The same file may be in new/ and cur/: either place will do
+            // for both, but cur/ wins in each.
+            proptest::prop_assert_eq!(la, lb);
+        }
+    }
+
+    #[test]
+    fn name_index_finds_the_last_record_of_a_name() {
+        let mut recs: Vec<UidlistRecord> = (0..1000u32)
+            .map(|i| UidlistRecord::new(i + 1, format!("{i}.M1P1.h")))
+            .collect();
+        recs.push(UidlistRecord::new(2000, "5.M1P1.h".into()));
+        let idx = NameIndex::new(&recs);
+        assert_eq!(idx.get(&recs, "7.M1P1.h"), Some(7));
+        assert_eq!(idx.get(&recs, "5.M1P1.h"), Some(1000));
+        assert_eq!(idx.get(&recs, "1000.M1P1.h"), None);
+        assert_eq!(NameIndex::new(&[]).get(&[], "x"), None);
     }
 
     #[test]
@@ -505,9 +900,32 @@ mod tests {
         let back = take_locs(&l, files(&[("a", false), ("c", false)])).unwrap_err();
         assert_eq!(back.len(), 2);
         assert!(back.contains_key("a") && back.contains_key("c"));
-        l.records[1].filename = "a".into();
+        l.records[1] = UidlistRecord::new(2, "a".into());
         let back = take_locs(&l, files(&[("a", false), ("b", false)])).unwrap_err();
         assert_eq!(back.len(), 2);
+    }
+
+    #[test]
+    fn file_locs_are_small_and_keep_any_info() {
+        assert_eq!(std::mem::size_of::<FileLoc>(), 16);
+        for info in [
+            "",
+            ":2,",
+            ":2,S",
+            ":2,DFPRSTabcdefgh",
+            ":2,FSabcdefghijklmnopqrstuvwxyz",
+            ":1,x",
+        ] {
+            let full = format!("1.M2P3.h,S=4{info}");
+            let loc = FileLoc::new(&full, full.len() - info.len(), true);
+            assert_eq!(loc.info(), info);
+            assert_eq!(loc.file_name("b"), format!("b{info}"));
+            assert_eq!(loc, loc.clone());
+        }
+        let a = FileLoc::new("x:2,FSabcdefghijklmnop", 1, false);
+        let b = FileLoc::new("y:2,FSabcdefghijklmnop", 1, false);
+        assert_eq!(a, b);
+        assert_ne!(a, FileLoc::new("x:2,FSabcdefghijklmno", 1, false));
     }
 
     #[test]

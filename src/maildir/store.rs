@@ -9,7 +9,7 @@ use super::filename::{flags_of, fs_dir_to_name, maildirpp_dir_to_name, size_fiel
 use super::fsutil::{self, DotLock};
 use super::keywords::{self, Keywords};
 use super::options::MaildirOptions;
-use super::scan::{self, FileMap};
+use super::scan;
 use super::subscriptions::{self, Subscriptions};
 use super::uidlist::{self, Uidlist};
 use super::ChangedMeanwhile;
@@ -33,41 +33,53 @@ pub(crate) struct Folder {
     /// `locs[i]` is where `list.records[i]`'s file is (the base name is
     /// the record's, not stored twice).
     pub locs: Vec<scan::FileLoc>,
+    /// Every keyword letter some file carries (after expunges possibly a
+    /// few more): a new keyword avoids letters no name stands for.
+    pub letters: u32,
     /// Taken before the read; `None` after our own writes.
     pub stamp: Option<scan::Stamp>,
+    /// Taken right after our own commit (see [`scan::Stamp::after_commit`]):
+    /// the next commit, which finds again any file that moved, may trust
+    /// it; reads confirm the folder with a listing first.
+    pub commit_stamp: Option<scan::Stamp>,
     /// After our own commit: the uidlist it left, which is `list` exactly,
     /// so a later read that finds this version on disk need not parse it.
     pub own_uidlist: Option<scan::FileId>,
+    /// Hashes of every record's base name (and maybe of a few names gone
+    /// since), built by the first commit that saves: a new file's name is
+    /// checked against them without a map of a million names.
+    pub names: Option<crate::fasthash::FastSet<u64>>,
+}
+
+/// The keyword letters the files in `locs` carry.
+pub(crate) fn letters_of(locs: &[scan::FileLoc]) -> u32 {
+    locs.iter()
+        .map(|loc| flags_of(loc.info()).1)
+        .fold(0u32, |m, k| m | k)
 }
 
 impl Folder {
-    /// `None` when some record has no file in `files`.
-    pub fn try_new(
+    pub fn new(list: Uidlist, locs: Vec<scan::FileLoc>, stamp: Option<scan::Stamp>) -> Folder {
+        let letters = letters_of(&locs);
+        Folder::new_with_letters(list, locs, letters, stamp)
+    }
+
+    /// With the keyword letters already known (see [`Folder::letters`]).
+    pub fn new_with_letters(
         list: Uidlist,
-        mut files: FileMap,
+        locs: Vec<scan::FileLoc>,
+        letters: u32,
         stamp: Option<scan::Stamp>,
-    ) -> Option<Folder> {
-        let locs = list
-            .records
-            .iter()
-            .map(|r| files.remove(&r.filename))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Folder {
+    ) -> Folder {
+        Folder {
+            letters,
             list,
             locs,
             stamp,
+            commit_stamp: None,
             own_uidlist: None,
-        })
-    }
-
-    /// The list and its files by base name (the names are copied once;
-    /// cheaper than reading the folder again).
-    pub fn into_parts(self) -> (Uidlist, FileMap) {
-        let mut files = FileMap::with_capacity_and_hasher(self.locs.len(), Default::default());
-        for (r, loc) in self.list.records.iter().zip(self.locs) {
-            files.insert(r.filename.clone(), loc);
+            names: None,
         }
-        (self.list, files)
     }
 }
 
@@ -78,6 +90,15 @@ pub struct MaildirStore {
     pub(crate) skipped: Vec<String>,
     /// Stat every message instead of trusting `dsync-dates` (`-f`).
     pub(crate) full_scan: bool,
+    /// From this many messages on, a commit waits for a stamp the next
+    /// commit can trust (tests lower it).
+    pub(crate) stamp_wait_from: usize,
+    /// Whether a commit may work on the cached folder (tests compare with
+    /// commits that read the folder again).
+    pub(crate) commit_on_cache: bool,
+    /// Commits that worked on the cached folder, for the debug log and
+    /// tests.
+    pub(crate) commits_on_cache: u64,
 }
 
 /// Dovecot's per-folder index files: removed when our uidlist would
@@ -141,6 +162,9 @@ impl MaildirStore {
             folders: HashMap::new(),
             skipped: Vec::new(),
             full_scan: false,
+            stamp_wait_from: super::update::STAMP_WAIT_FROM,
+            commit_on_cache: true,
+            commits_on_cache: 0,
         };
         if create {
             store.ensure_inbox_dirs()?;
@@ -335,16 +359,23 @@ impl MaildirStore {
     }
 
     pub(crate) fn read_uidlist(path: &Path) -> Result<Option<Uidlist>> {
-        match fsutil::read_optional(path)? {
-            None => Ok(None),
-            Some(data) => Uidlist::parse(&data)
-                .map(Some)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))
-                .context(
-                    "the folder's UID list is damaged; dsync will not guess UIDs \
-                     (repair or remove the file; removing it makes every client re-download the folder)",
-                ),
-        }
+        let file = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| io_ctx("reading", path)),
+        };
+        let size = file.metadata().map_or(0, |m| m.len() as usize);
+        // Large reads, one line at a time out of them: the file is never
+        // in memory whole.
+        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+        let parsed = Uidlist::read_from(&mut r, size).with_context(|| io_ctx("reading", path))?;
+        parsed
+            .map(Some)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))
+            .context(
+                "the folder's UID list is damaged; dsync will not guess UIDs \
+                 (repair or remove the file; removing it makes every client re-download the folder)",
+            )
     }
 
     pub(crate) fn read_keywords(
@@ -378,38 +409,42 @@ impl MaildirStore {
                 return Ok(&self.folders[name]);
             }
         }
+        // After our own commit, one listing that finds exactly the cached
+        // files confirms the cache: no parse, no map of names.
+        if self.confirm_own_commit(name)? {
+            tracing::debug!("{name}: on disk as our commit left it");
+            return Ok(&self.folders[name]);
+        }
         tracing::debug!("reading folder {name}");
         // The uidlist our own commit left is the cached list: no parse.
         let existing = match self.folders.remove(name) {
             Some(f) if f.own_uidlist.is_some_and(|id| stamp.uidlist() == Some(&id)) => Some(f.list),
             _ => Self::read_uidlist(&path)?,
         };
-        let expected = existing.as_ref().map_or(0, |l| l.records.len());
-        let mut files = scan::scan_folder(&mail_dir, expected)?;
-        if let Some(l) = existing
+        let no_records: &[uidlist::UidlistRecord] = &[];
+        let mut listing = scan::list_folder(
+            &mail_dir,
+            existing.as_ref().map_or(no_records, |l| &l.records),
+        )?;
+        if existing
             .as_ref()
-            .filter(|l| l.version == 3 && l.guid.is_some())
+            .is_some_and(|l| l.version == 3 && l.guid.is_some())
         {
-            match scan::take_locs(l, files) {
+            match listing.exact() {
                 Ok(locs) => {
                     let list = existing.expect("checked above");
-                    let folder = Folder {
-                        list,
-                        locs,
-                        stamp: Some(stamp),
-                        own_uidlist: None,
-                    };
+                    let folder = Folder::new(list, locs, Some(stamp));
                     self.folders.insert(name.clone(), folder);
                     return Ok(&self.folders[name]);
                 }
-                Err(back) => files = back,
+                Err(back) => listing = back,
             }
         }
         let mut locked_stamp: Option<scan::Stamp>;
         let (list, locs) = {
             let ctl = self.opts.control_dir(name)?;
             mkdir_p(&ctl)?;
-            let lock = DotLock::acquire(&path)?;
+            let mut lock = DotLock::acquire(&path)?;
             // Someone may have changed the folder before we got the lock;
             // if nothing moved since the first look, that read stands.
             let now = scan::Stamp::take(&mail_dir, &path);
@@ -418,9 +453,13 @@ impl MaildirStore {
                 existing
             } else {
                 locked_stamp = Some(now);
-                files = scan::scan_folder(&mail_dir, files.len())?;
                 tracing::debug!("reading folder {name} again under its lock");
-                Self::read_uidlist(&path)?
+                let fresh = Self::read_uidlist(&path)?;
+                listing = scan::list_folder(
+                    &mail_dir,
+                    fresh.as_ref().map_or(no_records, |l| &l.records),
+                )?;
+                fresh
             };
             let created = fresh.is_none();
             let mut list = match fresh {
@@ -436,11 +475,13 @@ impl MaildirStore {
             }
             list.version = 3;
             let header_next = list.header_next_uid;
-            let (r, locs) = scan::reconcile_into(&mut list, files, 1);
+            let (r, locs) = scan::reconcile_listing(&mut list, listing, 1);
             // The uidlist as written here (stat'ed before the lock goes, so
             // no later writer's version is taken for ours).
             let written = if created || !complete || r.dropped > 0 {
-                let meta = lock.replace_and_stat(&list.to_bytes(), None)?;
+                list.write_to(lock.file_mut())
+                    .with_context(|| io_ctx("writing the new", &path))?;
+                let meta = lock.replace_and_stat(&[], None)?;
                 fsutil::fsync_dir(&ctl)?;
                 scan::file_id(&meta)
             } else if r.added > 0 {
@@ -469,12 +510,7 @@ impl MaildirStore {
         // After our own rewrite the folder is what we read under the lock;
         // the new uidlist is ours, so the stamp taken there still holds.
         let stamp = Some(locked_stamp.unwrap_or(stamp));
-        let folder = Folder {
-            list,
-            locs,
-            stamp,
-            own_uidlist: None,
-        };
+        let folder = Folder::new(list, locs, stamp);
         self.folders.insert(name.clone(), folder);
         Ok(&self.folders[name])
     }
@@ -555,7 +591,7 @@ impl MaildirStore {
                 gone.push(o.uid);
             }
             let same = old.next_if(|o| o.uid == rec.uid).is_some_and(|o| {
-                let (flags, mask) = flags_of(&loc.info);
+                let (flags, mask) = flags_of(loc.info());
                 // Most messages carry no keywords: no names to build.
                 let keywords_same = if mask == 0 {
                     o.keywords.is_empty()
@@ -572,7 +608,7 @@ impl MaildirStore {
         let mut changed = Vec::with_capacity(changed_at.len());
         for i in changed_at {
             let (rec, loc) = (&folder.list.records[i], &folder.locs[i]);
-            let path = loc.path(&mail_dir, &rec.filename);
+            let path = loc.path(&mail_dir, rec.filename());
             let m = match fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -600,7 +636,7 @@ impl MaildirStore {
             folder
                 .locs
                 .iter()
-                .map(|loc| flags_of(&loc.info).1)
+                .map(|loc| flags_of(loc.info()).1)
                 .fold(0u32, |m, k| m | k)
                 & !kw.assigned_mask()
         };
@@ -644,10 +680,10 @@ impl MaildirStore {
         let stat_chunk = |range: std::ops::Range<usize>| -> Vec<Stat> {
             range
                 .map(|i| {
-                    if let Some(v) = cached.get(records[i].uid, &records[i].filename) {
+                    if let Some(v) = cached.get(records[i].uid, records[i].filename()) {
                         return Ok(v);
                     }
-                    let path = locs[i].path(&mail_dir, &records[i].filename);
+                    let path = locs[i].path(&mail_dir, records[i].filename());
                     match fs::metadata(&path) {
                         Ok(m) => Ok((m.mtime(), m.len())),
                         Err(e) => Err((path, e)),
@@ -676,7 +712,7 @@ impl MaildirStore {
         for ((rec, loc), st) in records.iter().zip(locs).zip(stats) {
             let (mtime, len) = match st {
                 Ok(v) => {
-                    dates.insert(rec.uid, &rec.filename, v.0, v.1);
+                    dates.insert(rec.uid, rec.filename(), v.0, v.1);
                     v
                 }
                 Err((path, e)) if e.kind() == ErrorKind::NotFound => {
@@ -712,14 +748,11 @@ impl MaildirStore {
     /// commit, proving the new state costs a directory listing.
     pub fn digest(&mut self, name: &MailboxName) -> Result<String> {
         let (kw, _) = self.read_keywords(name)?;
-        if self.confirm_own_commit(name)? {
-            tracing::debug!("{name}: on disk as our commit left it");
-        }
         let folder = self.sync_folder(name)?;
         let info = info_of(name, &folder.list);
         let mut d = crate::model::Digest::new(&info.guid, info.uidvalidity, info.uidnext);
         for (rec, loc) in folder.list.records.iter().zip(&folder.locs) {
-            let (flags, mask) = flags_of(&loc.info);
+            let (flags, mask) = flags_of(loc.info());
             let (keywords, _) = kw.names_of_mask(mask);
             d.message(rec.uid, rec.guid(), flags, &keywords);
         }
@@ -745,39 +778,35 @@ impl MaildirStore {
             return Ok(false);
         }
         let records = &folder.list.records;
-        let mut index: crate::fasthash::FastMap<&str, u32> =
-            crate::fasthash::FastMap::with_capacity_and_hasher(records.len(), Default::default());
-        for (i, r) in records.iter().enumerate() {
-            index.insert(r.filename.as_str(), i as u32);
-        }
+        let index = scan::NameIndex::new(records);
         let mut seen = vec![false; records.len()];
         let mut found = 0usize;
+        let mut same = true;
         for (sub, in_new) in [("new", true), ("cur", false)] {
             let dir = mail_dir.join(sub);
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound && in_new => continue,
-                Err(e) => return Err(e).with_context(|| io_ctx("reading directory", &dir)),
-            };
-            for entry in rd {
-                let entry = entry.with_context(|| io_ctx("reading directory", &dir))?;
-                let os = entry.file_name();
-                let Some(file) = os.to_str() else {
-                    return Ok(false);
-                };
-                if file.starts_with('.') || entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
+            let exists = scan::for_each_entry(&dir, |file, is_dir| {
+                if !same || is_dir || file.first() == Some(&b'.') {
+                    return;
                 }
-                let base_len = file.find(':').unwrap_or(file.len());
-                let Some(&i) = index.get(&file[..base_len]) else {
-                    return Ok(false);
+                let Ok(file) = std::str::from_utf8(file) else {
+                    same = false;
+                    return;
                 };
-                let (i, loc) = (i as usize, &folder.locs[i as usize]);
-                if seen[i] || loc.in_new != in_new || *loc.info != file[base_len..] {
-                    return Ok(false);
+                let base_len = file.find(':').unwrap_or(file.len());
+                let Some(i) = index.get(records, &file[..base_len]) else {
+                    same = false;
+                    return;
+                };
+                let loc = &folder.locs[i];
+                if seen[i] || loc.in_new != in_new || loc.info() != &file[base_len..] {
+                    same = false;
+                    return;
                 }
                 seen[i] = true;
                 found += 1;
+            })?;
+            if !same || (!exists && !in_new) {
+                return Ok(false);
             }
         }
         if found != records.len() || !stamp.unchanged(&scan::Stamp::take(&mail_dir, &path)) {
@@ -796,14 +825,17 @@ impl MaildirStore {
         let mail_dir = self.opts.mail_dir(name)?;
         let (base, cached) = match self.folders.get(name) {
             Some(f) => match f.list.find_uid(uid) {
-                Some(i) => (f.list.records[i].filename.clone(), f.locs.get(i).cloned()),
+                Some(i) => (
+                    f.list.records[i].filename().to_string(),
+                    f.locs.get(i).cloned(),
+                ),
                 None => bail!("mailbox {name} has no message with UID {uid}"),
             },
             None => {
                 let list = Self::read_uidlist(&self.uidlist_path(name)?)?
                     .ok_or_else(|| anyhow!("mailbox {name} has no {}", uidlist::FILE_NAME))?;
                 match list.find_uid(uid) {
-                    Some(i) => (list.records[i].filename.clone(), None),
+                    Some(i) => (list.records[i].filename().to_string(), None),
                     None => bail!("mailbox {name} has no message with UID {uid}"),
                 }
             }
@@ -815,7 +847,8 @@ impl MaildirStore {
                 return Ok(p);
             }
         }
-        if let Some(loc) = scan::scan_folder(&mail_dir, 0)?.get(&base) {
+        let probe = [uidlist::UidlistRecord::new(uid, base.clone())];
+        if let Some(loc) = &scan::list_folder(&mail_dir, &probe)?.locs[0] {
             return Ok(path_of(loc));
         }
         Err(ChangedMeanwhile(format!(
@@ -1136,7 +1169,7 @@ fn record_of(
     mtime: i64,
     len: u64,
 ) -> MessageRecord {
-    let (flags, mask) = flags_of(&loc.info);
+    let (flags, mask) = flags_of(loc.info());
     let (keywords, _) = kw.names_of_mask(mask);
     MessageRecord {
         uid: rec.uid,
@@ -1144,7 +1177,7 @@ fn record_of(
         flags,
         keywords,
         internal_date: mtime,
-        size: size_field(&rec.filename, 'S').unwrap_or(len),
+        size: size_field(rec.filename(), 'S').unwrap_or(len),
         pop3_uidl: rec.get(b'P').map(str::to_string),
         pop3_order: rec.get(b'O').and_then(|o| o.parse().ok()),
         in_new: loc.in_new,

@@ -16,24 +16,55 @@ use std::fmt;
 
 pub const FILE_NAME: &str = "dovecot-uidlist";
 
-/// One message line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message line, in 24 bytes and one allocation (a folder keeps one
+/// per message): the extension fields as written, each followed by a
+/// space, then the file name.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UidlistRecord {
     pub uid: Uid,
-    /// The Maildir file name up to (not including) `:`.
-    pub filename: String,
-    /// Extension fields (`S`, `W`, `P`, `O`, `G`, or any other `A`–`Z`) in
-    /// file order. Empty (and unallocated) for most records.
-    pub ext: Vec<(u8, String)>,
+    /// Where the file name starts in `data`.
+    name_at: u16,
+    data: Box<str>,
+}
+
+impl std::fmt::Debug for UidlistRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ext: Vec<(char, &str)> = self.ext().map(|(k, v)| (k as char, v)).collect();
+        f.debug_struct("UidlistRecord")
+            .field("uid", &self.uid)
+            .field("filename", &self.filename())
+            .field("ext", &ext)
+            .finish()
+    }
 }
 
 impl UidlistRecord {
     pub fn new(uid: Uid, filename: String) -> Self {
         UidlistRecord {
             uid,
-            filename,
-            ext: Vec::new(),
+            name_at: 0,
+            data: filename.into_boxed_str(),
         }
+    }
+
+    /// The Maildir file name up to (not including) `:`.
+    pub fn filename(&self) -> &str {
+        &self.data[self.name_at as usize..]
+    }
+
+    /// Extension fields (`S`, `W`, `P`, `O`, `G`, or any other `A`–`Z`) in
+    /// file order.
+    pub fn ext(&self) -> impl Iterator<Item = (u8, &str)> {
+        self.data[..self.name_at as usize]
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| (t.as_bytes()[0], &t[1..]))
+    }
+
+    /// The same message under another UID.
+    pub fn with_uid(mut self, uid: Uid) -> Self {
+        self.uid = uid;
+        self
     }
 
     /// The message GUID: the `G` field, or the file's base name (what
@@ -41,15 +72,35 @@ impl UidlistRecord {
     pub fn guid(&self) -> &str {
         match self.get(b'G') {
             Some(g) if !g.is_empty() => g,
-            _ => &self.filename,
+            _ => self.filename(),
         }
     }
 
     pub fn get(&self, key: u8) -> Option<&str> {
-        self.ext
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+        self.ext().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Builds a record from its fields; `None` when they are too long for
+    /// one line (64 KB).
+    fn from_parts<'a>(
+        uid: Uid,
+        ext: impl Iterator<Item = (u8, &'a str)> + Clone,
+        filename: &str,
+    ) -> Option<Self> {
+        let ext_len: usize = ext.clone().map(|(_, v)| 2 + v.len()).sum();
+        let name_at = u16::try_from(ext_len).ok()?;
+        let mut data = String::with_capacity(ext_len + filename.len());
+        for (k, v) in ext {
+            data.push(k as char);
+            data.push_str(v);
+            data.push(' ');
+        }
+        data.push_str(filename);
+        Some(UidlistRecord {
+            uid,
+            name_at,
+            data: data.into_boxed_str(),
+        })
     }
 
     /// Sets or replaces a field; `key` must be `A`–`Z` and `value` must hold
@@ -57,14 +108,21 @@ impl UidlistRecord {
     /// outside, see [`valid_ext_value`]).
     pub fn set(&mut self, key: u8, value: String) {
         debug_assert!(key.is_ascii_uppercase() && valid_ext_value(&value));
-        match self.ext.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.ext.push((key, value)),
+        let mut fields: Vec<(u8, &str)> = self.ext().collect();
+        match fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = &value,
+            None => fields.push((key, &value)),
         }
+        let r = Self::from_parts(self.uid, fields.into_iter(), self.filename())
+            .expect("extension fields of a record fit in 64 KB");
+        *self = r;
     }
 
     pub fn remove(&mut self, key: u8) {
-        self.ext.retain(|(k, _)| *k != key);
+        let fields: Vec<(u8, &str)> = self.ext().filter(|(k, _)| *k != key).collect();
+        let r = Self::from_parts(self.uid, fields.into_iter(), self.filename())
+            .expect("fewer fields than before");
+        *self = r;
     }
 }
 
@@ -165,64 +223,107 @@ impl Uidlist {
     }
 
     pub fn parse(data: &[u8]) -> Result<Uidlist, UidlistError> {
-        let mut lines = data.split(|b| *b == b'\n').enumerate();
-        let header = match lines.next() {
-            Some((_, h)) if !h.is_empty() => h,
-            _ => return perr(0, "empty file"),
+        let mut r = data;
+        Self::read_from(&mut r, data.len()).expect("reading a slice cannot fail")
+    }
+
+    /// [`Uidlist::parse`] reading a line at a time, so a file of a million
+    /// records (65 MB) is never in memory whole beside its records.
+    /// `size`: about how many bytes there are (records are reserved for
+    /// them). The outer error is the reader's.
+    pub fn read_from(
+        r: &mut impl std::io::BufRead,
+        size: usize,
+    ) -> std::io::Result<Result<Uidlist, UidlistError>> {
+        let mut line = Vec::with_capacity(256);
+        if r.read_until(b'\n', &mut line)? == 0 || line[0] == b'\n' {
+            return Ok(perr(0, "empty file"));
+        }
+        let mut ends_line = line.last() == Some(&b'\n');
+        let header = line.strip_suffix(b"\n").unwrap_or(&line);
+        let mut list = match parse_header(header) {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(e)),
         };
-        let mut list = parse_header(header)?;
-        list.records.reserve(data.len() / 64);
+        list.records.reserve(size / 64);
         let mut prev: Uid = 0;
-        let total = data.split(|b| *b == b'\n').count();
-        for (idx, line) in lines {
-            let n = idx + 1;
-            if line.is_empty() {
-                // Only the final newline may leave an empty piece.
-                if idx + 1 == total {
-                    break;
-                }
-                return perr(n, "empty line");
+        let mut n = 1;
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                break;
             }
-            if line.contains(&b'\r') {
+            n += 1;
+            ends_line = line.last() == Some(&b'\n');
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            // Only the final newline may leave an empty piece, and that
+            // one is never read as a line.
+            if text.is_empty() {
+                return Ok(perr(n, "empty line"));
+            }
+            if text.contains(&b'\r') {
                 // CRLF line ends (an edited file) would turn every file
                 // name into one that matches nothing.
-                return perr(n, "carriage return in line (edited with CRLF line ends?)");
+                return Ok(perr(
+                    n,
+                    "carriage return in line (edited with CRLF line ends?)",
+                ));
             }
-            let rec = parse_record(line, list.version, n)?;
+            let rec = match parse_record(text, list.version, n) {
+                Ok(rec) => rec,
+                Err(e) => return Ok(Err(e)),
+            };
             if rec.uid <= prev {
-                return perr(
+                return Ok(perr(
                     n,
                     format!("UIDs not ascending ({} after {})", rec.uid, prev),
-                );
+                ));
             }
             if list.version == 1 && rec.uid >= list.header_next_uid {
-                return perr(
+                return Ok(perr(
                     n,
                     format!(
                         "UID {} is not below the header's next UID {}",
                         rec.uid, list.header_next_uid
                     ),
-                );
+                ));
             }
             prev = rec.uid;
             list.records.push(rec);
         }
-        if data.last() != Some(&b'\n') {
-            return perr(total, "last line has no newline (file truncated?)");
+        if !ends_line {
+            return Ok(perr(n, "last line has no newline (file truncated?)"));
         }
-        Ok(list)
+        Ok(Ok(list))
     }
 
     /// Serialises in Dovecot's version 3 format.
     pub fn write(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
         // Exact, so a huge list is not serialised into twice its size.
-        let len: usize = self
-            .records
-            .iter()
-            .map(|r| 14 + r.filename.len() + r.ext.iter().map(|(_, v)| 2 + v.len()).sum::<usize>())
-            .sum();
+        let len: usize = self.records.iter().map(|r| 14 + r.data.len()).sum();
         out.reserve(128 + len);
+        self.write_header(out);
+        Self::write_records(&self.records, out);
+    }
+
+    /// Serialises into `w` a piece at a time: a million records are 65 MB
+    /// as one buffer.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        const PIECE: usize = 256 * 1024;
+        let mut buf = Vec::with_capacity(PIECE + 64 * 1024);
+        self.write_header(&mut buf);
+        for part in self.records.chunks(1024) {
+            Self::write_records(part, &mut buf);
+            if buf.len() >= PIECE {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf)
+    }
+
+    fn write_header(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
         let _ = write!(out, "3 V{} N{}", self.uidvalidity, self.header_next_uid);
         if let Some(g) = &self.guid {
             out.extend_from_slice(b" G");
@@ -233,7 +334,6 @@ impl Uidlist {
             out.extend_from_slice(e.as_bytes());
         }
         out.push(b'\n');
-        Self::write_records(&self.records, out);
     }
 
     /// Record lines only, as appended after an existing file.
@@ -241,13 +341,11 @@ impl Uidlist {
         let mut num = itoa_buf();
         for r in records {
             out.extend_from_slice(fmt_u32(&mut num, r.uid));
-            for (k, v) in &r.ext {
-                out.push(b' ');
-                out.push(*k);
-                out.extend_from_slice(v.as_bytes());
-            }
-            out.extend_from_slice(b" :");
-            out.extend_from_slice(r.filename.as_bytes());
+            out.push(b' ');
+            // The fields, each with its space, then ':' and the name.
+            out.extend_from_slice(r.data[..r.name_at as usize].as_bytes());
+            out.push(b':');
+            out.extend_from_slice(r.filename().as_bytes());
             out.push(b'\n');
         }
     }
@@ -354,7 +452,7 @@ fn parse_record(line: &[u8], version: u8, n: usize) -> Result<UidlistRecord, Uid
     while rest.first() == Some(&b' ') {
         rest = &rest[1..];
     }
-    let mut ext = Vec::new();
+    let mut ext: Vec<(u8, &str)> = Vec::new();
     if version == 3 {
         loop {
             match rest.first() {
@@ -371,7 +469,7 @@ fn parse_record(line: &[u8], version: u8, n: usize) -> Result<UidlistRecord, Uid
                     let Ok(v) = std::str::from_utf8(&rest[1..end]) else {
                         return perr(n, "extension field is not UTF-8");
                     };
-                    ext.push((k, v.to_string()));
+                    ext.push((k, v));
                     rest = &rest[end..];
                     while rest.first() == Some(&b' ') {
                         rest = &rest[1..];
@@ -394,10 +492,9 @@ fn parse_record(line: &[u8], version: u8, n: usize) -> Result<UidlistRecord, Uid
     let Ok(filename) = std::str::from_utf8(rest) else {
         return perr(n, format!("file name is not UTF-8: {}", show(rest)));
     };
-    Ok(UidlistRecord {
-        uid,
-        filename: filename.to_string(),
-        ext,
+    UidlistRecord::from_parts(uid, ext.into_iter(), filename).ok_or_else(|| UidlistError {
+        line: n,
+        msg: "extension fields longer than 64 KB".into(),
     })
 }
 
@@ -418,10 +515,41 @@ mod tests {
         assert_eq!(l.next_uid(), 3);
         assert_eq!(l.guid.unwrap().to_hex(), "882c870f20170b6b1a1f000083ecc375");
         assert_eq!(l.records.len(), 2);
-        assert_eq!(l.records[0].filename, "1795888928.M260517P7962.vm,S=5,W=5");
+        assert_eq!(
+            l.records[0].filename(),
+            "1795888928.M260517P7962.vm,S=5,W=5"
+        );
         assert_eq!(l.records[1].get(b'G'), Some("0123"));
         assert_eq!(l.records[1].get(b'O'), Some("7"));
         assert_eq!(l.to_bytes(), SAMPLE.as_bytes());
+    }
+
+    #[test]
+    fn record_fields_set_and_removed() {
+        assert_eq!(std::mem::size_of::<UidlistRecord>(), 24);
+        let mut r = UidlistRecord::new(5, "a,S=3".into());
+        assert_eq!(
+            (r.filename(), r.guid(), r.get(b'G')),
+            ("a,S=3", "a,S=3", None)
+        );
+        r.set(b'G', "g1".into());
+        r.set(b'P', "p:1".into());
+        r.set(b'G', "g2".into());
+        assert_eq!(
+            r.ext().collect::<Vec<_>>(),
+            vec![(b'G', "g2"), (b'P', "p:1")]
+        );
+        assert_eq!((r.filename(), r.guid()), ("a,S=3", "g2"));
+        let mut out = Vec::new();
+        Uidlist::write_records(std::slice::from_ref(&r), &mut out);
+        assert_eq!(out, b"5 Gg2 Pp:1 :a,S=3\n");
+        r.remove(b'G');
+        assert_eq!(r.ext().collect::<Vec<_>>(), vec![(b'P', "p:1")]);
+        let r = r.with_uid(9);
+        assert_eq!(
+            (r.uid, r.filename(), r.get(b'P')),
+            (9, "a,S=3", Some("p:1"))
+        );
     }
 
     #[test]
@@ -447,7 +575,7 @@ mod tests {
         assert_eq!(l.version, 1);
         assert_eq!(l.uidvalidity, 100);
         assert_eq!(l.guid, None);
-        assert_eq!(l.records[0].filename, "a");
+        assert_eq!(l.records[0].filename(), "a");
         assert_eq!(l.records[1].uid, 4);
         let e = Uidlist::parse(b"1 100 5\n5 a\n").unwrap_err();
         assert_eq!(e.line, 2);
@@ -481,6 +609,51 @@ mod tests {
         }
     }
 
+    /// The old whole-file framing (split on every newline): which line a
+    /// file fails at, for the framing rules the line reader reimplements.
+    fn split_parse(data: &[u8]) -> Result<(), usize> {
+        let total = data.split(|b| *b == b'\n').count();
+        let mut lines = data.split(|b| *b == b'\n').enumerate();
+        match lines.next() {
+            Some((_, h)) if !h.is_empty() => {
+                if let Err(e) = parse_header(h) {
+                    return Err(e.line);
+                }
+            }
+            _ => return Err(0),
+        }
+        let version = parse_header(data.split(|b| *b == b'\n').next().unwrap())
+            .unwrap()
+            .version;
+        let (mut prev, next) = (
+            0,
+            parse_header(data.split(|b| *b == b'\n').next().unwrap())
+                .unwrap()
+                .header_next_uid,
+        );
+        for (idx, line) in lines {
+            let n = idx + 1;
+            if line.is_empty() {
+                if idx + 1 == total {
+                    break;
+                }
+                return Err(n);
+            }
+            if line.contains(&b'\r') {
+                return Err(n);
+            }
+            let rec = parse_record(line, version, n).map_err(|e| e.line)?;
+            if rec.uid <= prev || (version == 1 && rec.uid >= next) {
+                return Err(n);
+            }
+            prev = rec.uid;
+        }
+        if data.last() != Some(&b'\n') {
+            return Err(total);
+        }
+        Ok(())
+    }
+
     fn arb_list() -> impl Strategy<Value = Uidlist> {
         let rec = (
             "[A-Za-z0-9.,=_-]{1,40}",
@@ -505,11 +678,9 @@ mod tests {
                     .into_iter()
                     .map(|(step, (f, ext))| {
                         uid += step;
-                        UidlistRecord {
-                            uid,
-                            filename: f,
-                            ext,
-                        }
+                        let ext: Vec<(u8, &str)> =
+                            ext.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        UidlistRecord::from_parts(uid, ext.into_iter(), &f).unwrap()
                     })
                     .collect();
                 Uidlist {
@@ -527,6 +698,9 @@ mod tests {
         #[test]
         fn write_parse_roundtrip(l in arb_list()) {
             let bytes = l.to_bytes();
+            let mut streamed = Vec::new();
+            l.write_to(&mut streamed).unwrap();
+            prop_assert_eq!(&streamed, &bytes);
             prop_assert_eq!(Uidlist::parse(&bytes).unwrap(), l);
         }
 
@@ -542,8 +716,19 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics_texty(s in "[0-9 VNG:a-f\n]{0,80}") {
+        fn parse_never_panics_texty(s in "[0-9 VNG:a-f\n\r]{0,80}") {
             let _ = Uidlist::parse(s.as_bytes());
+        }
+
+        /// Reading through a small buffer (lines split over refills) gives
+        /// what the whole-file parse of the old splitting code gave.
+        #[test]
+        fn reading_in_pieces_agrees(s in "(3 V1 N9 G882c870f20170b6b1a1f000083ecc375|1 5 9|)(\n|\n\n)([0-9]{1,2}( G[a-z]{0,3})? :?[a-c]{0,3}(\r)?\n{0,2}){0,6}") {
+            let whole = Uidlist::parse(s.as_bytes());
+            let mut r = std::io::BufReader::with_capacity(3, s.as_bytes());
+            let pieces = Uidlist::read_from(&mut r, 0).unwrap();
+            prop_assert_eq!(&whole, &pieces);
+            prop_assert_eq!(split_parse(s.as_bytes()), whole.map(|_| ()).map_err(|e| e.line));
         }
     }
 }

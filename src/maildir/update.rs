@@ -585,16 +585,29 @@ impl<'a> MailboxUpdate<'a> {
         // delivered, expunged or changed flags since we last looked. If
         // nothing moved since this run read it, that read stands.
         let stamp_now = scan::Stamp::take(&self.mail_dir, &uidlist_path);
-        let (old, mut files, reconciled) = match self.store.folders.remove(&name) {
-            Some(f) if f.stamp.as_ref().is_some_and(|s| s.unchanged(&stamp_now)) => {
-                let (list, files) = f.into_parts();
-                (Some(list), files, true)
+        let cached = match self.store.folders.remove(&name) {
+            Some(f)
+                if self.store.commit_on_cache
+                    && (f.stamp.as_ref().is_some_and(|s| s.unchanged(&stamp_now))
+                        || f.commit_stamp
+                            .as_ref()
+                            .is_some_and(|s| s.unchanged(&stamp_now))) =>
+            {
+                self.store.commits_on_cache += 1;
+                Some(f)
             }
-            _ => (
-                MaildirStore::read_uidlist(&uidlist_path)?,
-                scan::scan_folder(&self.mail_dir, 0)?,
-                false,
-            ),
+            _ => None,
+        };
+        let on_cache = cached.is_some();
+        let (old, listing, rest) = match cached {
+            Some(f) => (Some(f.list), None, Some((f.locs, f.letters, f.names))),
+            None => {
+                let list = MaildirStore::read_uidlist(&uidlist_path)?;
+                let no_records: &[UidlistRecord] = &[];
+                let records = list.as_ref().map_or(no_records, |l| &l.records);
+                let listing = scan::list_folder(&self.mail_dir, records)?;
+                (list, Some(listing), None)
+            }
         };
         let t_read = t0.elapsed();
         let existed = old.is_some();
@@ -604,6 +617,11 @@ impl<'a> MailboxUpdate<'a> {
                 fsutil::next_uidvalidity(&self.store.opts.control_root()),
                 MailboxGuid::generate().context("generating a mailbox GUID")?,
             ),
+        };
+        let (locs, mut letters, mut names) = rest.unwrap_or_default();
+        let mut files = CommitFiles {
+            locs,
+            relisted: None,
         };
         // What the file on disk says, to leave it alone when nothing
         // changes and to append when only new messages come.
@@ -627,8 +645,12 @@ impl<'a> MailboxUpdate<'a> {
         // Files delivered meanwhile get UIDs above ours, never the same. A
         // cached folder was reconciled when it was read, and nothing moved
         // since.
-        if !reconciled {
-            rewrite |= scan::reconcile(&mut list, &files, max_saved.saturating_add(1)).changed();
+        if let Some(listing) = listing {
+            let (r, locs) =
+                scan::reconcile_listing(&mut list, listing, max_saved.saturating_add(1));
+            rewrite |= r.changed();
+            letters = super::store::letters_of(&locs);
+            files.locs = locs;
         }
         // A UID that stays on a message other than the one meant for it.
         let taken = |list: &Uidlist, uid: Uid| {
@@ -666,11 +688,7 @@ impl<'a> MailboxUpdate<'a> {
         let (mut kw, kw_mtime) = self.store.read_keywords(&name)?;
         let kw_before = kw.clone();
         // Letters some file carries with no name behind them stay unused.
-        let orphans = files
-            .values()
-            .map(|loc| filename::flags_of(&loc.info).1)
-            .fold(0u32, |m, k| m | k)
-            & !kw.assigned_mask();
+        let orphans = letters & !kw.assigned_mask();
         // What could not be done, for the caller's exit status.
         let mut skipped: Vec<String> = Vec::new();
         let mut mask_of = |names: &[String], kw: &mut Keywords| -> u32 {
@@ -713,43 +731,40 @@ impl<'a> MailboxUpdate<'a> {
         // Expunges. A file renamed meanwhile (a client changed its flags)
         // is looked up again: leaving it would bring the message back
         // under a new UID.
-        let mut gone: HashSet<Uid> = HashSet::new();
+        let mut gone: Vec<usize> = Vec::with_capacity(self.expunges.len());
         for uid in &self.expunges {
             lock.keep_alive();
             let Some(i) = list.find_uid(*uid) else {
                 continue;
             };
-            let base = list.records[i].filename.clone();
             for attempt in 0..3 {
-                let Some(loc) = files.get(&base).cloned() else {
+                let Some(loc) = files.get(&list, i) else {
                     break;
                 };
-                let p = loc_path(&self.mail_dir, &base, &loc);
+                let p = loc.path(&self.mail_dir, list.records[i].filename());
                 match fs::remove_file(&p) {
                     Ok(()) => {
-                        files.remove(&base);
                         if loc.in_new {
                             touched_new = true;
                         } else {
                             touched_cur = true;
                         }
+                        files.forget(&list, i);
                         break;
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound && attempt < 2 => {
-                        files = scan::scan_folder(&self.mail_dir, files.len())?;
+                        files.relist(&list, &self.mail_dir)?;
                     }
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        files.remove(&base);
-                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
                     Err(e) => return Err(e).with_context(|| io_ctx("removing", &p)),
                 }
             }
-            gone.insert(*uid);
+            gone.push(i);
         }
         if !gone.is_empty() {
-            let before = list.records.len();
-            list.records.retain(|r| !gone.contains(&r.uid));
-            rewrite |= list.records.len() != before;
+            gone.sort_unstable();
+            remove_aligned(&mut list.records, &mut files.locs, &gone);
+            rewrite = true;
         }
 
         // Flag changes: rename within cur/ (a file in new/ moves to cur/,
@@ -762,14 +777,14 @@ impl<'a> MailboxUpdate<'a> {
                 ));
                 continue;
             };
-            let base = list.records[i].filename.clone();
             let want = flag_masks[uid];
             let mut renamed = false;
             for _ in 0..3 {
-                let Some(loc) = files.get(&base).cloned() else {
+                let Some(loc) = files.get(&list, i) else {
                     break;
                 };
-                let cur_name = loc.file_name(&base);
+                let base = &list.records[i].filename();
+                let cur_name = loc.file_name(base);
                 let old_name = MaildirFileName::parse(&cur_name);
                 // Letters with no keyword behind them are someone else's.
                 let unknown = old_name.keyword_mask() & !kw.assigned_mask();
@@ -782,19 +797,21 @@ impl<'a> MailboxUpdate<'a> {
                     renamed = true;
                     break;
                 }
-                let from = loc_path(&self.mail_dir, &base, &loc);
+                let from = loc.path(&self.mail_dir, base);
                 let to = self.mail_dir.join("cur").join(&new_name);
                 match fs::rename(&from, &to) {
                     Ok(()) => {
                         touched_cur = true;
                         touched_new |= loc.in_new;
-                        files.insert(base.clone(), FileLoc::new(&new_name, base.len(), false));
+                        let loc = FileLoc::new(&new_name, base.len(), false);
+                        letters |= filename::flags_of(loc.info()).1;
+                        files.locs[i] = loc;
                         renamed = true;
                         break;
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => {
                         // Renamed by someone else meanwhile: look again.
-                        files = scan::scan_folder(&self.mail_dir, files.len())?;
+                        files.relist(&list, &self.mail_dir)?;
                     }
                     Err(e) => {
                         return Err(e).with_context(|| {
@@ -823,9 +840,8 @@ impl<'a> MailboxUpdate<'a> {
                 ));
                 continue;
             };
-            let base = &list.records[i].filename;
-            if let Some(loc) = files.get(base) {
-                let p = loc_path(&self.mail_dir, base, loc);
+            if let Some(loc) = files.get(&list, i) {
+                let p = loc.path(&self.mail_dir, list.records[i].filename());
                 match OpenOptions::new().write(true).open(&p) {
                     Ok(f) => set_times(&f, *secs, &p)?,
                     Err(e) if e.kind() == ErrorKind::NotFound => skipped.push(format!(
@@ -839,44 +855,56 @@ impl<'a> MailboxUpdate<'a> {
         // Relabels: the same file under a new UID. A record moves to the
         // end, which is what Dovecot reads as "expunged, then appended".
         if !self.relabels.is_empty() {
-            let mut moved: Vec<UidlistRecord> = Vec::with_capacity(self.relabels.len());
-            let mut take: HashMap<Uid, Uid> = HashMap::with_capacity(self.relabels.len());
+            let mut moved: Vec<(usize, Uid)> = Vec::with_capacity(self.relabels.len());
             for (new, old) in &self.relabels {
-                if list.find_uid(*old).is_some() {
-                    take.insert(*old, *new);
-                } else {
-                    skipped.push(format!(
+                match list.find_uid(*old) {
+                    Some(i) => moved.push((i, *new)),
+                    None => skipped.push(format!(
                         "mailbox {name}: message UID {old} was expunged before it could \
                          become UID {new}"
-                    ));
+                    )),
                 }
             }
-            list.records.retain_mut(|r| match take.get(&r.uid) {
-                Some(new) => {
-                    let mut r2 = UidlistRecord::new(*new, std::mem::take(&mut r.filename));
-                    r2.ext = std::mem::take(&mut r.ext);
-                    moved.push(r2);
-                    false
+            if !moved.is_empty() {
+                moved.sort_unstable();
+                let before = list.records.len() - moved.len();
+                let mut recs = Vec::with_capacity(moved.len());
+                let mut locs = Vec::with_capacity(moved.len());
+                for (i, new) in &moved {
+                    let r = &mut list.records[*i];
+                    let r = std::mem::replace(r, UidlistRecord::new(0, String::new()));
+                    recs.push(r.with_uid(*new));
+                    locs.push(files.locs[*i].clone());
                 }
-                None => true,
-            });
-            rewrite |= !moved.is_empty();
-            list.records.extend(moved);
-            // Files delivered meanwhile may have got UIDs above ours.
-            list.records.sort_by_key(|r| r.uid);
+                let at: Vec<usize> = moved.iter().map(|(i, _)| *i).collect();
+                remove_aligned(&mut list.records, &mut files.locs, &at);
+                list.records.extend(recs);
+                files.locs.extend(locs);
+                // Files delivered meanwhile may have got UIDs above ours.
+                sort_tail(&mut list.records, &mut files.locs, before);
+                rewrite = true;
+            }
         }
 
         // New messages into cur/ or new/.
         let mut inserted_low = false;
         let kept = list.records.len();
         let saves = std::mem::take(&mut self.saves);
+        if !saves.is_empty() && names.is_none() {
+            names = Some(name_hashes(&list));
+        }
+        let names_set = names.get_or_insert_with(Default::default);
         // What a later scan would stat for the new files, recorded now.
         let mut new_dates: Vec<(Uid, String, i64, u64)> = Vec::with_capacity(saves.len());
         for (s, mask) in saves.iter().zip(save_masks) {
             lock.keep_alive();
             let size = s.rec.size;
             let vsize = s.vsize;
-            let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| files.contains_key(b));
+            // A hash seen before counts as taken: a rare false alarm only
+            // costs a fresh name (the GUID is then kept in G).
+            let (base, g) = choose_base(&s.rec.guid, size, vsize, |b| {
+                names_set.contains(&scan::name_hash(b)) || files.relisted_has(b)
+            });
             if g.is_none() && base != s.rec.guid && !s.rec.guid.is_empty() {
                 skipped.push(format!(
                     "mailbox {name}: message GUID {:?} cannot be kept (UID {} is now {base})",
@@ -891,7 +919,8 @@ impl<'a> MailboxUpdate<'a> {
                 fname = fname.with_flags(s.rec.flags, mask);
             }
             let sub = if s.rec.in_new { "new" } else { "cur" };
-            let dest = self.mail_dir.join(sub).join(fname.format());
+            let full = fname.format();
+            let dest = self.mail_dir.join(sub).join(&full);
             fs::rename(&s.tmp, &dest)
                 .with_context(|| format!("renaming {} to {}", s.tmp.display(), dest.display()))?;
             if s.rec.in_new {
@@ -899,10 +928,11 @@ impl<'a> MailboxUpdate<'a> {
             } else {
                 touched_cur = true;
             }
-            files.insert(
-                base.clone(),
-                FileLoc::new(&fname.format(), base.len(), s.rec.in_new),
-            );
+            names_set.insert(scan::name_hash(&base));
+            letters |= mask;
+            files
+                .locs
+                .push(FileLoc::new(&full, base.len(), s.rec.in_new));
             let mut r = UidlistRecord::new(s.rec.uid, base);
             if let Some(g) = g {
                 r.set(b'G', g);
@@ -921,7 +951,12 @@ impl<'a> MailboxUpdate<'a> {
                 r.set(b'O', o.to_string());
             }
             inserted_low |= s.rec.uid < old_next;
-            new_dates.push((r.uid, r.filename.clone(), s.rec.internal_date, s.rec.size));
+            new_dates.push((
+                r.uid,
+                r.filename().to_string(),
+                s.rec.internal_date,
+                s.rec.size,
+            ));
             list.records.push(r);
         }
         super::dates::append(
@@ -930,7 +965,10 @@ impl<'a> MailboxUpdate<'a> {
                 .iter()
                 .map(|(u, b, m, z)| (*u, b.as_str(), *m, *z)),
         );
-        list.records.sort_by_key(|r| r.uid);
+        drop(new_dates);
+        // Saves come in any order, and in a backup below UIDs already
+        // here: only the part from the first out-of-order UID is sorted.
+        sort_tail(&mut list.records, &mut files.locs, kept);
         let t_apply = t0.elapsed();
         if touched_new {
             fsutil::fsync_dir(&self.mail_dir.join("new"))?;
@@ -962,7 +1000,9 @@ impl<'a> MailboxUpdate<'a> {
             || (list.uidvalidity, list.guid) != (disk_header.0, disk_header.1)
             || list.next_uid() != disk_next.max(list.records.last().map_or(1, |r| r.uid + 1));
         let written = if rewrite {
-            let meta = lock.replace_and_stat(&list.to_bytes(), None)?;
+            list.write_to(lock.file_mut())
+                .with_context(|| io_ctx("writing the new", &uidlist_path))?;
+            let meta = lock.replace_and_stat(&[], None)?;
             fsutil::fsync_dir(&ctl)?;
             Some(meta)
         } else {
@@ -994,8 +1034,9 @@ impl<'a> MailboxUpdate<'a> {
             self.store.remove_dovecot_index(&name)?;
         }
         tracing::debug!(
-            "mailbox {name}: committed {:?} (flushed {t_flush:?}, read {t_read:?}, applied {t_apply:?}, done {:?})",
+            "mailbox {name}: committed {:?} (flushed {t_flush:?}, {} {t_read:?}, applied {t_apply:?}, done {:?})",
             info_of(&name, &list),
+            if on_cache { "on the cached folder" } else { "read" },
             t0.elapsed()
         );
         for m in &skipped {
@@ -1004,15 +1045,135 @@ impl<'a> MailboxUpdate<'a> {
         self.store.skipped.extend(skipped);
         // Cached only when it is a complete picture; otherwise the next
         // read looks at the disk again.
-        match Folder::try_new(list, files, None) {
-            Some(mut f) => {
-                f.own_uidlist = own_uidlist;
-                self.store.folders.insert(name, f)
-            }
-            None => self.store.folders.remove(&name),
+        if files.relisted.is_some() {
+            self.store.folders.remove(&name);
+            return Ok(());
+        }
+        // A big folder is worth a short wait for a stamp the next commit
+        // can trust (reading it again would cost more).
+        let max_wait = if list.records.len() >= self.store.stamp_wait_from {
+            Duration::from_millis(50)
+        } else {
+            Duration::ZERO
         };
+        let commit_stamp = scan::Stamp::after_commit(&self.mail_dir, own_uidlist, max_wait);
+        let mut f = Folder::new_with_letters(list, files.locs, letters, None);
+        f.own_uidlist = own_uidlist;
+        f.commit_stamp = Some(commit_stamp);
+        f.names = names;
+        self.store.folders.insert(name, f);
         Ok(())
     }
+}
+
+/// From this many messages on, a commit waits for a stamp its next commit
+/// can trust (at most a few clock ticks) instead of leaving it to read the
+/// folder again.
+pub(crate) const STAMP_WAIT_FROM: usize = 10_000;
+
+/// The folder's files during a commit, in step with the list's records.
+struct CommitFiles {
+    locs: Vec<FileLoc>,
+    /// Once a file was found gone and the folder listed again: base names
+    /// of records that have no file now, and files that have no record
+    /// (delivered meanwhile). The folder is not cached after such a commit.
+    relisted: Option<Relisted>,
+}
+
+struct Relisted {
+    vanished: HashSet<String>,
+    unknown: HashSet<String>,
+}
+
+impl CommitFiles {
+    /// Where record `i`'s file is, unless it is known to be gone.
+    fn get(&self, list: &Uidlist, i: usize) -> Option<FileLoc> {
+        match &self.relisted {
+            Some(r) if r.vanished.contains(list.records[i].filename()) => None,
+            _ => Some(self.locs[i].clone()),
+        }
+    }
+
+    /// Record `i`'s file was removed.
+    fn forget(&mut self, list: &Uidlist, i: usize) {
+        if let Some(r) = &mut self.relisted {
+            r.vanished.insert(list.records[i].filename().to_string());
+        }
+    }
+
+    /// Whether a listing after a race found a file with this base name
+    /// that no record has.
+    fn relisted_has(&self, base: &str) -> bool {
+        self.relisted
+            .as_ref()
+            .is_some_and(|r| r.unknown.contains(base))
+    }
+
+    /// Lists the folder again (a file moved under us) and finds each
+    /// record's file anew. Rare: costs a listing of the folder.
+    fn relist(&mut self, list: &Uidlist, mail_dir: &Path) -> Result<()> {
+        let listing = scan::list_folder(mail_dir, &list.records)?;
+        let mut vanished = HashSet::new();
+        for ((r, loc), now) in list.records.iter().zip(&mut self.locs).zip(listing.locs) {
+            match now {
+                Some(l) => *loc = l,
+                None => {
+                    vanished.insert(r.filename().to_string());
+                }
+            }
+        }
+        self.relisted = Some(Relisted {
+            vanished,
+            unknown: listing.unknown.into_iter().map(|(b, _)| b).collect(),
+        });
+        Ok(())
+    }
+}
+
+/// Removes the entries at `at` (ascending indices) from both vectors in
+/// one pass over the part after the first of them.
+fn remove_aligned(records: &mut Vec<UidlistRecord>, locs: &mut Vec<FileLoc>, at: &[usize]) {
+    let Some(&first) = at.first() else { return };
+    let mut next = at.iter().peekable();
+    let mut w = first;
+    for r in first..records.len() {
+        if next.next_if(|&&i| i == r).is_some() {
+            continue;
+        }
+        records.swap(w, r);
+        locs.swap(w, r);
+        w += 1;
+    }
+    records.truncate(w);
+    locs.truncate(w);
+}
+
+/// Sorts both vectors by UID when records were appended from index
+/// `kept` on (the part before is sorted): only from where the first
+/// appended UID belongs, so appending above every UID costs no more than
+/// the appended records.
+fn sort_tail(records: &mut Vec<UidlistRecord>, locs: &mut Vec<FileLoc>, kept: usize) {
+    let Some(min_new) = records[kept..].iter().map(|r| r.uid).min() else {
+        return;
+    };
+    let from = records[..kept].partition_point(|r| r.uid < min_new);
+    if records[from..].windows(2).all(|w| w[0].uid < w[1].uid) {
+        return;
+    }
+    let mut tail: Vec<(UidlistRecord, FileLoc)> =
+        records.drain(from..).zip(locs.drain(from..)).collect();
+    tail.sort_by_key(|(r, _)| r.uid);
+    for (r, l) in tail {
+        records.push(r);
+        locs.push(l);
+    }
+}
+
+fn name_hashes(list: &Uidlist) -> crate::fasthash::FastSet<u64> {
+    let mut set =
+        crate::fasthash::FastSet::with_capacity_and_hasher(list.records.len(), Default::default());
+    set.extend(list.records.iter().map(|r| scan::name_hash(r.filename())));
+    set
 }
 
 impl Drop for MailboxUpdate<'_> {
@@ -1024,10 +1185,6 @@ impl Drop for MailboxUpdate<'_> {
             let _ = fs::remove_file(t);
         }
     }
-}
-
-fn loc_path(mail_dir: &Path, base: &str, loc: &FileLoc) -> PathBuf {
-    loc.path(mail_dir, base)
 }
 
 /// The base name for a saved message and the `G` field it needs, if any.
