@@ -240,10 +240,26 @@ fn left_by_dead_dsync(lock: &Path) -> bool {
         return false;
     };
     let same_file = fs::metadata(lock).is_ok_and(|m| m.ino() == ino);
-    let dead = pid > 0
-        && unsafe { libc::kill(pid, 0) } != 0
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-    same_file && dead
+    same_file && pid > 0 && process_is_gone(pid)
+}
+
+/// True when no running process has this PID. A killed process whose
+/// parent died too stays a zombie wherever PID 1 does not reap orphans
+/// (some containers): `kill(pid, 0)` still finds it, but it holds no lock
+/// and will never release one, so it counts as gone.
+fn process_is_gone(pid: i32) -> bool {
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    // /proc/<pid>/stat: "pid (comm) S ..."; comm may hold spaces and
+    // parentheses, so the state is the field after the last ')'.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            let rest = &st[st.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|s| s == "Z" || s == "X")
+        })
+        .unwrap_or(false)
 }
 
 /// Reads a file, `None` when it does not exist.
@@ -330,6 +346,24 @@ pub fn next_uidvalidity(control_root: &Path) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_zombie_counts_as_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(!process_is_gone(std::process::id() as i32));
+        // Not yet waited for: once it has exited it is a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !process_is_gone(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "exited child not seen as gone"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(process_is_gone(pid));
+    }
+
     use super::*;
 
     #[test]
