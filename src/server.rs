@@ -487,13 +487,29 @@ impl Server {
             if !full {
                 // The leader checked that this state is the one it holds
                 // (same sync ID) before it sent only the differences.
-                let old = match old {
-                    Some(st) => st,
-                    None => store.load_state(&peer)?.ok_or_else(|| {
-                        anyhow!(
+                let loaded = match old {
+                    Some(st) => Ok(Some(st)),
+                    None => store.load_state(&peer),
+                };
+                // Without the state the edits apply to (damaged past its
+                // first line, or gone since STATE-GET) nothing is written:
+                // the mail is synced, and the stale token makes the next
+                // run compare everything and send a whole new state. An
+                // error here would fail a run that lost nothing.
+                let old = match loaded {
+                    Ok(Some(st)) => st,
+                    Ok(None) => {
+                        tracing::warn!(
                             "no sync state for {peer} to update; the next run compares everything"
-                        )
-                    })?,
+                        );
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "sync state for {peer} not updated: {e:#}; the next run compares everything"
+                        );
+                        return Ok(());
+                    }
                 };
                 let mut old_boxes = old.mailboxes;
                 for (name, header, edit) in edits {

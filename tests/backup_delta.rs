@@ -264,3 +264,47 @@ fn killed_delta_backups_leave_no_state_that_loses_changes() {
         assert_equal(&src, &dst);
     }
 }
+
+/// A destination state damaged past its first line still carries the
+/// token, so the run starts by delta; the follower then cannot use it.
+/// The run must neither fail nor lose anything, and the next one compares
+/// everything and stores a sound state again. The same holds for mirror.
+#[test]
+fn a_state_damaged_past_its_first_line_fails_no_run() {
+    require_dovecot!();
+    let t = tempdir();
+    let (src, dst) = pair(t.path());
+    typical_maildir(&src.root, 306, 12);
+    backup(t.path(), &src, &[], &dst);
+    let damage = |md: &Maildir| {
+        for f in state_files(md) {
+            let text = fs::read_to_string(&f).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines[2] = "garbage here";
+            fs::write(&f, lines.join("\n") + "\n").unwrap();
+        }
+    };
+    damage(&dst);
+    change(&src, "src", ("1", "2", "3"));
+    backup(t.path(), &src, &[], &dst).expect_stderr_contains("the next run compares everything");
+    assert_equal(&src, &dst);
+    change(&src, "again", ("4", "5", "6"));
+    backup(t.path(), &src, &[], &dst).expect_stderr_contains("disagree");
+    assert_equal(&src, &dst);
+    change(&src, "third", ("7", "8", "9"));
+    backup(t.path(), &src, &[], &dst).expect_stderr_contains(BY_DELTA);
+    assert_equal(&src, &dst);
+
+    // Mirror, the same way.
+    damage(&dst);
+    change(&src, "m1", ("1", "2", "10"));
+    let loc = dst.location();
+    dsync(t.path(), Some(&src.location()), &["-v", "mirror", &loc])
+        .expect_ok()
+        .expect_stderr_contains("the next run compares everything");
+    assert_equal(&src, &dst);
+    dsync(t.path(), Some(&src.location()), &["-v", "mirror", &loc])
+        .expect_ok()
+        .expect_stderr_contains("disagree");
+    assert_equal(&src, &dst);
+}
