@@ -403,8 +403,10 @@ impl Server {
         let mut current: Option<Pending> = None;
         let mut dropped: Vec<MailboxGuid> = Vec::new();
         let mut edits: Vec<(MailboxName, BaseMailbox, BaseEdit)> = Vec::new();
+        let mut whole: Vec<MailboxGuid> = Vec::new();
         let mut finish = |p: Option<Pending>, state: &mut PairState| match p {
             Some(Pending::Whole(n, b)) => {
+                whole.push(b.guid);
                 state.mailboxes.insert(b.guid, (n, b));
             }
             Some(Pending::Edit(n, b, e)) => edits.push((n, b, e)),
@@ -511,12 +513,24 @@ impl Server {
                         return Ok(());
                     }
                 };
+                let old_sync_id = old.sync_id;
                 let mut old_boxes = old.mailboxes;
+                // What this side's journal entry records: the edits as
+                // received (those that applied), the whole mailboxes, the
+                // dropped ones.
+                let mut applied: Vec<(MailboxGuid, BaseEdit)> = Vec::new();
                 for (name, header, edit) in edits {
                     match old_boxes.remove(&header.guid) {
                         Some((_, mut base)) => {
                             base.uidvalidity = header.uidvalidity;
                             base.uidnext = header.uidnext;
+                            applied.push((
+                                header.guid,
+                                BaseEdit {
+                                    dropped: edit.dropped.clone(),
+                                    set: edit.set.clone(),
+                                },
+                            ));
                             crate::brain::delta::apply(&mut base, edit);
                             state.mailboxes.insert(header.guid, (name, base));
                         }
@@ -534,6 +548,17 @@ impl Server {
                         state.mailboxes.entry(g).or_insert(v);
                     }
                 }
+                use crate::state::journal::{BoxChange, Change};
+                let change = Change {
+                    old_sync_id: &old_sync_id,
+                    mailboxes: applied
+                        .iter()
+                        .map(|(g, e)| (*g, BoxChange::Edit(e)))
+                        .chain(whole.iter().map(|g| (*g, BoxChange::Whole)))
+                        .collect(),
+                    dropped,
+                };
+                return store.save_state_change(&peer, &state, &change);
             }
             store.save_state(&peer, &state)
         });

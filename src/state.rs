@@ -402,6 +402,43 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// One message line: `<uid> <flags> <guid> [<keyword> …]`.
+    fn message(&mut self) -> Result<BaseMessage, StateError> {
+        let l = self.next_line()?;
+        let f = self.fields(l)?;
+        if f.len() < 3 {
+            return self.err(format!(
+                "message line needs <uid> <flags> <guid> [keywords], got {}",
+                show(l)
+            ));
+        }
+        let uid = self.num(f[0], "UID")?;
+        let Some(flags) = parse_flags(f[1]) else {
+            return self.err(format!("bad flags {}", show(f[1])));
+        };
+        let tok = |t: &[u8], what: &str| match parse_token(t) {
+            Some(s) => Ok(s),
+            None => Err(format!("bad {what} {}", show(t))),
+        };
+        let parsed = tok(f[2], "message GUID").and_then(|guid| {
+            let keywords = f[3..]
+                .iter()
+                .map(|k| tok(k, "keyword"))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((guid, keywords))
+        });
+        let (guid, keywords) = match parsed {
+            Ok(v) => v,
+            Err(e) => return self.err(e),
+        };
+        Ok(BaseMessage {
+            uid,
+            guid,
+            flags,
+            keywords: keywords.into(),
+        })
+    }
+
     fn mailbox(&mut self, f: &[&[u8]]) -> Result<(MailboxName, BaseMailbox), StateError> {
         if f.len() < 6 {
             return self
@@ -425,46 +462,15 @@ impl<'a> Parser<'a> {
         let mut messages = Vec::with_capacity(count.min(self.rest.len() / 6));
         let mut prev: Uid = 0;
         for _ in 0..count {
-            let l = self.next_line()?;
-            let f = self.fields(l)?;
-            if f.len() < 3 {
-                return self.err(format!(
-                    "message line needs <uid> <flags> <guid> [keywords], got {}",
-                    show(l)
-                ));
+            let m = self.message()?;
+            if m.uid <= prev {
+                return self.err(format!("UIDs not ascending ({} after {prev})", m.uid));
             }
-            let uid = self.num(f[0], "UID")?;
-            if uid <= prev {
-                return self.err(format!("UIDs not ascending ({uid} after {prev})"));
+            if m.uid >= uidnext {
+                return self.err(format!("UID {} is not below UIDNEXT {uidnext}", m.uid));
             }
-            if uid >= uidnext {
-                return self.err(format!("UID {uid} is not below UIDNEXT {uidnext}"));
-            }
-            prev = uid;
-            let Some(flags) = parse_flags(f[1]) else {
-                return self.err(format!("bad flags {}", show(f[1])));
-            };
-            let tok = |t: &[u8], what: &str| match parse_token(t) {
-                Some(s) => Ok(s),
-                None => Err(format!("bad {what} {}", show(t))),
-            };
-            let parsed = tok(f[2], "message GUID").and_then(|guid| {
-                let keywords = f[3..]
-                    .iter()
-                    .map(|k| tok(k, "keyword"))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((guid, keywords))
-            });
-            let (guid, keywords) = match parsed {
-                Ok(v) => v,
-                Err(e) => return self.err(e),
-            };
-            messages.push(BaseMessage {
-                uid,
-                guid,
-                flags,
-                keywords: keywords.into(),
-            });
+            prev = m.uid;
+            messages.push(m);
         }
         Ok((
             name,
@@ -582,29 +588,65 @@ pub fn state_path(control_root: &Path, peer: &str) -> Result<PathBuf> {
     Ok(control_root.join(format!("{STATE_PREFIX}{peer}")))
 }
 
+/// The journal beside the state file for `peer` (see [`journal`]).
+pub fn journal_path(control_root: &Path, peer: &str) -> Result<PathBuf> {
+    let mut p = state_path(control_root, peer)?.into_os_string();
+    p.push(journal::SUFFIX);
+    Ok(PathBuf::from(p))
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// The state shared with `peer`: `Ok(None)` when there is none (first
 /// sync with it), `Err` when the file is damaged or unreadable. Either way
 /// the caller has no base and must merge without expunging; an `Err` is
-/// worth a warning, and the next successful run replaces the file.
+/// worth a warning, and the next successful run replaces the file. The
+/// journal's complete entries that follow from the main file's token are
+/// applied; a torn or stale tail is ignored.
 pub fn load(control_root: &Path, peer: &str) -> Result<Option<SyncState>> {
     let path = state_path(control_root, peer)?;
-    let data = match fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    let Some(data) = read_optional(&path)? else {
+        return Ok(None);
     };
-    SyncState::parse(&data)
-        .map(Some)
+    let damaged = "the sync state is damaged; syncing as if for the first time with this peer";
+    let mut st = SyncState::parse(&data)
         .map_err(|e| anyhow!("{} {e}", path.display()))
-        .context("the sync state is damaged; syncing as if for the first time with this peer")
+        .context(damaged)?;
+    drop(data);
+    let jpath = journal_path(control_root, peer)?;
+    if let Some(j) = read_optional(&jpath)? {
+        journal::replay(&mut st, &j)
+            .map_err(|e| anyhow!("{} {e}", jpath.display()))
+            .context(damaged)?;
+    }
+    Ok(Some(st))
 }
 
 /// The token (`sync_id`) of the state shared with `peer`, from the file's
-/// first line only: enough to tell whether the two sides hold the same
-/// state without reading the bases (a run that reads no mailbox needs
-/// none). `Ok(None)` when there is no state. A file damaged further on
-/// passes here; `load` finds that out.
+/// first line and the journal's entry framing only: enough to tell
+/// whether the two sides hold the same state without reading the bases
+/// (a run that reads no mailbox needs none). `Ok(None)` when there is no
+/// state. A file damaged further on passes here; `load` finds that out.
 pub fn peek_sync_id(control_root: &Path, peer: &str) -> Result<Option<String>> {
+    let Some(main) = peek_main(control_root, peer)? else {
+        return Ok(None);
+    };
+    let jpath = journal_path(control_root, peer)?;
+    let j = read_optional(&jpath)?.unwrap_or_default();
+    let last = journal::frames(&j, main.as_bytes())
+        .last()
+        .map(|f| String::from_utf8_lossy(f.new).into_owned());
+    Ok(Some(last.unwrap_or(main)))
+}
+
+/// The main file's token (its first line).
+fn peek_main(control_root: &Path, peer: &str) -> Result<Option<String>> {
     use std::io::Read;
     let path = state_path(control_root, peer)?;
     let mut f = match File::open(&path) {
@@ -638,7 +680,8 @@ pub fn peek_sync_id(control_root: &Path, peer: &str) -> Result<Option<String>> {
 }
 
 /// Replaces the state shared with `peer`, durably: temporary file, fsync,
-/// rename, fsync of the directory.
+/// rename, fsync of the directory; then removes the journal, whose
+/// entries no longer follow from the new token.
 pub fn save(control_root: &Path, peer: &str, state: &SyncState) -> Result<()> {
     let path = state_path(control_root, peer)?;
     fs::create_dir_all(control_root)
@@ -654,8 +697,96 @@ pub fn save(control_root: &Path, peer: &str, state: &SyncState) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()));
     }
-    fsync_dir(control_root)
+    fsync_dir(control_root)?;
+    let jpath = journal_path(control_root, peer)?;
+    match fs::remove_file(&jpath) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        // Harmless: its entries start from an older token.
+        Err(e) => {
+            tracing::warn!("could not remove {}: {e}", jpath.display());
+            Ok(())
+        }
+    }
 }
+
+/// Records `state`, which `change` made from the state under
+/// `change.old_sync_id`: appended to the journal (and fdatasync'd) when
+/// the files hold that state and the journal stays under a quarter of the
+/// main file, else written whole by [`save`].
+pub fn save_change(
+    control_root: &Path,
+    peer: &str,
+    state: &SyncState,
+    change: &journal::Change,
+) -> Result<()> {
+    save_change_within(control_root, peer, state, change, None)
+}
+
+/// [`save_change`] with the journal's size limit given (tests); `None`
+/// is a quarter of the main file.
+fn save_change_within(
+    control_root: &Path,
+    peer: &str,
+    state: &SyncState,
+    change: &journal::Change,
+    budget: Option<usize>,
+) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    if !valid_token(&state.sync_id) {
+        return save(control_root, peer, state);
+    }
+    let path = state_path(control_root, peer)?;
+    let main_len = match fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == ErrorKind::NotFound => return save(control_root, peer, state),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let Ok(Some(main_token)) = peek_main(control_root, peer) else {
+        return save(control_root, peer, state);
+    };
+    let jpath = journal_path(control_root, peer)?;
+    let j = read_optional(&jpath)?.unwrap_or_default();
+    let frames = journal::frames(&j, main_token.as_bytes());
+    let (current, valid) = match frames.last() {
+        Some(f) => (f.new, f.end),
+        None => (main_token.as_bytes(), 0),
+    };
+    let budget = budget.unwrap_or((main_len / 4) as usize);
+    if current != change.old_sync_id.as_bytes() || valid + journal::estimate(state, change) > budget
+    {
+        return save(control_root, peer, state);
+    }
+    let Some(entry) = journal::entry(state, change) else {
+        return save(control_root, peer, state);
+    };
+    if valid + entry.len() > budget {
+        return save(control_root, peer, state);
+    }
+    drop(j);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&jpath)
+        .with_context(|| format!("opening {}", jpath.display()))?;
+    let r = (|| -> std::io::Result<()> {
+        // A torn or stale tail goes; the entries that hold stay.
+        f.set_len(valid as u64)?;
+        f.seek(SeekFrom::Start(valid as u64))?;
+        f.write_all(&entry)?;
+        f.sync_data()
+    })();
+    r.with_context(|| format!("appending to {}", jpath.display()))?;
+    if valid == 0 {
+        // The journal may be new: its name must be durable too.
+        fsync_dir(control_root)?;
+    }
+    Ok(())
+}
+
+pub mod journal;
 
 #[cfg(test)]
 mod tests {

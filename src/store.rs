@@ -246,6 +246,20 @@ impl Store {
         }
     }
 
+    /// Records `st`, made by `change` from the state both files hold:
+    /// appended to the state's journal when that is small, else whole.
+    pub fn save_state_change(
+        &self,
+        peer: &str,
+        st: &SyncState,
+        change: &crate::state::journal::Change,
+    ) -> Result<()> {
+        match self {
+            Store::Maildir(s) => s.save_state_change(peer, st, change),
+            Store::Mbox(s) => s.save_state_change(peer, st, change),
+        }
+    }
+
     /// The mailbox's change fingerprint (see `maildir::fingerprint`):
     /// equal fingerprints mean an unchanged mailbox; `None` when it cannot
     /// be trusted yet (changed a moment ago).

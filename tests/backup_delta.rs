@@ -65,7 +65,7 @@ fn state_files(md: &Maildir) -> Vec<std::path::PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("dsync-state."))
+                .is_some_and(|n| n.starts_with("dsync-state.") && !n.ends_with(".log"))
         })
         .collect()
 }

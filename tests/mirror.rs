@@ -1278,12 +1278,14 @@ fn unsubscribe_on_one_side_is_carried_over() {
     );
 }
 
-/// The one `dsync-state.*` file at a side's root, read.
+/// The state for the one peer at a side's root (main file plus journal,
+/// `dsync-state.<peer>[.log]`), as its main file would hold it.
 fn state_file(root: &Path) -> String {
-    let mut found: Vec<_> = fs::read_dir(root)
+    let mut found: Vec<String> = fs::read_dir(root)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("dsync-state."))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dsync-state.") && !n.ends_with(".log"))
         .collect();
     assert_eq!(
         found.len(),
@@ -1291,7 +1293,10 @@ fn state_file(root: &Path) -> String {
         "one dsync-state.* file in {}",
         root.display()
     );
-    fs::read_to_string(found.pop().unwrap().path()).unwrap()
+    let name = found.pop().unwrap();
+    let peer = name.strip_prefix("dsync-state.").unwrap();
+    let st = dsync::state::load(root, peer).unwrap().unwrap();
+    String::from_utf8(st.to_bytes().unwrap()).unwrap()
 }
 
 #[test]

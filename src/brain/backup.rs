@@ -388,6 +388,10 @@ pub async fn run(
     // follower writes its copy while this side writes its own. If either
     // write fails, the two tokens differ and the next run reads in full.
     if !keep_state {
+        let old_sync_id = state
+            .as_ref()
+            .filter(|_| had_state)
+            .map(|s| s.sync_id.clone());
         let (new_state, updated, dropped) =
             next_state(state.unwrap_or_default(), new_bases, &unchanged, filter)?;
         let can_edit = remote.has_feature(protocol::FEATURE_DELTA);
@@ -396,12 +400,21 @@ pub async fn run(
             local_id,
             &new_state,
             (had_state, can_edit),
-            updated,
-            dropped,
+            &updated,
+            &dropped,
         )
         .await?;
         remote.flush().await?;
-        block_in_place(|| local.save_state(&remote_id, &new_state))?;
+        block_in_place(|| {
+            pairstate::save_local(
+                local,
+                &remote_id,
+                &new_state,
+                old_sync_id.as_deref(),
+                &updated,
+                &dropped,
+            )
+        })?;
         tracing::debug!("phase: state saved here, sent");
     }
 

@@ -542,6 +542,8 @@ pub async fn run(
             .mailboxes
             .retain(|g, _| skipped.contains(g) || planned.contains(g));
     }
+    // The leader's file gets a journal entry when it holds this state.
+    let old_sync_id = had_state.then(|| new_state.sync_id.clone());
     new_state.sync_id = PairState::generate_sync_id()?;
     for g in &deleted {
         new_state.mailboxes.remove(g);
@@ -624,7 +626,16 @@ pub async fn run(
         .copied()
         .collect();
     tracing::debug!("phase: fingerprints taken");
-    block_in_place(|| local.save_state(&remote_id, &new_state))?;
+    block_in_place(|| {
+        pairstate::save_local(
+            local,
+            &remote_id,
+            &new_state,
+            old_sync_id.as_deref(),
+            &updated,
+            &dropped,
+        )
+    })?;
     if let Err(e) = block_in_place(|| fps.save(&fp_path)) {
         tracing::warn!(
             "could not record fingerprints in {}: {e}",
@@ -636,8 +647,8 @@ pub async fn run(
         local_id,
         &new_state,
         (had_state, can_edit),
-        updated,
-        dropped,
+        &updated,
+        &dropped,
     )
     .await?;
     tracing::debug!("phase: state saved here, sent");

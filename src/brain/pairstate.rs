@@ -10,7 +10,7 @@ use super::merge::{BaseMailbox, BaseMessage};
 use super::remote::Remote;
 use crate::model::{MailboxGuid, MailboxName};
 use crate::protocol::Command;
-use crate::state::SyncState;
+use crate::state::{journal, SyncState};
 use anyhow::Result;
 
 /// The local copy of the state, kept only when the follower's copy carries
@@ -58,8 +58,8 @@ pub async fn send(
     local_id: String,
     state: &SyncState,
     (had_state, can_edit): (bool, bool),
-    updated: Vec<(MailboxGuid, BaseUpdate)>,
-    dropped: Vec<MailboxGuid>,
+    updated: &[(MailboxGuid, BaseUpdate)],
+    dropped: &[MailboxGuid],
 ) -> Result<()> {
     remote
         .send(Command::StatePut {
@@ -68,20 +68,22 @@ pub async fn send(
             full: !had_state,
         })
         .await?;
-    let send: Vec<(MailboxGuid, BaseUpdate)> = if had_state {
+    let all: Vec<(MailboxGuid, BaseUpdate)>;
+    let send: &[(MailboxGuid, BaseUpdate)] = if had_state {
         for g in dropped {
-            remote.send(Command::Unbase(g)).await?;
+            remote.send(Command::Unbase(*g)).await?;
         }
         updated
     } else {
-        state
+        all = state
             .mailboxes
             .keys()
             .map(|g| (*g, BaseUpdate::Whole))
-            .collect()
+            .collect();
+        &all
     };
     for (guid, update) in send {
-        let Some((name, base)) = state.mailboxes.get(&guid) else {
+        let Some((name, base)) = state.mailboxes.get(guid) else {
             continue;
         };
         match update {
@@ -90,6 +92,46 @@ pub async fn send(
         }
     }
     remote.send(Command::StateEnd).await
+}
+
+/// What the leader's own save records: the change from the state under
+/// `old_sync_id` (the one both sides held) to the new one, so that its
+/// file gets a journal entry instead of a rewrite.
+pub fn journal_change<'a>(
+    old_sync_id: &'a str,
+    updated: &'a [(MailboxGuid, BaseUpdate)],
+    dropped: &[MailboxGuid],
+) -> journal::Change<'a> {
+    journal::Change {
+        old_sync_id,
+        mailboxes: updated
+            .iter()
+            .map(|(g, u)| {
+                let c = match u {
+                    BaseUpdate::Edit(e) => journal::BoxChange::Edit(e),
+                    BaseUpdate::Whole => journal::BoxChange::Whole,
+                };
+                (*g, c)
+            })
+            .collect(),
+        dropped: dropped.to_vec(),
+    }
+}
+
+/// Saves the leader's copy: as a journal entry when both sides held the
+/// old state (`old_sync_id`), else whole.
+pub fn save_local(
+    local: &crate::store::Store,
+    peer: &str,
+    state: &SyncState,
+    old_sync_id: Option<&str>,
+    updated: &[(MailboxGuid, BaseUpdate)],
+    dropped: &[MailboxGuid],
+) -> Result<()> {
+    match old_sync_id {
+        Some(old) => local.save_state_change(peer, state, &journal_change(old, updated, dropped)),
+        None => local.save_state(peer, state),
+    }
 }
 
 /// A mailbox's whole base, for the follower's copy of the state.
@@ -113,7 +155,7 @@ async fn send_base_edit(
     remote: &mut Remote,
     name: &MailboxName,
     base: &BaseMailbox,
-    edit: BaseEdit,
+    edit: &BaseEdit,
 ) -> Result<()> {
     remote
         .send(Command::BaseEdit {
@@ -123,8 +165,8 @@ async fn send_base_edit(
             name: name.clone(),
         })
         .await?;
-    for uid in edit.dropped {
-        remote.send(Command::BaseDrop(uid)).await?;
+    for uid in &edit.dropped {
+        remote.send(Command::BaseDrop(*uid)).await?;
     }
     for m in &edit.set {
         send_base_message(remote, m).await?;

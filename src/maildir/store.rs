@@ -1106,6 +1106,17 @@ impl MaildirStore {
         state::save(&self.opts.control_root(), peer, st)
     }
 
+    /// Records `st`, made by `change` from the stored state (see
+    /// `state::save_change`).
+    pub fn save_state_change(
+        &self,
+        peer: &str,
+        st: &SyncState,
+        change: &state::journal::Change,
+    ) -> Result<()> {
+        state::save_change(&self.opts.control_root(), peer, st, change)
+    }
+
     /// Starts a transaction on one folder; nothing reaches the disk outside
     /// tmp/ before [`MailboxUpdate::commit`].
     pub fn update(&mut self, name: &MailboxName) -> Result<MailboxUpdate<'_>> {

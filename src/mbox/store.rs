@@ -647,6 +647,19 @@ impl MboxStore {
         state::save(&root, peer, st)
     }
 
+    /// Records `st`, made by `change` from the stored state (see
+    /// `state::save_change`).
+    pub fn save_state_change(
+        &self,
+        peer: &str,
+        st: &SyncState,
+        change: &state::journal::Change,
+    ) -> Result<()> {
+        let root = self.control_root();
+        fs::create_dir_all(&root).with_context(|| io_ctx("creating directory", &root))?;
+        state::save_change(&root, peer, st, change)
+    }
+
     /// Starts a transaction on one mailbox; nothing is written before
     /// [`MboxUpdate::commit`].
     pub fn update(&mut self, name: &MailboxName) -> Result<MboxUpdate<'_>> {
