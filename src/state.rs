@@ -33,6 +33,13 @@
 //! base name as GUID, ~45 with a 32-hex GUID. 200,000 messages load in
 //! about 75 ms (release build).
 //!
+//! Beside it, `dsync-state.<peer-id>.log` is its journal (see
+//! [`journal`]): a run that changed little appends its change there, and
+//! the state is the main file plus the journal's entries that follow from
+//! its token. `save` writes the main file and removes the journal;
+//! `save_change` appends, or calls `save` once the journal would outgrow a
+//! quarter of the main file.
+//!
 //! A damaged file is an error naming the file and line. Callers must treat
 //! it like a missing file ("no base": nothing is expunged, messages are
 //! matched by GUID), never like an empty state, which would mean "every

@@ -27,7 +27,8 @@
 use super::{check_messages, push_token, show, Parser, StateError, SyncState};
 use crate::brain::delta::{self, BaseEdit};
 use crate::brain::merge::{BaseMailbox, BaseMessage};
-use crate::model::{MailboxGuid, MailboxName};
+use crate::model::{MailboxGuid, MailboxName, Uid};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 /// The journal's file name suffix (after the main file's name).
@@ -130,13 +131,19 @@ fn frame_at(data: &[u8], start: usize) -> Option<Frame<'_>> {
     }
 }
 
+/// The edits of successive entries to one mailbox, merged: per UID the
+/// last entry's word (`None`: dropped). Applied once at the end, so a
+/// long journal costs one pass over each mailbox, not one per entry.
+type Pending = HashMap<MailboxGuid, BTreeMap<Uid, Option<BaseMessage>>>;
+
 /// Applies the complete, chaining entries of `data` to `st` (the main
 /// file's state); returns where the applied entries end.
 pub fn replay(st: &mut SyncState, data: &[u8]) -> Result<usize, StateError> {
     let frames = frames(data, st.sync_id.as_bytes());
     let mut end = 0;
+    let mut pending = Pending::new();
     for f in frames {
-        apply_body(st, f.body).map_err(|e| StateError {
+        apply_body(st, &mut pending, f.body).map_err(|e| StateError {
             line: 0,
             msg: format!(
                 "journal entry to {}: line {} of the entry: {}",
@@ -154,10 +161,29 @@ pub fn replay(st: &mut SyncState, data: &[u8]) -> Result<usize, StateError> {
         }
         end = f.end;
     }
+    for (guid, edits) in pending {
+        let Some((_, base)) = st.mailboxes.get_mut(&guid) else {
+            continue;
+        };
+        let mut edit = BaseEdit::default();
+        for (uid, m) in edits {
+            match m {
+                Some(m) => edit.set.push(m),
+                None => edit.dropped.push(uid),
+            }
+        }
+        delta::apply(base, edit);
+        if let Err(e) = check_messages(base) {
+            return Err(StateError {
+                line: 0,
+                msg: format!("journal: mailbox {guid}: {e}"),
+            });
+        }
+    }
     Ok(end)
 }
 
-fn apply_body(st: &mut SyncState, body: &[u8]) -> Result<(), StateError> {
+fn apply_body(st: &mut SyncState, pending: &mut Pending, body: &[u8]) -> Result<(), StateError> {
     let mut p = Parser::new(body);
     while !p.rest.is_empty() {
         let l = p.next_line()?;
@@ -165,12 +191,14 @@ fn apply_body(st: &mut SyncState, body: &[u8]) -> Result<(), StateError> {
         match f[0] {
             b"M" => {
                 let (name, mb) = p.mailbox(&f)?;
+                pending.remove(&mb.guid);
                 st.insert(name, mb);
             }
             b"X" => {
                 let g = f.get(1).and_then(|g| super::parse_guid(g));
                 match (g, f.len()) {
                     (Some(g), 2) => {
+                        pending.remove(&g);
                         st.mailboxes.remove(&g);
                     }
                     _ => return p.err(format!("bad mailbox drop line {}", show(l))),
@@ -195,15 +223,6 @@ fn apply_body(st: &mut SyncState, body: &[u8]) -> Result<(), StateError> {
                 let Some(name) = name else {
                     return p.err(format!("bad mailbox name {}", show(&f[6..].join(&b' '))));
                 };
-                let mut edit = BaseEdit::default();
-                for _ in 0..nd {
-                    let l = p.next_line()?;
-                    let uid = p.num(l, "dropped UID")?;
-                    edit.dropped.push(uid);
-                }
-                for _ in 0..ns {
-                    edit.set.push(p.message()?);
-                }
                 let Some((n, base)) = st.mailboxes.get_mut(&guid) else {
                     return p.err(format!(
                         "edit for mailbox {guid}, which the state does not hold"
@@ -212,9 +231,15 @@ fn apply_body(st: &mut SyncState, body: &[u8]) -> Result<(), StateError> {
                 *n = name;
                 base.uidvalidity = uidvalidity;
                 base.uidnext = uidnext;
-                delta::apply(base, edit);
-                if let Err(e) = check_messages(base) {
-                    return p.err(format!("mailbox {guid}: {e}"));
+                let edits = pending.entry(guid).or_default();
+                for _ in 0..nd {
+                    let l = p.next_line()?;
+                    let uid = p.num(l, "dropped UID")?;
+                    edits.insert(uid, None);
+                }
+                for _ in 0..ns {
+                    let m = p.message()?;
+                    edits.insert(m.uid, Some(m));
                 }
             }
             _ => return p.err(format!("expected U, M or X, got {}", show(l))),
@@ -284,11 +309,11 @@ pub fn entry(state: &SyncState, change: &Change) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let _ = writeln!(out, "J {} {}", change.old_sync_id, state.sync_id);
     let mut lines = 1;
-    let mut boxes: Vec<&(MailboxGuid, BoxChange)> = change.mailboxes.iter().collect();
-    boxes.sort_by_key(|(g, _)| *g);
-    boxes.dedup_by_key(|(g, _)| *g);
     let mut gone: Vec<MailboxGuid> = change.dropped.clone();
-    for (g, c) in boxes {
+    // In the caller's order: replay applies them in turn. An edit a later
+    // one superseded no longer matches the state, and the state is then
+    // written whole.
+    for (g, c) in &change.mailboxes {
         let Some((name, mb)) = state.get(g) else {
             gone.push(*g);
             continue;
