@@ -1056,6 +1056,75 @@ mod tests {
         assert!(loaded < std::time::Duration::from_secs(1));
     }
 
+    /// 200,000 messages, then 20 runs changing 1,000 each: each appends
+    /// about 1,000 lines instead of rewriting 13 MB, and the state with
+    /// its journal loads about as fast as the main file alone.
+    #[test]
+    #[ignore = "timing; run with --ignored --release"]
+    fn a_thousand_changes_append_to_the_journal() {
+        use crate::brain::delta::BaseEdit;
+        let guid = MailboxGuid([2; 16]);
+        let mut st = SyncState::new("t0".into());
+        let messages = (1..=200_000u32)
+            .map(|uid| BaseMessage {
+                uid,
+                guid: format!("17{uid:08}.M{uid}P12345.mail.example.org,S=4321,W=4400"),
+                flags: Flags::SEEN,
+                keywords: Vec::<String>::new().into(),
+            })
+            .collect();
+        st.insert(
+            MailboxName::inbox(),
+            BaseMailbox {
+                guid,
+                uidvalidity: 1,
+                uidnext: 200_001,
+                messages,
+            },
+        );
+        let d = tempfile::tempdir().unwrap();
+        let peer = "0".repeat(32);
+        save(d.path(), &peer, &st).unwrap();
+        let main = fs::metadata(state_path(d.path(), &peer).unwrap()).unwrap();
+        for run in 1..=20u32 {
+            let old = st.sync_id.clone();
+            st.sync_id = format!("t{run}");
+            let base = &mut st.mailboxes.get_mut(&guid).unwrap().1;
+            let mut edit = BaseEdit::default();
+            for i in 0..1000u32 {
+                let uid = 1 + (run * 7919 + i * 197) % 200_000;
+                if let Ok(k) = base.messages.binary_search_by_key(&uid, |m| m.uid) {
+                    base.messages[k].flags = Flags::from_bits((run % 16) as u8).unwrap();
+                    edit.set.push(base.messages[k].clone());
+                }
+            }
+            let change = journal::Change {
+                old_sync_id: &old,
+                mailboxes: vec![(guid, journal::BoxChange::Edit(&edit))],
+                dropped: vec![],
+            };
+            let t = std::time::Instant::now();
+            save_change(d.path(), &peer, &st, &change).unwrap();
+            if run == 1 {
+                eprintln!("a run of 1000 changes saved in {:?}", t.elapsed());
+            }
+        }
+        let after = fs::metadata(state_path(d.path(), &peer).unwrap()).unwrap();
+        assert_eq!(after.modified().unwrap(), main.modified().unwrap());
+        let log = fs::metadata(journal_path(d.path(), &peer).unwrap())
+            .unwrap()
+            .len();
+        let t = std::time::Instant::now();
+        let back = load(d.path(), &peer).unwrap().unwrap();
+        let loaded = t.elapsed();
+        assert_eq!(back, st);
+        eprintln!(
+            "main {} bytes, journal after 20 x 1000 changes {log} bytes ({} per change), load {loaded:?}",
+            main.len(),
+            log / 20_000
+        );
+    }
+
     fn any_string() -> impl Strategy<Value = String> {
         prop_oneof![
             "[ -~]{0,12}",

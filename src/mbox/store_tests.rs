@@ -248,3 +248,76 @@ fn listing_an_unchanged_mbox_does_not_read_it() {
     let now = s.list_mailboxes().unwrap();
     assert_eq!((now[0].messages, now[0].uidnext), (2, 5));
 }
+
+/// The pair's state in an mbox store: a main file, then a journal entry
+/// for a small change, both under the control root; read back whole.
+#[test]
+fn sync_state_appends_to_its_journal() {
+    use crate::brain::delta::BaseEdit;
+    use crate::brain::merge::{BaseMailbox, BaseMessage};
+    use crate::state::journal::{BoxChange, Change};
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    let peer = "ab".repeat(16);
+    let guid = MailboxGuid([5; 16]);
+    let messages: Vec<BaseMessage> = (1..=400u32)
+        .map(|uid| BaseMessage {
+            uid,
+            guid: format!("message-{uid}"),
+            flags: Flags::SEEN,
+            keywords: Vec::<String>::new().into(),
+        })
+        .collect();
+    let mut st = crate::state::SyncState::new("first".into());
+    st.insert(
+        MailboxName::inbox(),
+        BaseMailbox {
+            guid,
+            uidvalidity: 9,
+            uidnext: 401,
+            messages,
+        },
+    );
+    s.save_state(&peer, &st).unwrap();
+    let main = s.control_root().join(format!("dsync-state.{peer}"));
+    let before = std::fs::metadata(&main).unwrap().modified().unwrap();
+    let edit = BaseEdit {
+        dropped: vec![3],
+        set: vec![BaseMessage {
+            uid: 7,
+            guid: "message-7".into(),
+            flags: Flags::FLAGGED,
+            keywords: Vec::<String>::new().into(),
+        }],
+    };
+    let mut new = st.clone();
+    new.sync_id = "second".into();
+    crate::brain::delta::apply(
+        &mut new.mailboxes.get_mut(&guid).unwrap().1,
+        BaseEdit {
+            dropped: edit.dropped.clone(),
+            set: edit.set.clone(),
+        },
+    );
+    let change = Change {
+        old_sync_id: "first",
+        mailboxes: vec![(guid, BoxChange::Edit(&edit))],
+        dropped: vec![],
+    };
+    s.save_state_change(&peer, &new, &change).unwrap();
+    assert_eq!(
+        std::fs::metadata(&main).unwrap().modified().unwrap(),
+        before
+    );
+    assert!(s
+        .control_root()
+        .join(format!("dsync-state.{peer}.log"))
+        .is_file());
+    assert_eq!(s.load_state(&peer).unwrap().unwrap(), new);
+    assert_eq!(
+        crate::state::peek_sync_id(&s.control_root(), &peer)
+            .unwrap()
+            .as_deref(),
+        Some("second")
+    );
+}
