@@ -168,3 +168,46 @@ fn a_large_change_compacts_the_journal_into_the_main_file() {
     assert_same_state(&src, &dst);
     assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
 }
+
+/// A crash while the follower appended (its last entry torn): the
+/// follower holds the old token, the leader the new one; the next run
+/// compares everything, deletes nothing wrongly, and both sides end with
+/// the same state again.
+#[test]
+fn a_torn_journal_entry_makes_the_next_run_compare_everything() {
+    require_dovecot!();
+    let t = tempdir();
+    let (src, dst) = (
+        Maildir::at(t.path().join("src")),
+        Maildir::at(t.path().join("dest")),
+    );
+    typical_maildir(&src.root, 403, 150);
+    backup(t.path(), &src, &dst);
+    change(&src, "one", ("1:2", "3"));
+    backup(t.path(), &src, &dst).expect_stderr_contains(BY_DELTA);
+    let before = loaded(&dst).sync_id;
+    let (main, _) = main_file(&dst);
+    let mut log = main.into_os_string();
+    log.push(".log");
+    let log = PathBuf::from(log);
+    let len = fs::metadata(&log).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let after = loaded(&dst).sync_id;
+    assert_ne!(before, after, "the torn entry is ignored");
+    change(&src, "two", ("4", "5"));
+    change(&dst, "dst", ("6", "7"));
+    let run = backup(t.path(), &src, &dst);
+    run.expect_stderr_contains("disagree");
+    assert!(!run.stderr.contains(BY_DELTA), "{}", run.stderr);
+    assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
+    assert_same_state(&src, &dst);
+    change(&src, "three", ("8", "9"));
+    backup(t.path(), &src, &dst).expect_stderr_contains(BY_DELTA);
+    assert_same(&snapshot(&src.location()), &snapshot(&dst.location()));
+    assert_same_state(&src, &dst);
+}
